@@ -1,0 +1,38 @@
+# Set-up and entry points. Virtual environments live outside the checkout
+# (~/.cache/unified-tensor/venvs/NAME-<hash of requirements/NAME.txt>) and are reused while the
+# pin file is unchanged. Everything runs from the checkout with PYTHONPATH=.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY_MODERN = $$(.ci/venv.sh modern)/bin/python
+PY_DGL = $$(.ci/venv.sh dgl)/bin/python
+export PYTHONPATH := $(CURDIR)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo test test-modern test-dgl test-cpp gpu-check bench-cpu venvs
+
+## The main job: GraphSAGE on the built-in synthetic graph; prints throughput and accuracy.
+demo:
+	$(PY_MODERN) examples/train_graphsage.py
+
+## The whole test suite: host-compiled kernel math, the modern environment, the DGL environment.
+test: test-cpp test-modern test-dgl
+
+test-cpp:
+	bash tests/cpp/run.sh
+
+test-modern:
+	$(PY_MODERN) -m pytest -q -m "not dgl" tests
+
+test-dgl:
+	$(PY_DGL) -m pytest -q -m dgl tests; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+venvs:
+	.ci/venv.sh modern && .ci/venv.sh dgl
+
+## On a GPU machine (no installs, no network): GPU tests + benchmarks -> bench/results/.
+gpu-check:
+	bash bench/gpu_check.sh
+
+## CPU benchmarks (gather, sampler vs DGL) -> bench/results/.
+bench-cpu:
+	$(PY_MODERN) bench/gather.py --out bench/results/gather_cpu.json

@@ -1,0 +1,78 @@
+// Index math of the zero-copy row gather (gather.cu). Host and device share this code; the CPU
+// tests in tests/cpp/test_gather_math.cpp exercise these exact functions.
+#pragma once
+#include "ut_common.cuh"
+
+namespace ut {
+
+// Largest load width in bytes (16, 8, 4, 2 or 1) that divides the row size and both base
+// addresses, so every vector load and store of every row is naturally aligned.
+UT_HD int vec_bytes(u64 row_bytes, u64 src_addr, u64 dst_addr) {
+  const u64 all = row_bytes | src_addr | dst_addr;
+  if (all % 16 == 0) return 16;
+  if (all % 8 == 0) return 8;
+  if (all % 4 == 0) return 4;
+  if (all % 2 == 0) return 2;
+  return 1;
+}
+
+// Number of lanes that cooperate on one row: the smallest power of two >= the row's vector
+// units, capped at a warp. Short rows use sub-warps so a warp still moves several rows at once.
+// A shifted row takes one pass more at most; each pass of a group of g lanes reads one aligned
+// g * vec byte chunk, which lies inside one 128-byte line whenever g * vec <= 128.
+UT_HD int group_size(i64 units) {
+  int g = 1;
+  while (g < kWarpSize && (i64)g < units) g <<= 1;
+  return g;
+}
+
+// Units of `vec` bytes between the 128-byte line boundary at or below `addr` and `addr`.
+// Lanes start at that boundary, so each pass of a group covers whole aligned lines.
+UT_HD int align_shift(u64 addr, int vec) {
+  return (int)((addr % (u64)kLineBytes) / (u64)vec);
+}
+
+// The unit of the row that `lane` moves on pass `pass`, or -1 when the lane idles on that pass
+// (before the row start or past its end). Passes run while pass * group < units + shift.
+UT_HD i64 lane_unit(int lane, i64 pass, int group, int shift, i64 units) {
+  const i64 u = pass * (i64)group + (i64)lane - (i64)shift;
+  return (u >= 0 && u < units) ? u : -1;
+}
+
+// Number of passes a group of `group` lanes needs for a row of `units` units with `shift`.
+UT_HD i64 num_passes(i64 units, int shift, int group) {
+  return (units + (i64)shift + group - 1) / group;
+}
+
+// Python-style index wrap. Returns the row in [0, n) or -1 when `i` is out of range.
+UT_HD i64 wrap_index(i64 i, i64 n) {
+  if (i < 0) i += n;
+  return (i >= 0 && i < n) ? i : -1;
+}
+
+// Vector unit of `VEC` bytes.
+template <int VEC> struct VecT;
+template <> struct VecT<1> { typedef unsigned char type; };
+template <> struct VecT<2> { typedef unsigned short type; };
+template <> struct VecT<4> { typedef unsigned int type; };
+template <> struct VecT<8> { typedef u64 type; };
+struct alignas(16) U128 { u64 lo, hi; };
+template <> struct VecT<16> { typedef U128 type; };
+
+// One lane's share of copying one row. `src`/`dst` are the row starts, aligned to VEC.
+// ALIGNED: lanes are shifted so that each pass of the group reads whole aligned 128-byte lines
+// (the papers' address alignment); otherwise lane 0 starts at the row start.
+template <int VEC, bool ALIGNED>
+UT_HD void copy_row_lane(const char* src, char* dst, i64 units, int lane, int group) {
+  typedef typename VecT<VEC>::type V;
+  const V* s = reinterpret_cast<const V*>(src);
+  V* d = reinterpret_cast<V*>(dst);
+  const int shift = ALIGNED ? align_shift((u64)src, VEC) : 0;
+  const i64 passes = num_passes(units, shift, group);
+  for (i64 p = 0; p < passes; ++p) {
+    const i64 u = lane_unit(lane, p, group, shift, units);
+    if (u >= 0) d[u] = s[u];
+  }
+}
+
+}  // namespace ut
