@@ -1,0 +1,199 @@
+"""Finding, compiling (NVRTC via CuPy) and launching the CUDA kernels in ``cuda/``.
+
+Kernel sources are plain ``.cu``/``.cuh`` files: in a checkout they sit in ``<repo>/cuda``; in a
+wheel they ship as data under ``unified_tensor/kernels``. ``UNIFIED_TENSOR_KERNEL_DIR`` overrides
+both. Nothing is written next to the sources; compiled code goes to CuPy's own kernel cache.
+
+A module declares its kernel instances once with :func:`register` (no compilation then);
+:func:`get_function` compiles a source on first use, per device, and caches it. Local
+``#include "x.cuh"`` lines are inlined before compilation, so a header change changes the source
+CuPy hashes for its cache and never serves a stale binary. The CPU test suite compiles every
+registered instance with NVRTC (:func:`compile_cubin`), which needs no GPU.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+__all__ = ["KernelCompileError", "kernel_dir", "register", "registered", "load_source",
+           "get_function", "launch", "compile_cubin", "NVRTC_OPTIONS"]
+
+ENV_KERNEL_DIR = "UNIFIED_TENSOR_KERNEL_DIR"
+NVRTC_OPTIONS: Tuple[str, ...] = ("-std=c++17",)
+
+_registry: Dict[str, List[str]] = {}
+_cache: Dict[Tuple[int, str, str], object] = {}
+_lock = threading.Lock()
+
+
+class KernelCompileError(RuntimeError):
+    """A kernel failed to compile; ``.log`` holds the NVRTC log."""
+
+    def __init__(self, source: str, names: Sequence[str], log: str):
+        self.source, self.names, self.log = source, list(names), log
+        super().__init__(f"failed to compile CUDA kernel source '{source}' "
+                         f"(instances {', '.join(names)}):\n{log}")
+
+
+def kernel_dir() -> Path:
+    """Folder holding the kernel sources (checkout: ``<repo>/cuda``; wheel: ``unified_tensor/kernels``)."""
+    env = os.environ.get(ENV_KERNEL_DIR)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for cand in (here / "kernels", here.parent / "cuda"):
+        if (cand / "gather.cu").is_file():
+            return cand
+    raise FileNotFoundError(f"unified_tensor: CUDA kernel sources not found under {here / 'kernels'} "
+                            f"or {here.parent / 'cuda'}; set {ENV_KERNEL_DIR}")
+
+
+def register(source: str, name_expressions: Sequence[str]) -> None:
+    """Declare the template instances of ``source`` that the library launches (no compilation)."""
+    with _lock:
+        names = _registry.setdefault(source, [])
+        for n in name_expressions:
+            if n not in names:
+                names.append(n)
+
+
+def registered() -> Dict[str, List[str]]:
+    """Every registered source and its instances (a copy)."""
+    with _lock:
+        return {k: list(v) for k, v in _registry.items()}
+
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
+
+
+@functools.lru_cache(maxsize=None)
+def load_source(source: str) -> str:
+    """The text of ``source`` with its local ``#include "..."`` headers inlined (each once)."""
+    root = kernel_dir()
+    seen: set = set()
+
+    def expand(name: str) -> str:
+        if name in seen:
+            return ""
+        seen.add(name)
+        path = root / name
+        if not path.is_file():
+            raise FileNotFoundError(f"kernel source '{name}' not found in {root}")
+        text = path.read_text()
+        text = re.sub(r'^\s*#\s*pragma\s+once\s*$', "", text, flags=re.M)
+        return _INCLUDE.sub(lambda m: expand(m.group(1)), text)
+
+    return f"// ---- {source} (headers inlined) ----\n" + expand(source)
+
+
+def _preload_nvrtc() -> None:
+    """CuPy 13 does not find libnvrtc from the ``nvidia-cuda-nvrtc-cu12`` wheel by itself; load it."""
+    for base in sys.path:
+        for lib in sorted(glob.glob(os.path.join(base, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so*"))):
+            if "builtins" in lib or ".alt." in lib:
+                continue
+            try:
+                ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+                return
+            except OSError:
+                continue
+
+
+_preloaded = False
+
+
+def _ensure_nvrtc() -> None:
+    global _preloaded
+    if not _preloaded:
+        _preload_nvrtc()
+        _preloaded = True
+
+
+def compile_cubin(source: str, name_expressions: Sequence[str], arch: str = "sm_80") -> Tuple[bytes, Dict[str, str]]:
+    """Compile ``source`` for ``arch`` with NVRTC directly (no GPU or driver needed).
+
+    Returns the cubin and the lowered (mangled) name of every instance. Raises
+    :class:`KernelCompileError` carrying the NVRTC log on failure.
+    """
+    _ensure_nvrtc()
+    from cupy_backends.cuda.libs import nvrtc
+
+    code = load_source(source)
+    prog = nvrtc.createProgram(code, source, (), ())
+    try:
+        for n in name_expressions:
+            nvrtc.addNameExpression(prog, n)
+        opts = list(NVRTC_OPTIONS) + [f"--gpu-architecture={arch}"]
+        try:
+            nvrtc.compileProgram(prog, opts)
+        except nvrtc.NVRTCError as exc:
+            raise KernelCompileError(source, name_expressions,
+                                     f"{exc}\n{nvrtc.getProgramLog(prog)}") from None
+        lowered = {n: nvrtc.getLoweredName(prog, n) for n in name_expressions}
+        return nvrtc.getCUBIN(prog), lowered
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
+def get_function(source: str, name: str, device: int):
+    """The compiled kernel ``name`` (a registered instance of ``source``) for CUDA ``device``.
+
+    Compiled with CuPy's RawModule on first use (all registered instances of the source at once)
+    and cached per device.
+    """
+    key = (device, source, name)
+    fn = _cache.get(key)
+    if fn is not None:
+        return fn
+    _ensure_nvrtc()
+    import cupy
+    from cupy.cuda import compiler
+
+    with _lock:
+        fn = _cache.get(key)
+        if fn is not None:
+            return fn
+        names = list(_registry.get(source, []))
+        if name not in names:
+            raise KeyError(f"kernel instance '{name}' of '{source}' is not registered")
+        with cupy.cuda.Device(device):
+            try:
+                mod = cupy.RawModule(code=load_source(source), options=NVRTC_OPTIONS,
+                                     name_expressions=names)
+                for n in names:
+                    _cache[(device, source, n)] = mod.get_function(n)
+            except compiler.CompileException as exc:
+                raise KernelCompileError(source, names, str(exc)) from None
+        return _cache[key]
+
+
+_ext_streams: Dict[Tuple[int, int], object] = {}
+
+
+def _cupy_stream(torch_stream, device: int):
+    key = (int(torch_stream.cuda_stream), device)
+    s = _ext_streams.get(key)
+    if s is None:
+        import cupy
+
+        s = cupy.cuda.ExternalStream(key[0], device)
+        _ext_streams[key] = s
+    return s
+
+
+def launch(fn, grid: int, block: int, args: tuple, device: int, stream=None) -> None:
+    """Launch ``fn`` on ``device`` in PyTorch's current stream (or ``stream``, a torch stream)."""
+    import cupy
+    import torch
+
+    if stream is None:
+        stream = torch.cuda.current_stream(device)
+    with cupy.cuda.Device(device), _cupy_stream(stream, device):
+        fn((int(grid),), (int(block),), args)
