@@ -1,0 +1,201 @@
+"""``ut.gather``: the one entry point behind ``t[idx]``, ``index_select`` and ``embedding``.
+
+Backend choice, in one place: index on CUDA -> the zero-copy kernel (table pinned in host memory)
+or ``index_select`` (table already on that GPU); index on the CPU -> the Numba row gather
+(``torch.index_select`` without Numba). The result is always a plain ``torch.Tensor`` on the
+index's device.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ._deps import cuda_available, cuda_disabled_by_env
+from ._gather_cpu import gather_rows_cpu
+
+__all__ = ["gather", "as_index_tensor"]
+
+IndexLike = Union[torch.Tensor, np.ndarray, Sequence[int]]
+_UPCAST = {torch.int8: torch.int32, torch.int16: torch.int32}
+
+
+def as_index_tensor(index: IndexLike, name: str = "index") -> torch.Tensor:
+    """``index`` as an int32/int64 tensor (no copy for int32/int64 tensors).
+
+    Lists and NumPy arrays become CPU tensors; int8/int16 are widened to int32 (lossless).
+    Bool, unsigned and floating indices raise ``TypeError``.
+    """
+    if isinstance(index, np.ndarray):
+        if index.dtype.kind not in "iu" or index.dtype == np.uint64:
+            raise TypeError(f"{name} must hold integers, got a NumPy array of dtype {index.dtype}")
+        index = torch.from_numpy(np.ascontiguousarray(index).astype(np.int64, copy=False))
+    elif isinstance(index, (list, tuple, range)):
+        try:
+            index = torch.as_tensor(index, dtype=torch.int64) if len(index) else torch.empty(0, dtype=torch.int64)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name} must be a sequence of integers ({exc})") from None
+    elif not isinstance(index, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, NumPy array or list of ints, "
+                        f"got {type(index).__name__}")
+    if index.dtype in (torch.int32, torch.int64):
+        return index
+    if index.dtype in _UPCAST:
+        return index.to(_UPCAST[index.dtype])
+    if index.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer row ids, got a bool tensor; for a mask use "
+                        f"{name}.nonzero().flatten() to turn it into ids")
+    raise TypeError(f"{name} must be an int32 or int64 tensor, got dtype {index.dtype}")
+
+
+def _check_range(index: torch.Tensor, n: int) -> None:
+    """IndexError naming the first bad value when ``index`` leaves ``[-n, n)`` (one sync on CUDA)."""
+    if index.numel() == 0:
+        return
+    lo, hi = (v.item() for v in torch.aminmax(index))
+    if lo < -n or hi >= n:
+        bad = lo if lo < -n else hi
+        raise IndexError(f"index {bad} is out of range for a table of {n} rows "
+                         f"(valid: -{n} <= index < {n})")
+
+
+def _table_parts(table: torch.Tensor):
+    """(plain tensor, registration or None) of a UnifiedTensor or plain tensor."""
+    from ._tensor import UnifiedTensor
+
+    if isinstance(table, UnifiedTensor):
+        return table._ut_plain, table._ut_reg, True
+    if isinstance(table, torch.Tensor):
+        return table, None, False
+    raise TypeError(f"table must be a UnifiedTensor or torch.Tensor, got {type(table).__name__}")
+
+
+def _prepare_out(out: Optional[torch.Tensor], shape, dtype, device) -> torch.Tensor:
+    if out is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype} but the table has dtype {dtype} "
+                        f"(no implicit casts)")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    if out.device != device:
+        raise ValueError(f"out is on {out.device} but the result belongs on {device} "
+                         f"(the index's device)")
+    if not out.is_contiguous():
+        raise ValueError("out must be contiguous")
+    return out
+
+
+def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = None, *,
+           validate: bool = True, sorted_order: bool = False, aligned: bool = True,
+           max_threads: Optional[int] = None) -> torch.Tensor:
+    """Gather rows ``table[index]`` into a plain tensor on ``index``'s device.
+
+    Parameters
+    ----------
+    table : UnifiedTensor or torch.Tensor
+        Row-major table of any dtype and trailing shape. A CUDA ``index`` needs a UnifiedTensor
+        (read zero-copy from pinned host memory), a tensor pinned by PyTorch, or a table on the
+        index's GPU.
+    index : torch.Tensor, NumPy array or list of ints
+        int32/int64 row ids of any shape; negative ids wrap as in ``table[index]``.
+    out : torch.Tensor, optional
+        Destination of shape ``index.shape + table.shape[1:]``, the table's dtype, on the index's
+        device, contiguous.
+    validate : bool
+        Check the range of the indices before the CUDA launch (one host sync). Internal callers
+        whose indices are known valid pass ``False``; the kernel still never reads out of bounds.
+        The CPU path always checks (it costs nothing there).
+    sorted_order : bool
+        CUDA only: read rows in ascending id order (argsort first), write them in the caller's order.
+    aligned : bool
+        CUDA only: the 128-byte-aligned lane mapping (``False``: plain mapping, for benchmarks).
+    max_threads : int, optional
+        CUDA only: cap on resident threads of the gather (leave SMs to concurrent training kernels);
+        ``None`` fills the GPU.
+
+    Returns
+    -------
+    torch.Tensor
+        Plain tensor of shape ``index.shape + table.shape[1:]`` on ``index``'s device.
+
+    Examples
+    --------
+    >>> import torch, unified_tensor as ut
+    >>> t = ut.unified(torch.arange(12.).view(4, 3))
+    >>> ut.gather(t, torch.tensor([3, -4]))
+    tensor([[ 9., 10., 11.],
+            [ 0.,  1.,  2.]])
+    """
+    plain, reg, is_unified = _table_parts(table)
+    index = as_index_tensor(index)
+    if plain.dim() == 0:
+        raise ValueError("table must have at least one dimension (rows)")
+    n = plain.shape[0]
+    row_shape = tuple(plain.shape[1:])
+    shape = tuple(index.shape) + row_shape
+    device = index.device
+    if not plain.is_contiguous():
+        raise ValueError("table is not contiguous; call table.contiguous() first "
+                         "(that copies it) or gather from the original tensor")
+    flat = index.reshape(-1)
+
+    if device.type == "cpu":
+        if plain.device.type != "cpu":
+            raise ValueError(f"index is on the CPU but the table is on {plain.device}; "
+                             f"move the index to {plain.device}")
+        res = _prepare_out(out, shape, plain.dtype, device)
+        flat = flat.contiguous()
+        bad = gather_rows_cpu(plain, flat, res.view((flat.shape[0],) + row_shape)) if flat.numel() else 0
+        if bad:
+            _check_range(flat, n)
+        return res
+
+    if device.type != "cuda":
+        raise ValueError(f"index on unsupported device {device}")
+    res = _prepare_out(out, shape, plain.dtype, device)
+    if flat.numel() == 0:
+        return res
+    if plain.device.type == "cuda":
+        if plain.device != device:
+            raise ValueError(f"index is on {device} but the table is on {plain.device}")
+        if validate:
+            _check_range(flat, n)
+        wrapped = torch.where(flat < 0, flat + n, flat)
+        torch.index_select(plain.view(n, -1), 0, wrapped, out=res.view(flat.shape[0], -1))
+        return res
+
+    if cuda_disabled_by_env():
+        raise RuntimeError("the CUDA path is disabled (UNIFIED_TENSOR_DISABLE_CUDA is set); "
+                           "gather with a CPU index instead")
+    if not cuda_available():
+        raise RuntimeError("index is on CUDA but the zero-copy CUDA path is unavailable "
+                           "(needs CuPy: pip install unified-tensor[cuda12] or [cuda13])")
+    if is_unified:
+        if reg is None or not reg.active:
+            raise RuntimeError("this UnifiedTensor was unpinned (ut.unpin); its memory can no longer "
+                               "be read from the GPU; call ut.unified(t) again to re-register it")
+        dev_ptr = reg.dev_ptr
+    elif plain.is_pinned():
+        from ._cudart import runtime
+
+        dev_ptr = runtime().device_pointer(plain.data_ptr())
+    else:
+        raise ValueError("table is a plain CPU tensor that is not pinned; wrap it with "
+                         "ut.unified(table) (pins in place, no copy) to gather with a CUDA index")
+    if validate:
+        _check_range(flat, n)
+    from . import _pinning
+    from ._gather_cuda import gather_rows_cuda
+
+    flat = flat.contiguous()
+    perm = torch.argsort(flat) if sorted_order else None
+    row_bytes = math.prod(row_shape) * plain.element_size()
+    _pinning.note_device_use(device.index if device.index is not None else torch.cuda.current_device())
+    gather_rows_cuda(dev_ptr, n, row_bytes, flat, res, perm=perm, aligned=aligned,
+                     max_threads=max_threads)
+    return res

@@ -1,0 +1,232 @@
+"""``UnifiedTensor``: a host tensor pinned in place whose CUDA-indexed reads are zero-copy gathers."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._deps import cuda_available
+from ._gather import gather
+
+__all__ = ["UnifiedTensor", "unified", "unpin", "device_pointer", "is_unified"]
+
+_INDEX_SELECTS = (torch.index_select, torch.Tensor.index_select)
+
+
+def _unwrap(x: Any) -> Any:
+    if isinstance(x, UnifiedTensor):
+        return x._ut_plain
+    if isinstance(x, (list, tuple)):
+        return type(x)(_unwrap(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _unwrap(v) for k, v in x.items()}
+    return x
+
+
+def _is_row_index(key: Any) -> bool:
+    """Whether ``t[key]`` is a row gather (an index tensor/array/list), not a slice or element."""
+    if isinstance(key, torch.Tensor):
+        return True  # gather() rejects bool/float index tensors with a TypeError
+    if isinstance(key, np.ndarray):
+        return key.ndim > 0
+    if isinstance(key, list):
+        return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in key)
+    return False
+
+
+class UnifiedTensor(torch.Tensor):
+    """A CPU tensor pinned in place (page-locked, mapped into every GPU's address space).
+
+    Indexing it with a CUDA index tensor gathers the rows straight from host memory in a GPU
+    kernel (zero-copy over PCIe); a CPU index gathers on the CPU. ``t[idx]``,
+    ``torch.index_select(t, 0, idx)``, ``F.embedding(idx, t)`` and ``ut.gather(t, idx)`` all take
+    that path and return a plain ``torch.Tensor`` on ``idx``'s device. Every other operation runs
+    on the underlying CPU tensor as usual and returns plain tensors, so the subclass never leaks.
+    Create one with :func:`unified`.
+    """
+
+    _ut_plain: torch.Tensor
+    _ut_reg: Optional[Any]
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.Tensor.__getitem__ and len(args) == 2 and isinstance(args[0], UnifiedTensor):
+            key = args[1]
+            if _is_row_index(key):
+                return gather(args[0], key)
+        elif func in _INDEX_SELECTS:
+            bound = _bind_index_select(*args, **kwargs)
+            if bound is not None:
+                table, index, out = bound
+                return gather(table, index, out=out)
+        elif func is F.embedding:
+            bound = _bind_embedding(*args, **kwargs)
+            if bound is not None:
+                return gather(bound[1], bound[0])
+        return func(*_unwrap(args), **_unwrap(kwargs))
+
+    @property
+    def is_registered(self) -> bool:
+        """Whether the memory is currently registered with CUDA (readable from GPU kernels)."""
+        return self._ut_reg is not None and self._ut_reg.active
+
+    def unpin(self) -> None:
+        """Release this tensor's registration now (see :func:`unpin`)."""
+        if self._ut_reg is not None:
+            self._ut_reg.release()
+
+    def __enter__(self) -> "UnifiedTensor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unpin()
+
+    def __repr__(self, *args, **kwargs) -> str:  # noqa: D105
+        state = "registered" if self.is_registered else (
+            "pinned" if self._ut_reg is None and cuda_available() and self._ut_plain.is_pinned()
+            else "host")
+        return f"UnifiedTensor({state}, shape={tuple(self._ut_plain.shape)}, dtype={self._ut_plain.dtype})"
+
+    def __reduce_ex__(self, proto):
+        # Pickling (e.g. to a DataLoader worker) sends the plain data; the receiver re-wraps it.
+        return (unified, (self._ut_plain.clone(),))
+
+
+def _bind_index_select(input=None, dim=None, index=None, *, out=None):
+    if isinstance(input, UnifiedTensor) and dim is not None and index is not None:
+        if dim in (0, -input._ut_plain.dim()) and isinstance(index, torch.Tensor) and index.dim() == 1:
+            return input, index, out
+    return None
+
+
+def _bind_embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+                    scale_grad_by_freq=False, sparse=False):
+    if isinstance(weight, UnifiedTensor) and padding_idx is None and max_norm is None \
+            and isinstance(input, torch.Tensor) and not weight._ut_plain.requires_grad:
+        return input, weight
+    return None
+
+
+def _as_host_tensor(x: Union[torch.Tensor, np.ndarray]) -> tuple:
+    """(contiguous CPU torch tensor sharing x's memory, read-only flag, object to keep alive)."""
+    if isinstance(x, np.ndarray):
+        if not x.flags.c_contiguous:
+            raise ValueError("the array is not C-contiguous; pass np.ascontiguousarray(x) "
+                             "(that copies it) or a contiguous array")
+        if x.dtype.hasobject or x.dtype.kind not in "biufc":
+            raise TypeError(f"unsupported NumPy dtype {x.dtype}")
+        readonly = not x.flags.writeable
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*not writable.*")
+            t = torch.from_numpy(x)
+        return t, readonly, x
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"ut.unified expects a torch.Tensor or NumPy array, got {type(x).__name__}")
+    if x.layout != torch.strided:
+        raise TypeError(f"ut.unified expects a dense (strided) tensor, got layout {x.layout}")
+    if x.device.type != "cpu":
+        raise ValueError(f"ut.unified expects a CPU tensor, got one on {x.device}; it is already in "
+                         f"GPU memory, index it directly")
+    if not x.is_contiguous():
+        raise ValueError("the tensor is not contiguous; call .contiguous() first (that copies it) "
+                         "or pass the original tensor")
+    if x.requires_grad:
+        raise ValueError("ut.unified does not track gradients; pass tensor.detach()")
+    return x, False, None
+
+
+def unified(x: Union[torch.Tensor, np.ndarray, UnifiedTensor]) -> UnifiedTensor:
+    """Pin a host table in place and return it as a :class:`UnifiedTensor` (no copy).
+
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray
+        A contiguous CPU tensor or C-contiguous array (``np.memmap`` and shared memory included)
+        of any dtype and trailing shape. Its storage is shared, never copied: the result's
+        ``data_ptr()`` equals ``x``'s. A tensor PyTorch already pinned is used as it is. A
+        UnifiedTensor is returned unchanged.
+
+    Returns
+    -------
+    UnifiedTensor
+        A CPU tensor. Without a usable CUDA device (or with ``UNIFIED_TENSOR_DISABLE_CUDA=1``) it
+        is not registered and only CPU indexing works, so the same script runs on a laptop.
+        The registration is released when the last UnifiedTensor over the memory is gone, by
+        :func:`unpin`, or at the end of a ``with ut.unified(x) as t:`` block.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Wrong type, not contiguous, on a GPU, requires grad.
+    RuntimeError
+        The memory cannot be registered (the message carries CUDA's error text).
+
+    Examples
+    --------
+    >>> import torch, unified_tensor as ut
+    >>> feats = torch.randn(1000, 128)
+    >>> t = ut.unified(feats)
+    >>> t.data_ptr() == feats.data_ptr()
+    True
+    >>> t[torch.tensor([0, 5])].shape
+    torch.Size([2, 128])
+    """
+    if isinstance(x, UnifiedTensor):
+        return x
+    plain, readonly, source = _as_host_tensor(x)
+    if plain.dim() == 0:
+        raise ValueError("ut.unified expects a table with at least one dimension, got a scalar")
+    reg = None
+    if cuda_available() and not plain.is_pinned():
+        from . import _pinning
+
+        nbytes = plain.numel() * plain.element_size()
+        reg = _pinning.registry().acquire(plain.data_ptr(), nbytes, readonly=readonly,
+                                          device=torch.cuda.current_device(),
+                                          keepalive=(plain, source))
+    out = plain.as_subclass(UnifiedTensor)
+    out._ut_plain = plain
+    out._ut_reg = reg
+    out._ut_source = source
+    return out
+
+
+def unpin(t: UnifiedTensor) -> None:
+    """Release ``t``'s registration now; later CUDA gathers from ``t`` raise ``RuntimeError``.
+
+    The pages stay registered while another UnifiedTensor over them holds a registration.
+    """
+    if not isinstance(t, UnifiedTensor):
+        raise TypeError(f"ut.unpin expects a UnifiedTensor, got {type(t).__name__}")
+    t.unpin()
+
+
+def is_unified(t: Any) -> bool:
+    """Whether ``t`` is a :class:`UnifiedTensor`."""
+    return isinstance(t, UnifiedTensor)
+
+
+def device_pointer(t: torch.Tensor) -> int:
+    """Device-accessible address of ``t``'s first element, for kernels that read it over UVA.
+
+    ``t`` is a registered UnifiedTensor, a tensor pinned by PyTorch, or a CUDA tensor.
+    """
+    if isinstance(t, UnifiedTensor):
+        if t._ut_reg is not None:
+            if not t._ut_reg.active:
+                raise RuntimeError("this UnifiedTensor was unpinned; it has no device address")
+            return int(t._ut_reg.dev_ptr)
+        t = t._ut_plain
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"expected a tensor, got {type(t).__name__}")
+    if t.device.type == "cuda":
+        return int(t.data_ptr())
+    if cuda_available() and t.is_pinned():
+        from ._cudart import runtime
+
+        return runtime().device_pointer(t.data_ptr())
+    raise ValueError("tensor is in pageable host memory; wrap it with ut.unified(t) first")
