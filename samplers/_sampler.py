@@ -1,0 +1,239 @@
+"""Uniform multi-layer neighbour sampler (DGL's ``NeighborSampler`` semantics) on CPU or GPU."""
+from __future__ import annotations
+
+import threading
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ._block import Block
+from ._graph import CSCGraph, _plain
+from ._sampler_cpu import mix64_py, sample_layer
+
+__all__ = ["NeighborSampler"]
+
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _check_fanouts(fanouts: Any) -> List[int]:
+    if isinstance(fanouts, (str, bytes)) or not isinstance(fanouts, Sequence):
+        raise TypeError(f"fanouts must be a list of ints, got {type(fanouts).__name__}")
+    if len(fanouts) == 0:
+        raise ValueError("fanouts must have at least one layer, got []")
+    out = []
+    for i, f in enumerate(fanouts):
+        if isinstance(f, (bool, np.bool_)) or not isinstance(f, (int, np.integer)):
+            raise TypeError(f"fanouts[{i}] must be an int (positive, or -1 for all neighbours), "
+                            f"got {f!r} of type {type(f).__name__}")
+        if f == 0 or f < -1:
+            raise ValueError(f"fanouts[{i}] must be a positive int or -1 (all neighbours), got {f}")
+        out.append(int(f))
+    return out
+
+
+def _check_seed(seed: Any) -> Optional[int]:
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    return int(seed) & _MASK
+
+
+class NeighborSampler:
+    """Uniform neighbour sampler: ``fanouts[i]`` in-neighbours per destination node for block
+    ``i`` (blocks run from the input layer to the output layer, as DGL's).
+
+    Parameters
+    ----------
+    fanouts : list of int
+        Neighbours per node per layer; ``-1`` takes all in-neighbours.
+    replace : bool
+        Sample with replacement (always ``fanout`` draws for a node with neighbours). Without
+        replacement (default) nodes with at most ``fanout`` neighbours take them all.
+    seed : int, optional
+        Base seed. Batch ``b`` (the ``b``-th call of :meth:`sample` since construction or
+        :meth:`set_seed`) of layer ``l`` draws from a counter-based generator keyed by
+        ``(seed, b, l, node)``, so a run is reproducible, does not depend on threading, and the
+        CPU and GPU paths draw the same neighbours. ``None`` draws the seed from torch's global
+        generator (so ``torch.manual_seed`` makes runs repeatable).
+    prefetch_node_feats, prefetch_labels : list of str, optional
+        Feature / label names the DataLoader puts into ``blocks[0].srcdata`` /
+        ``blocks[-1].dstdata`` (DGL's arguments; the sampler itself only stores them).
+    output_device : device, optional
+        Move the result there before returning it.
+
+    Seeds must be distinct (a repeated seed raises ``ValueError``; DGL's ``to_block`` does not
+    support them either). Seeds on the CPU are sampled by the Numba path (graph ``"cpu"`` or
+    ``"pinned"``); seeds on a GPU by ``cuda/sample.cu`` (graph ``"pinned"`` or ``"cuda"``).
+
+    Examples
+    --------
+    >>> g = CSCGraph.from_edge_index(torch.tensor([[0, 1, 2, 2], [1, 2, 0, 1]]))
+    >>> sampler = NeighborSampler([2, 2], seed=0)
+    >>> input_nodes, output_nodes, blocks = sampler.sample(g, torch.tensor([1]))
+    >>> blocks[-1].dstdata["_ID"].tolist()
+    [1]
+    """
+
+    def __init__(self, fanouts: Sequence[int], replace: bool = False, seed: Optional[int] = None,
+                 prefetch_node_feats: Optional[List[str]] = None,
+                 prefetch_labels: Optional[List[str]] = None,
+                 output_device: Optional[Union[str, torch.device]] = None):
+        self.fanouts = _check_fanouts(fanouts)
+        if not isinstance(replace, (bool, np.bool_)):
+            raise TypeError(f"replace must be a bool, got {type(replace).__name__}")
+        self.replace = bool(replace)
+        self.prefetch_node_feats = list(prefetch_node_feats or [])
+        self.prefetch_labels = list(prefetch_labels or [])
+        self.output_device = None if output_device is None else torch.device(output_device)
+        self._lock = threading.Lock()
+        self.set_seed(seed)
+
+    def set_seed(self, seed: Optional[int] = None) -> None:
+        """Restart the batch sequence from ``seed`` (``None``: a fresh seed from torch's global
+        generator)."""
+        s = _check_seed(seed)
+        if s is None:
+            s = int(torch.randint(0, 2**62, (1,)).item())
+        with self._lock:
+            self._seed = s
+            self._batch = 0
+
+    @property
+    def seed(self) -> int:
+        """The base seed in use."""
+        return self._seed
+
+    def _next_key(self) -> int:
+        with self._lock:
+            b = self._batch
+            self._batch += 1
+        return mix64_py(mix64_py(self._seed) ^ ((b * _GOLDEN) & _MASK))
+
+    @staticmethod
+    def _layer_key(batch_key: int, layer: int) -> int:
+        return mix64_py(batch_key + (layer + 1) * 0xD1B54A32D192ED03)
+
+    # ---------------------------------------------------------------- sampling
+    def _check_seeds(self, graph: CSCGraph, seeds: Any) -> torch.Tensor:
+        if isinstance(seeds, np.ndarray):
+            if not np.issubdtype(seeds.dtype, np.integer):
+                raise TypeError(f"seeds must hold integers, got numpy {seeds.dtype}")
+            seeds = torch.from_numpy(np.ascontiguousarray(seeds))
+        elif isinstance(seeds, (list, tuple)):
+            seeds = torch.as_tensor(seeds) if len(seeds) else torch.empty(0, dtype=graph.idtype)
+        if not isinstance(seeds, torch.Tensor):
+            raise TypeError(f"seeds must be a torch.Tensor, numpy.ndarray or list of ints, got "
+                            f"{type(seeds).__name__}")
+        seeds = _plain(seeds)
+        if seeds.dtype not in (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8):
+            raise TypeError(f"seeds must hold integers, got {seeds.dtype}")
+        if seeds.dim() != 1:
+            raise ValueError(f"seeds must be 1-D, got shape {tuple(seeds.shape)}")
+        if seeds.is_cuda:
+            if graph.placement == "cpu":
+                raise ValueError("seeds are on a GPU but the graph is in pageable CPU memory; use "
+                                 "graph.pin() (UVA) or graph.to('cuda'), or pass CPU seeds")
+            if graph.placement == "cuda" and seeds.device != graph.device:
+                raise ValueError(f"seeds are on {seeds.device} but the graph is on {graph.device}")
+            # Range is checked by the count kernel (no extra sync); int64 -> int32 cast is safe
+            # for in-range values and out-of-range ones are caught on the original values.
+            if seeds.dtype != graph.idtype:
+                if seeds.numel() and seeds.dtype == torch.int64 and graph.idtype == torch.int32:
+                    lo_hi = torch.stack([seeds.min(), seeds.max()]).tolist()
+                    self._check_range(lo_hi[0], lo_hi[1], graph)
+                seeds = seeds.to(graph.idtype)
+            return seeds.contiguous()
+        if graph.placement == "cuda":
+            raise ValueError(f"seeds are on the CPU but the graph is on {graph.device}; move the "
+                             "seeds to that GPU")
+        if seeds.numel():
+            self._check_range(int(seeds.min()), int(seeds.max()), graph)
+        return seeds.to(graph.idtype).contiguous()
+
+    @staticmethod
+    def _check_range(lo: int, hi: int, graph: CSCGraph) -> None:
+        if lo < 0 or hi >= graph.num_nodes:
+            raise IndexError(f"seeds must be node ids in [0, {graph.num_nodes}), got "
+                             f"{lo if lo < 0 else hi}")
+
+    def sample(self, graph: CSCGraph, seeds: Any) -> Tuple[torch.Tensor, torch.Tensor, List[Block]]:
+        """Sample the blocks of one minibatch.
+
+        Parameters
+        ----------
+        graph : CSCGraph
+        seeds : torch.Tensor, numpy.ndarray or list of int
+            Distinct output node ids. On the CPU: CPU sampler; on a GPU: GPU sampler.
+
+        Returns
+        -------
+        input_nodes : torch.Tensor
+            ``blocks[0].srcdata["_ID"]``, on the seeds' device (or ``output_device``).
+        output_nodes : torch.Tensor
+            The seeds in the graph's idtype, ``blocks[-1].dstdata["_ID"]``.
+        blocks : list of Block
+            One per fanout, input layer first; all tensors on the seeds' device (or
+            ``output_device``).
+        """
+        if not isinstance(graph, CSCGraph):
+            raise TypeError(f"graph must be a samplers.CSCGraph (see CSCGraph.from_dgl / "
+                            f"from_edge_index), got {type(graph).__name__}")
+        seeds = self._check_seeds(graph, seeds)
+        key = self._next_key()
+        if seeds.is_cuda:
+            input_nodes, blocks = self._sample_cuda(graph, seeds, key)
+        else:
+            input_nodes, blocks = self._sample_cpu(graph, seeds, key)
+        output_nodes = seeds
+        if self.output_device is not None:
+            dev = self.output_device
+            blocks = [b.to(dev) for b in blocks]
+            input_nodes, output_nodes = input_nodes.to(dev), output_nodes.to(dev)
+        return input_nodes, output_nodes, blocks
+
+    def _sample_cpu(self, graph: CSCGraph, seeds: torch.Tensor, key: int):
+        ip = _plain(graph.indptr).numpy()
+        ix = _plain(graph.indices).numpy()
+        ei = None if graph.edge_ids is None else _plain(graph.edge_ids).numpy()
+        blocks: List[Block] = []
+        dst = seeds
+        scratch = graph._take_scratch()
+        try:
+            for layer in range(len(self.fanouts)):
+                fanout = self.fanouts[-1 - layer]
+                src_np, edge_index, eid, dup = sample_layer(
+                    ip, ix, ei, dst.numpy(), fanout, self.replace,
+                    self._layer_key(key, layer), scratch)
+                if dup >= 0:
+                    v = int(dst[dup])
+                    first = int(torch.nonzero(dst == v)[0, 0])
+                    raise ValueError(f"seeds must be distinct, got node {v} twice (positions "
+                                     f"{first} and {dup})")
+                src = torch.from_numpy(src_np)
+                blocks.append(Block._from_edge_index(src, dst, torch.from_numpy(edge_index),
+                                                     torch.from_numpy(eid)))
+                dst = src
+        finally:
+            graph._give_scratch(scratch)
+        blocks.reverse()
+        return dst, blocks
+
+    def _sample_cuda(self, graph: CSCGraph, seeds: torch.Tensor, key: int):
+        from ._sampler_cuda import sample_layer_cuda
+
+        blocks: List[Block] = []
+        dst = seeds
+        for layer in range(len(self.fanouts)):
+            fanout = self.fanouts[-1 - layer]
+            src, edge_index, eid = sample_layer_cuda(graph, dst, fanout, self.replace,
+                                                     self._layer_key(key, layer), check=layer == 0)
+            blocks.append(Block._from_edge_index(src, dst, edge_index, eid))
+            dst = src
+        blocks.reverse()
+        return dst, blocks
+
+    def __repr__(self) -> str:
+        return f"NeighborSampler(fanouts={self.fanouts}, replace={self.replace}, seed={self._seed})"
