@@ -1,7 +1,8 @@
 """Graph sampling for minibatch GNN training: a CSC graph that can live in pinned host memory
 (UVA) or on the GPU, a uniform neighbour sampler (GPU kernel or Numba) and DGL-style blocks."""
 from ._block import Block
+from ._dataloader import DataLoader
 from ._graph import CSCGraph
 from ._sampler import NeighborSampler
 
-__all__ = ["CSCGraph", "NeighborSampler", "Block"]
+__all__ = ["CSCGraph", "NeighborSampler", "Block", "DataLoader"]

@@ -19,7 +19,7 @@ Nothing here touches the GPU at import time.
 from __future__ import annotations
 
 import threading
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import torch
 
@@ -84,17 +84,18 @@ def record_event(stream: "torch.cuda.Stream") -> "torch.cuda.Event":
     return event
 
 
-def hand_over(tensors: Iterable[torch.Tensor], event: Optional["torch.cuda.Event"],
+def hand_over(tensors: Iterable[Any], event: Optional["torch.cuda.Event"],
               device: Optional[DeviceLike] = None) -> None:
     """Make the current stream of ``device`` safe to use ``tensors`` produced on another stream.
 
     The current stream waits for ``event`` (GPU-side, the host does not block) and every CUDA tensor
     gets ``record_stream(current_stream)`` so its memory is not reused before the current stream's
-    work on it completes. CPU tensors are skipped.
+    work on it completes. CPU tensors are skipped. Objects that are not tensors but have a
+    ``record_stream`` method (``dgl.DGLGraph``) get it called when their ``device`` is CUDA.
 
     Parameters
     ----------
-    tensors : iterable of torch.Tensor
+    tensors : iterable of torch.Tensor (or objects with ``record_stream``)
         Everything that crosses from the producer stream to the consumer.
     event : torch.cuda.Event or None
         Event recorded on the producer stream after the tensors were written; ``None`` skips the
@@ -107,5 +108,10 @@ def hand_over(tensors: Iterable[torch.Tensor], event: Optional["torch.cuda.Event
     if event is not None:
         current.wait_event(event)
     for t in tensors:
-        if isinstance(t, torch.Tensor) and t.is_cuda:
-            t.record_stream(current)
+        if isinstance(t, torch.Tensor):
+            if t.is_cuda:
+                t.record_stream(current)
+        elif callable(getattr(t, "record_stream", None)):
+            t_dev = getattr(t, "device", None)
+            if t_dev is None or torch.device(t_dev).type == "cuda":
+                t.record_stream(current)

@@ -1,0 +1,728 @@
+"""Minibatch loader over sampled blocks: a drop-in for ``dgl.dataloading.DataLoader``.
+
+One iterator = one epoch. A producer (a thread, unless ``prefetch=0``) samples batch i+1 and
+gathers its features while the training step on batch i runs:
+
+* GPU path (graph pinned or on the GPU, ``device="cuda"``): sampling and the zero-copy feature
+  gather are issued on the process-wide side stream of the device
+  (:func:`unified_tensor._streams.side_stream`); after each batch the producer records an event;
+  the consumer makes its current stream wait for that event and calls ``record_stream`` on every
+  CUDA tensor of the batch before yielding it, so the caching allocator never reuses batch memory
+  while training kernels may still read it, and training never reads a batch before it is written.
+* CPU-sampling path (graph in pageable host memory): the producer samples on the CPU (Numba kernels
+  release the GIL), moves the blocks to ``device`` (``non_blocking`` from pinned memory) and
+  gathers the features there; batches travel through a bounded queue of depth ``prefetch``.
+
+A ``break`` out of the loop, garbage collection of the iterator, the end of the epoch or an
+exception in the producer all stop the producer (a stop event checked between batches and while
+waiting on the full queue) and join it; an exception is re-raised in the training loop with the
+producer's traceback.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import logging
+import math
+import queue
+import threading
+import warnings
+from typing import Any, Iterator, Mapping, Optional, Union
+
+import numpy as np
+import torch
+
+from . import _dgl_compat
+
+__all__ = ["DataLoader"]
+
+logger = logging.getLogger("samplers")
+
+Tensor = torch.Tensor
+DeviceLike = Union[torch.device, str, int]
+
+# Keyword arguments that DGL's DataLoader forwards to ``torch.utils.data.DataLoader``. They are
+# accepted so a DGL script runs unchanged; see the DataLoader docstring for what each one does here.
+_TORCH_LOADER_KWARGS = frozenset({
+    "num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn",
+    "multiprocessing_context", "generator", "prefetch_factor", "persistent_workers",
+    "pin_memory_device", "sampler", "batch_sampler", "in_order", "dataset",
+})
+
+_JOIN_TIMEOUT_S = 10.0     # how long a stopped producer may take to finish its current batch
+_POLL_S = 0.05             # producer put / consumer get poll period (checks the stop flag)
+_thread_ids = itertools.count()
+
+
+class DataLoader:
+    r"""Iterate over minibatches of sampled blocks, prefetching one step ahead.
+
+    A drop-in for :class:`dgl.dataloading.DataLoader`: the same positional arguments, every DGL
+    keyword argument, and the same ``(input_nodes, output_nodes, blocks)`` tuples. With a DGLGraph
+    and a DGL sampler it yields real DGL blocks; with :class:`~samplers.CSCGraph` and
+    :class:`~samplers.NeighborSampler` it yields the library's :class:`~samplers.Block`. It calls
+    ``graph_sampler.sample(graph, seeds)`` once per batch, so any sampler written for DGL's
+    interface works.
+
+    Parameters
+    ----------
+    graph : CSCGraph, dgl.DGLGraph or any graph ``graph_sampler`` understands
+        Graph to sample from.
+    indices : torch.Tensor, numpy.ndarray or sequence of int
+        1-D seed node ids (int8..int64, on any device), every one of them used exactly once per
+        epoch. Boolean masks are rejected with ``TypeError`` (DGL takes ids too): pass
+        ``mask.nonzero().squeeze(1)``. Heterogeneous (dict) seeds are not supported.
+    graph_sampler : object with ``sample(graph, seeds)``
+        ``samplers.NeighborSampler``, ``dgl.dataloading.NeighborSampler`` or a custom sampler.
+    device : torch.device, str, int or None
+        Device of the yielded blocks and features. ``None``: the current CUDA device if
+        ``use_uva``, else the graph's device (CUDA for a graph in GPU memory, else CPU). Sampling
+        runs on the GPU when ``device`` is CUDA and the graph is in GPU memory, pinned, or
+        ``use_uva=True``; otherwise it runs on the CPU and the result is moved to ``device``.
+    use_ddp : bool
+        Split the seeds across ``torch.distributed`` ranks (each rank gets ``ceil(n / world)``
+        seeds, the permutation padded by wrapping around; with ``drop_last`` the tail that does not
+        divide evenly is dropped). The permutation uses ``ddp_seed + epoch`` so all ranks agree.
+    ddp_seed : int
+        Seed of the shared permutation when ``use_ddp``.
+    batch_size : int
+        Seeds per batch.
+    drop_last : bool
+        Drop the last, smaller batch.
+    shuffle : bool
+        Shuffle the seeds at the start of every epoch.
+    use_prefetch_thread : bool or None
+        Produce batches in a background thread. ``None``: yes unless ``prefetch=0``. ``False`` is
+        the same as ``prefetch=0`` (everything runs in the calling thread).
+    use_alternate_streams : bool or None
+        Issue the producer's CUDA work on the shared side stream (``None``: yes when ``device`` is
+        CUDA). ``False`` issues it on the calling thread's current stream. ``True`` with a CPU
+        ``device`` raises ``ValueError``.
+    pin_prefetcher : bool or None
+        Pin CPU-sampled tensors before the host-to-device copy (``None``: yes when sampling on the
+        CPU for a CUDA ``device``). ``True`` in any other case raises ``ValueError``.
+    use_uva : bool
+        Pin the graph in place (``CSCGraph.pin()`` / ``DGLGraph.pin_memory_()``) and sample on the
+        GPU over UVA. Requires a CUDA ``device`` and a graph in host memory.
+    gpu_cache : dict or None
+        DGL's GPU feature cache. Not used: features are read zero-copy from pinned host memory (or
+        from GPU memory if they are there); a non-``None`` value warns once and is ignored.
+    features : torch.Tensor, numpy.ndarray, UnifiedTensor, dict of those, or None
+        Node features gathered for every batch into ``blocks[0].srcdata["feat"]`` (a dict
+        ``{name: table}`` fills ``srcdata[name]``). Host tables are made unified in place with
+        :func:`unified_tensor.unified` (pinned, no copy) and gathered zero-copy on the GPU, or with
+        the CPU gather for a CPU ``device``; tables already on the GPU are gathered with
+        ``index_select``. Row count must equal the graph's number of nodes.
+    labels : torch.Tensor, numpy.ndarray, dict of those, or None
+        Same for ``blocks[-1].dstdata["label"]`` (rows of ``output_nodes``).
+    prefetch : int or None
+        Batches produced ahead of the one being consumed (the queue depth). ``None``: 1 for a CUDA
+        ``device`` (GPU memory), 2 for the CPU; ``prefetch_factor`` is used when given. ``0``: no
+        producer thread.
+    max_threads : int or None
+        Cap on the resident GPU threads of the feature gather, so it leaves SMs to training
+        (passed to :func:`unified_tensor.gather`); ``None`` lets the gather decide.
+    seed : int or None
+        Seed of the shuffling generator (reproducible epochs). Mutually exclusive with
+        ``generator``; with neither, shuffling draws from torch's global RNG.
+    generator : torch.Generator or None
+        CPU generator for shuffling.
+    num_workers, persistent_workers, pin_memory, timeout, worker_init_fn, \
+multiprocessing_context, prefetch_factor, pin_memory_device, in_order
+        Accepted for compatibility and not used: there are no worker processes; one producer thread
+        runs the sampler, whose CPU kernels are themselves parallel.
+    collate_fn, sampler, batch_sampler, dataset
+        Accepted only as ``None`` (batching is done here); anything else raises ``ValueError``.
+
+    Raises
+    ------
+    TypeError
+        ``indices`` not integers (floats, bools) or a dict; ``features``/``labels`` not tensors;
+        an unknown keyword argument.
+    IndexError
+        ``indices`` outside ``[0, num_nodes)``.
+    ValueError
+        ``indices`` not 1-D, ``batch_size < 1``, ``features``/``labels`` with the wrong number of
+        rows, or an explicit option that cannot work (see above).
+
+    Examples
+    --------
+    >>> from samplers import CSCGraph, NeighborSampler, DataLoader
+    >>> g = CSCGraph.from_edge_index(edge_index, num_nodes)                    # doctest: +SKIP
+    >>> loader = DataLoader(g, train_ids, NeighborSampler([15, 10, 5]), batch_size=1024,
+    ...                     shuffle=True, device="cuda", features=x, labels=y)  # doctest: +SKIP
+    >>> for input_nodes, output_nodes, blocks in loader:                      # doctest: +SKIP
+    ...     out = model(blocks, blocks[0].srcdata["feat"])
+    ...     loss = F.cross_entropy(out, blocks[-1].dstdata["label"])
+    """
+
+    def __init__(self, graph: Any, indices: Any, graph_sampler: Any,
+                 device: Optional[DeviceLike] = None, use_ddp: bool = False, ddp_seed: int = 0,
+                 batch_size: int = 1, drop_last: bool = False, shuffle: bool = False,
+                 use_prefetch_thread: Optional[bool] = None,
+                 use_alternate_streams: Optional[bool] = None,
+                 pin_prefetcher: Optional[bool] = None, use_uva: bool = False,
+                 gpu_cache: Optional[dict] = None, *,
+                 features: Any = None, labels: Any = None, prefetch: Optional[int] = None,
+                 max_threads: Optional[int] = None, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, num_workers: int = 0,
+                 **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - _TORCH_LOADER_KWARGS)
+        if unknown:
+            raise TypeError(f"DataLoader got unexpected keyword argument(s) {unknown}")
+        for name in ("collate_fn", "sampler", "batch_sampler", "dataset"):
+            if kwargs.get(name) is not None:
+                raise ValueError(f"DataLoader: {name}={kwargs[name]!r} is not supported; the loader "
+                                 f"batches `indices` itself and calls graph_sampler.sample()")
+        if not hasattr(graph_sampler, "sample") or not callable(graph_sampler.sample):
+            raise TypeError(f"DataLoader: graph_sampler must have a sample(graph, seeds) method, "
+                            f"got {type(graph_sampler).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"DataLoader: batch_size must be an int, got {batch_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) \
+                or num_workers < 0:
+            raise ValueError(f"DataLoader: num_workers must be an int >= 0, got {num_workers!r}")
+        if gpu_cache is not None:
+            warnings.warn("DataLoader: gpu_cache is ignored (features are read zero-copy from "
+                          "pinned host memory)", UserWarning, stacklevel=2)
+
+        self.graph = graph
+        self.graph_sampler = graph_sampler
+        self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
+        self.shuffle = bool(shuffle)
+        self.use_ddp = bool(use_ddp)
+        self.ddp_seed = int(ddp_seed)
+        self.num_workers = int(num_workers)
+        self.max_threads = _check_max_threads(max_threads)
+        self._is_dgl = _dgl_compat.is_dgl_graph(graph)
+        self._epoch = 0
+        self._tables: dict = {}
+        self._tables_lock = threading.Lock()
+
+        # --- devices -------------------------------------------------------------------------
+        placement = _dgl_compat.graph_placement(graph)
+        if device is None:
+            if use_uva:
+                device = torch.device("cuda", _current_cuda_index())
+            elif placement == "cuda":
+                device = _dgl_compat.graph_device(graph) or torch.device("cuda")
+            else:
+                device = torch.device("cpu")
+        self.device = _normalise_device(device)
+        cuda_out = self.device.type == "cuda"
+        if cuda_out and not torch.cuda.is_available():
+            raise ValueError(f"DataLoader: device={device!r} but CUDA is not available")
+        if use_uva:
+            if not cuda_out:
+                raise ValueError(f"DataLoader: use_uva=True samples on the GPU, so it needs a CUDA "
+                                 f"device, got device={device!r}")
+            if placement == "cuda":
+                raise ValueError("DataLoader: use_uva=True reads the graph from pinned host memory, "
+                                 "but the graph is already in GPU memory (use use_uva=False)")
+            if placement == "cpu":
+                self.graph = graph = _pin_graph(graph)
+                placement = "pinned"
+        if placement == "cuda":
+            gdev = _dgl_compat.graph_device(graph)
+            if gdev is not None and _normalise_device(gdev) != self.device:
+                raise ValueError(f"DataLoader: the graph is on {gdev} so device must be the same "
+                                 f"GPU, got device={device!r}")
+        self.use_uva = bool(use_uva)
+        self._sample_device = (self.device if cuda_out and placement in ("cuda", "pinned")
+                               else torch.device("cpu"))
+        cpu_to_cuda = cuda_out and self._sample_device.type == "cpu"
+
+        if use_alternate_streams and not cuda_out:
+            raise ValueError("DataLoader: use_alternate_streams=True only applies to a CUDA device, "
+                             f"got device={self.device}")
+        self._use_side_stream = cuda_out if use_alternate_streams is None \
+            else bool(use_alternate_streams)
+        if pin_prefetcher and not cpu_to_cuda:
+            raise ValueError("DataLoader: pin_prefetcher=True only applies when sampling on the CPU "
+                             f"for a CUDA device (device={self.device}, graph {placement})")
+        self._pin = cpu_to_cuda if pin_prefetcher is None else bool(pin_prefetcher)
+
+        # --- prefetch depth ------------------------------------------------------------------
+        if prefetch is None:
+            prefetch = kwargs.get("prefetch_factor") or (1 if cuda_out else 2)
+        if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or prefetch < 0:
+            raise ValueError(f"DataLoader: prefetch must be an int >= 0, got {prefetch!r}")
+        if use_prefetch_thread and prefetch == 0:
+            raise ValueError("DataLoader: use_prefetch_thread=True needs prefetch >= 1, got 0")
+        self.prefetch = 0 if use_prefetch_thread is False else int(prefetch)
+
+        # --- shuffling generator ---------------------------------------------------------------
+        if seed is not None and generator is not None:
+            raise ValueError("DataLoader: pass either seed or generator, not both")
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+                raise TypeError(f"DataLoader: seed must be an int, got {seed!r}")
+            generator = torch.Generator().manual_seed(int(seed))
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"DataLoader: generator must be a torch.Generator, got {generator!r}")
+        self.generator = generator
+
+        # --- seeds -----------------------------------------------------------------------------
+        self._num_nodes = _dgl_compat.graph_num_nodes(graph)
+        idx = _check_indices(indices, self._num_nodes)
+        if self._is_dgl:
+            idx = idx.to(graph.idtype)
+        self.indices = idx
+        self._indices_dev = idx.to(self._sample_device)
+
+        # --- features / labels -----------------------------------------------------------------
+        self._features = self._check_tables(features, "features", "feat")
+        self._labels = self._check_tables(labels, "labels", "label")
+
+    # ------------------------------------------------------------------------------------------
+    def _check_tables(self, tables: Any, name: str, default_key: str) -> dict:
+        if tables is None:
+            return {}
+        if not isinstance(tables, Mapping):
+            tables = {default_key: tables}
+        out = {}
+        for key, t in tables.items():
+            arg = name if len(tables) == 1 else f"{name}[{key!r}]"
+            if isinstance(t, np.ndarray):
+                pass
+            elif not isinstance(t, torch.Tensor):
+                raise TypeError(f"DataLoader: {arg} must be a torch.Tensor or numpy.ndarray, "
+                                f"got {type(t).__name__}")
+            if t.ndim == 0:
+                raise ValueError(f"DataLoader: {arg} must have one row per node, got a scalar")
+            if self._num_nodes is not None and t.shape[0] != self._num_nodes:
+                raise ValueError(f"DataLoader: {arg} has {t.shape[0]} rows but the graph has "
+                                 f"{self._num_nodes} nodes")
+            if isinstance(t, torch.Tensor) and t.is_cuda:
+                if self.device.type != "cuda" or t.device != self.device:
+                    raise ValueError(f"DataLoader: {arg} is on {t.device} but device={self.device}; "
+                                     f"keep the table in host memory (it is read zero-copy)")
+                out[key] = t
+            else:
+                import unified_tensor as ut
+                out[key] = ut.unified(t)   # pins in place (no copy) where CUDA is available
+        return out
+
+    def _parent_table(self, kind: str, name: str, type_: Any) -> Tensor:
+        """A DGL graph's column as a gather table (unified in place when gathering to a GPU)."""
+        col = _dgl_compat.parent_column(self.graph, kind, name, type_)
+        if col.is_cuda or self.device.type != "cuda":
+            return col
+        key = (kind, name, type_)
+        with self._tables_lock:
+            hit = self._tables.get(key)
+            if hit is None or hit[0] is not col:
+                import unified_tensor as ut
+                hit = (col, ut.unified(col))
+                self._tables[key] = hit
+        return hit[1]
+
+    # ------------------------------------------------------------------------------------------
+    def _num_local_seeds(self) -> int:
+        n = self.indices.numel()
+        if not self.use_ddp:
+            return n
+        world = _world_size()
+        if self.drop_last and n % world:
+            return (n - world) // world + 1 if n >= world else 0
+        return math.ceil(n / world)
+
+    def __len__(self) -> int:
+        """Number of batches per epoch (on this rank when ``use_ddp``)."""
+        n = self._num_local_seeds()
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _epoch_order(self) -> Tensor:
+        """Positions into ``indices`` for this epoch (CPU int64), shuffled / split per rank."""
+        n = self.indices.numel()
+        epoch, self._epoch = self._epoch, self._epoch + 1
+        if self.use_ddp:
+            gen = torch.Generator().manual_seed(self.ddp_seed + epoch)
+            order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+            world, rank = _world_size(), _rank()
+            per_rank = self._num_local_seeds()
+            total = per_rank * world
+            if total > n:
+                order = order.repeat(math.ceil(total / max(n, 1)))[:total]
+            order = order[:total][rank::world]
+        elif self.shuffle:
+            order = torch.randperm(n, generator=self.generator)
+        else:
+            order = torch.arange(n)
+        if self.drop_last:
+            order = order[: (order.numel() // self.batch_size) * self.batch_size]
+        return order
+
+    def __iter__(self) -> "_LoaderIter":
+        return _LoaderIter(self)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch counter used by the ``use_ddp`` permutation (as DDP samplers do)."""
+        self._epoch = int(epoch)
+
+    @contextlib.contextmanager
+    def enable_cpu_affinity(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        """No-op context manager, for scripts written for DGL (there are no worker processes)."""
+        yield
+
+    def __repr__(self) -> str:
+        return (f"DataLoader(num_seeds={self.indices.numel()}, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, device={self.device}, "
+                f"sample_device={self._sample_device}, prefetch={self.prefetch}, "
+                f"features={sorted(self._features)}, labels={sorted(self._labels)})")
+
+
+# ----------------------------------------------------------------------------------------------
+# One epoch of work: what the producer runs. It holds the loader, never the iterator, so dropping
+# the iterator triggers its finaliser even while the producer thread is alive.
+class _Epoch:
+    def __init__(self, loader: DataLoader, order: Tensor) -> None:
+        self.loader = loader
+        self.order = order
+        self.device = loader.device
+        self.cuda = loader.device.type == "cuda"
+        self.stream = None
+        if self.cuda and loader._use_side_stream:
+            from unified_tensor._streams import side_stream
+            self.stream = side_stream(loader.device)
+
+    @contextlib.contextmanager
+    def _cuda_context(self) -> Iterator[None]:
+        if not self.cuda:
+            yield
+            return
+        with torch.cuda.device(self.device):
+            if self.stream is None:
+                yield
+            else:
+                with torch.cuda.stream(self.stream):
+                    yield
+
+    def batches(self) -> Iterator[tuple]:
+        """Yield ``(batch, event)``; CUDA work of each batch is issued inside the stream context
+        only (never across a ``yield``, so the consumer's thread keeps its own stream)."""
+        loader = self.loader
+        with self._cuda_context():
+            order = self.order.to(loader._sample_device, non_blocking=True)
+            seeds_all = loader._indices_dev.index_select(0, order)
+        bs = loader.batch_size
+        for start in range(0, seeds_all.numel(), bs):
+            with self._cuda_context():
+                batch = self.produce(seeds_all[start:start + bs])
+                event = None
+                if self.cuda:
+                    from unified_tensor._streams import record_event
+                    event = record_event(self.stream or torch.cuda.current_stream(self.device))
+            yield batch, event
+            del batch, event   # the consumer owns the batch now
+
+    def produce(self, seeds: Tensor) -> Any:
+        loader = self.loader
+        result = loader.graph_sampler.sample(loader.graph, seeds)
+        if loader._is_dgl:
+            _dgl_compat.resolve_lazy_features(result, self._fetch_parent)
+        if loader.device != loader._sample_device:
+            result = _to_device(result, loader.device, loader._pin)
+        if loader._features or loader._labels:
+            self._attach(result)
+        return result
+
+    def _fetch_parent(self, kind: str, name: str, type_: Any, ids: Tensor) -> Tensor:
+        table = self.loader._parent_table(kind, name, type_)
+        return _gather(table, ids.to(self.device, non_blocking=True), self.loader.max_threads)
+
+    def _attach(self, result: Any) -> None:
+        if not (isinstance(result, (tuple, list)) and len(result) == 3
+                and isinstance(result[2], (list, tuple)) and len(result[2]) > 0):
+            raise TypeError("DataLoader: features=/labels= need graph_sampler.sample() to return "
+                            "(input_nodes, output_nodes, blocks) with at least one block, got "
+                            f"{type(result).__name__}")
+        input_nodes, output_nodes, blocks = result
+        mt = self.loader.max_threads
+        for key, table in self.loader._features.items():
+            blocks[0].srcdata[key] = _gather(table, _on(input_nodes, self.device), mt)
+        for key, table in self.loader._labels.items():
+            blocks[-1].dstdata[key] = _gather(table, _on(output_nodes, self.device), mt)
+
+
+class _End:
+    pass
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _put(q: "queue.Queue", item: Any, stop: threading.Event) -> bool:
+    """Put without ever blocking forever: give up when ``stop`` is set. True if it was put."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _producer_main(epoch: _Epoch, q: "queue.Queue", stop: threading.Event) -> None:
+    try:
+        for item in epoch.batches():
+            if stop.is_set() or not _put(q, item, stop):
+                return
+            del item
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        _put(q, _Failure(exc), stop)
+        return
+    _put(q, _End(), stop)
+
+
+class _LoaderIter:
+    """One epoch over a :class:`DataLoader`."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self._device = loader.device
+        self._num_batches = len(loader)
+        epoch = _Epoch(loader, loader._epoch_order())
+        self._thread: Optional[threading.Thread] = None
+        self._done = False
+        if epoch.cuda:
+            # Whatever the user's stream produced so far (graph / indices / tables moved to the
+            # GPU) must be complete before the side stream reads it.
+            current = torch.cuda.current_stream(self._device)
+            if epoch.stream is not None:
+                epoch.stream.wait_stream(current)
+        if loader.prefetch == 0:
+            self._sync = epoch.batches()
+            return
+        self._sync = None
+        self._stop = threading.Event()
+        self._queue: "queue.Queue" = queue.Queue(maxsize=loader.prefetch)
+        self._thread = threading.Thread(
+            target=_producer_main, args=(epoch, self._queue, self._stop), daemon=True,
+            name=f"samplers-DataLoader-producer-{next(_thread_ids)}")
+        self._thread.start()
+
+    def __iter__(self) -> "_LoaderIter":
+        return self
+
+    def __len__(self) -> int:
+        return self._num_batches
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        if self._sync is not None:
+            try:
+                batch, event = next(self._sync)
+            except StopIteration:
+                self._done = True
+                raise
+        else:
+            item = self._get()
+            if isinstance(item, _End):
+                self.close()
+                raise StopIteration
+            if isinstance(item, _Failure):
+                self.close()
+                exc = item.exc
+                if hasattr(exc, "add_note"):
+                    exc.add_note("(raised in the samplers.DataLoader producer thread)")
+                raise exc
+            batch, event = item
+        if self._device.type == "cuda":
+            from unified_tensor._streams import hand_over
+            hand_over(_iter_tensors(batch), event, self._device)
+        return batch
+
+    def _get(self) -> Any:
+        while True:
+            try:
+                return self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    self.close()
+                    raise RuntimeError("DataLoader: the producer thread exited without a result")
+
+    def close(self) -> None:
+        """Stop the producer and join it (called at the end of the epoch, on error and on GC)."""
+        self._done = True
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):   # free queued batches now
+            while True:
+                self._queue.get_nowait()
+        if thread is not threading.current_thread():
+            thread.join(_JOIN_TIMEOUT_S)
+            if thread.is_alive():
+                logger.warning("DataLoader: producer thread %s still running %.0f s after stop; "
+                               "it exits after its current batch", thread.name, _JOIN_TIMEOUT_S)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to clean
+            pass
+
+
+# ----------------------------------------------------------------------------------------------
+def _gather(table: Tensor, idx: Tensor, max_threads: Optional[int]) -> Tensor:
+    """Rows ``idx`` of ``table`` on ``idx``'s device (GPU tables: ``index_select``)."""
+    if table.is_cuda:
+        return torch.index_select(table, 0, idx.to(table.device, non_blocking=True))
+    import unified_tensor as ut
+    return ut.gather(table, idx, max_threads=max_threads)
+
+
+def _on(t: Any, device: torch.device) -> Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"DataLoader: expected the sampler to return tensors of node ids, got "
+                        f"{type(t).__name__}")
+    return t.to(device, non_blocking=True)
+
+
+_TO_ACCEPTS_NON_BLOCKING: dict = {}
+
+
+def _to_device(obj: Any, device: torch.device, pin: bool) -> Any:
+    """Move a sampler's result (tensors, blocks, nested containers) to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        if pin and obj.device.type == "cpu" and not obj.is_pinned():
+            obj = obj.pin_memory()
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, list):
+        return [_to_device(x, device, pin) for x in obj]
+    if isinstance(obj, tuple):
+        moved = [_to_device(x, device, pin) for x in obj]
+        return type(obj)(*moved) if hasattr(obj, "_fields") else tuple(moved)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device, pin) for k, v in obj.items()}
+    to = getattr(obj, "to", None)
+    if to is None or not callable(to):
+        return obj
+    cls = type(obj)
+    accepts = _TO_ACCEPTS_NON_BLOCKING.get(cls)
+    if accepts is None:
+        try:
+            params = inspect.signature(to).parameters
+            accepts = "non_blocking" in params or any(
+                p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        except (TypeError, ValueError):
+            accepts = False
+        _TO_ACCEPTS_NON_BLOCKING[cls] = accepts
+    return to(device, non_blocking=True) if accepts else to(device)
+
+
+def _iter_tensors(obj: Any, _depth: int = 0) -> Iterator[Tensor]:
+    """Every tensor reachable from a batch: containers, DGL frames and graph structure, Block
+    attributes (one level of ``vars``), for ``record_stream``."""
+    if _depth > 6:
+        return
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _iter_tensors(x, _depth + 1)
+    elif isinstance(obj, Mapping):
+        for x in obj.values():
+            yield from _iter_tensors(x, _depth + 1)
+    elif _dgl_compat.is_dgl_graph(obj):
+        yield obj   # DGLGraph.record_stream covers its structure and its features
+    elif hasattr(obj, "__dict__"):
+        for x in vars(obj).values():
+            if isinstance(x, (torch.Tensor, list, tuple, Mapping)):
+                yield from _iter_tensors(x, _depth + 1)
+
+
+# ----------------------------------------------------------------------------------------------
+def _check_indices(indices: Any, num_nodes: Optional[int]) -> Tensor:
+    if isinstance(indices, Mapping):
+        raise TypeError("DataLoader: indices must be a 1-D tensor of node ids; heterogeneous "
+                        "(dict) seeds are not supported")
+    if isinstance(indices, np.ndarray):
+        if indices.dtype == np.bool_ or not np.issubdtype(indices.dtype, np.integer):
+            raise TypeError(f"DataLoader: indices must hold integer node ids, got dtype "
+                            f"{indices.dtype}" + (" (a boolean mask: pass mask.nonzero()[0])"
+                                                  if indices.dtype == np.bool_ else ""))
+        indices = torch.from_numpy(np.ascontiguousarray(indices).astype(np.int64, copy=False))
+    elif not isinstance(indices, torch.Tensor):
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__"):
+            raise TypeError(f"DataLoader: indices must be a tensor, array or sequence of node ids, "
+                            f"got {type(indices).__name__}")
+        if any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer))
+               for i in indices):
+            raise TypeError("DataLoader: indices must hold integer node ids, got a sequence with "
+                            "non-integers")
+        indices = torch.as_tensor(list(indices), dtype=torch.int64)
+    if indices.dtype == torch.bool:
+        raise TypeError("DataLoader: indices must hold integer node ids, got a boolean mask; pass "
+                        "mask.nonzero().squeeze(1)")
+    if indices.is_floating_point() or indices.is_complex() or indices.dtype not in (
+            torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64):
+        raise TypeError(f"DataLoader: indices must hold integer node ids, got dtype {indices.dtype}")
+    if indices.dim() != 1:
+        raise ValueError(f"DataLoader: indices must be 1-D, got shape {tuple(indices.shape)}")
+    if indices.dtype not in (torch.int32, torch.int64):
+        indices = indices.to(torch.int64)
+    if indices.numel():
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or (num_nodes is not None and hi >= num_nodes):
+            bad = lo if lo < 0 else hi
+            raise IndexError(f"DataLoader: indices must be in [0, {num_nodes}), got {bad}")
+    return indices.contiguous()
+
+
+def _check_max_threads(max_threads: Any) -> Optional[int]:
+    if max_threads is None:
+        return None
+    if isinstance(max_threads, bool) or not isinstance(max_threads, (int, np.integer)):
+        raise TypeError(f"DataLoader: max_threads must be an int or None, got {max_threads!r}")
+    if max_threads < 1:
+        raise ValueError(f"DataLoader: max_threads must be >= 1, got {max_threads}")
+    return int(max_threads)
+
+
+def _normalise_device(device: DeviceLike) -> torch.device:
+    if isinstance(device, int) and not isinstance(device, bool):
+        return torch.device("cuda", device)
+    try:
+        dev = torch.device(device)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"DataLoader: device={device!r} is not a device") from exc
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", _current_cuda_index())
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"DataLoader: device must be 'cpu' or 'cuda', got {device!r}")
+    return dev
+
+
+def _current_cuda_index() -> int:
+    return torch.cuda.current_device() if torch.cuda.is_available() else 0
+
+
+def _pin_graph(graph: Any) -> Any:
+    if _dgl_compat.is_dgl_graph(graph):
+        graph.pin_memory_()
+        return graph
+    pin = getattr(graph, "pin", None)
+    if pin is None:
+        raise ValueError(f"DataLoader: use_uva=True needs a graph that can be pinned, got "
+                         f"{type(graph).__name__}")
+    pinned = pin()
+    return graph if pinned is None else pinned
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
