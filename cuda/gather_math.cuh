@@ -18,18 +18,21 @@ UT_HD int vec_bytes(u64 row_bytes, u64 src_addr, u64 dst_addr) {
 
 // Number of lanes that cooperate on one row: the smallest power of two >= the row's vector
 // units, capped at a warp. Short rows use sub-warps so a warp still moves several rows at once.
-// A shifted row takes one pass more at most; each pass of a group of g lanes reads one aligned
-// g * vec byte chunk, which lies inside one 128-byte line whenever g * vec <= 128.
 UT_HD int group_size(i64 units) {
   int g = 1;
   while (g < kWarpSize && (i64)g < units) g <<= 1;
   return g;
 }
 
-// Units of `vec` bytes between the 128-byte line boundary at or below `addr` and `addr`.
-// Lanes start at that boundary, so each pass of a group covers whole aligned lines.
-UT_HD int align_shift(u64 addr, int vec) {
-  return (int)((addr % (u64)kLineBytes) / (u64)vec);
+// Units of `vec` bytes between `addr` and the aligned chunk boundary at or below it. The chunk is
+// what one pass of the group reads: min(128, group * vec) bytes, a power of two that divides the
+// 128-byte line. Lanes start at that boundary, so every pass reads one aligned chunk inside one
+// line (or, for 16-byte lanes of a full warp, four whole lines), and a shifted row needs at most
+// one pass more than an unshifted one.
+UT_HD int align_shift(u64 addr, int vec, int group) {
+  u64 chunk = (u64)group * (u64)vec;
+  if (chunk > (u64)kLineBytes) chunk = (u64)kLineBytes;
+  return (int)((addr % chunk) / (u64)vec);
 }
 
 // The unit of the row that `lane` moves on pass `pass`, or -1 when the lane idles on that pass
@@ -67,7 +70,7 @@ UT_HD void copy_row_lane(const char* src, char* dst, i64 units, int lane, int gr
   typedef typename VecT<VEC>::type V;
   const V* s = reinterpret_cast<const V*>(src);
   V* d = reinterpret_cast<V*>(dst);
-  const int shift = ALIGNED ? align_shift((u64)src, VEC) : 0;
+  const int shift = ALIGNED ? align_shift((u64)src, VEC, group) : 0;
   const i64 passes = num_passes(units, shift, group);
   for (i64 p = 0; p < passes; ++p) {
     const i64 u = lane_unit(lane, p, group, shift, units);

@@ -110,7 +110,12 @@ class HostRuntime:
         except rt.CUDARuntimeError as exc:
             raise CudaRuntimeError(f"cudaPointerGetAttributes(ptr=0x{ptr:x}) failed: {exc}") from None
 
-    def read_only_supported(self, device: int) -> bool:
+    def read_only_supported(self, device: Optional[int] = None) -> bool:
+        """Whether ``device`` (default: the current one) can map read-only registered memory."""
+        if device is None:
+            import torch
+
+            device = torch.cuda.current_device()
         if self._lib is not None:
             v = ctypes.c_int()
             self._check(self._lib.cudaDeviceGetAttribute(ctypes.byref(v), _ATTR_READ_ONLY_SUPPORTED, device),

@@ -85,8 +85,7 @@ class Registry:
         return out
 
     # -- acquire / release ---------------------------------------------------------------------
-    def acquire(self, ptr: int, nbytes: int, readonly: bool = False, device: int = 0,
-                keepalive: object = None) -> "Registration":
+    def acquire(self, ptr: int, nbytes: int, readonly: bool = False, keepalive: object = None) -> "Registration":
         """Register (or reuse) the pages of ``[ptr, ptr + nbytes)``; returns a :class:`Registration`.
 
         ``keepalive`` (the tensor over the memory) is held until the registration is released.
@@ -109,7 +108,7 @@ class Registry:
                 for g0, g1 in gaps:
                     for c0 in range(g0, g1, self.chunk_bytes):
                         c1 = min(c0 + self.chunk_bytes, g1)
-                        created.append(self._register(c0, c1, readonly, device))
+                        created.append(self._register(c0, c1, readonly))
             except CudaRuntimeError:
                 for r in created:
                     self._unregister(r)
@@ -132,11 +131,11 @@ class Registry:
             dev_ptr = ptr + offsets.pop()
             return Registration(self, regions, ptr, nbytes, dev_ptr, keepalive)
 
-    def _register(self, start: int, end: int, readonly: bool, device: int) -> _Region:
+    def _register(self, start: int, end: int, readonly: bool) -> _Region:
         rt = self.runtime
         flags = REGISTER_PORTABLE | REGISTER_MAPPED
         if readonly:
-            if not rt.read_only_supported(device):
+            if not rt.read_only_supported():
                 raise CudaRuntimeError("cannot register read-only host memory: this GPU/driver does not "
                                        "support cudaHostRegisterReadOnly; open the array writable "
                                        "(e.g. np.load(..., mmap_mode='r+')) or copy it")

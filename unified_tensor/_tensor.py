@@ -186,7 +186,6 @@ def unified(x: Union[torch.Tensor, np.ndarray, UnifiedTensor]) -> UnifiedTensor:
 
         nbytes = plain.numel() * plain.element_size()
         reg = _pinning.registry().acquire(plain.data_ptr(), nbytes, readonly=readonly,
-                                          device=torch.cuda.current_device(),
                                           keepalive=(plain, source))
     out = plain.as_subclass(UnifiedTensor)
     out._ut_plain = plain

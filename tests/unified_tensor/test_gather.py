@@ -1,0 +1,201 @@
+"""Differential tests of the gather against ``x[idx]``: CPU path always, CUDA path under `gpu`."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import unified_tensor as ut
+from unified_tensor import _gather_cpu
+from testing import DTYPES, IDTYPES, ROW_SHAPES, make_table
+
+N = 137
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    """Bytes of a tensor, so comparisons are bit for bit for every dtype (NaN, -0.0, bool)."""
+    return t.contiguous().view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8)
+
+
+def assert_same(a: torch.Tensor, b: torch.Tensor):
+    assert type(a) is torch.Tensor, f"result leaked subclass {type(a)}"
+    assert a.dtype == b.dtype and a.shape == b.shape and a.device == b.device
+    assert torch.equal(bits(a.cpu()), bits(b.cpu()))
+
+
+def index_patterns(n, idtype, device="cpu"):
+    g = torch.Generator().manual_seed(1)
+    pats = {
+        "random": torch.randint(0, n, (257,), generator=g),
+        "dups": torch.tensor([3, 3, 3, 0, n - 1, 0]),
+        "negative": torch.tensor([-1, -n, 5, -7]),
+        "empty": torch.empty(0, dtype=torch.int64),
+        "2d": torch.randint(-n, n, (4, 9), generator=g),
+        "sorted": torch.arange(n),
+    }
+    return {k: v.to(idtype).to(device) for k, v in pats.items()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("row_shape", ROW_SHAPES, ids=str)
+@pytest.mark.parametrize("idtype", IDTYPES, ids=str)
+def test_cpu_matches_indexing(dtype, row_shape, idtype):
+    table = make_table(N, row_shape, dtype)
+    t = ut.unified(table)
+    for name, idx in index_patterns(N, idtype).items():
+        ref = table[idx.long()]
+        assert_same(t[idx], ref)
+        assert_same(ut.gather(t, idx), ref)
+        if idx.dim() == 1:
+            assert_same(torch.index_select(t, 0, idx), ref)
+            assert_same(t.index_select(0, idx), ref)
+        if len(row_shape) == 1 and dtype.is_floating_point:
+            assert_same(F.embedding(idx, t), F.embedding(idx.long() % N, table))
+
+
+def test_cpu_out_argument_and_plain_tables():
+    table = make_table(50, (5,), torch.float32)
+    idx = torch.tensor([4, 1, 49])
+    out = torch.empty(3, 5)
+    res = ut.gather(table, idx, out=out)  # plain CPU tables work on the CPU path
+    assert res.data_ptr() == out.data_ptr()
+    assert_same(res, table[idx])
+    res2 = torch.index_select(ut.unified(table), 0, idx, out=torch.empty(3, 5))
+    assert_same(res2, table[idx])
+
+
+def test_index_list_and_numpy():
+    table = make_table(20, (3,), torch.int64)
+    t = ut.unified(table)
+    assert_same(t[[1, 2, -1]], table[[1, 2, -1]])
+    assert_same(t[np.array([0, 19])], table[torch.tensor([0, 19])])
+    assert_same(ut.gather(t, np.array([5], dtype=np.int16)), table[[5]])
+
+
+def test_other_ops_return_plain_tensors_and_views_share_memory():
+    table = torch.arange(30.0).view(10, 3)
+    t = ut.unified(table)
+    for res in (t + 1, t[2:5], t[3], t.sum(0), t.float(), t * t):
+        assert type(res) is torch.Tensor
+    assert t[2:5].data_ptr() == table[2:5].data_ptr()
+    t[0, 0] = 100.0  # writes go to the shared host memory
+    assert table[0, 0].item() == 100.0
+    assert t.shape == (10, 3) and t.dtype == torch.float32 and t.device.type == "cpu"
+
+
+def test_torch_fallback_matches(monkeypatch):
+    """Without Numba the CPU path is torch.index_select; it must agree bit for bit."""
+    monkeypatch.setattr(_gather_cpu, "has_numba", lambda: False)
+    for dtype in (torch.float16, torch.bool, torch.int8):
+        table = make_table(N, (13, 3), dtype)
+        t = ut.unified(table)
+        for idx in index_patterns(N, torch.int64).values():
+            assert_same(t[idx], table[idx])
+    with pytest.raises(IndexError, match="out of range"):
+        t[torch.tensor([N])]
+
+
+def test_zero_row_table_and_zero_width_rows():
+    empty = ut.unified(torch.empty(0, 4))
+    assert ut.gather(empty, torch.empty(0, dtype=torch.int64)).shape == (0, 4)
+    with pytest.raises(IndexError, match="0 rows"):
+        empty[torch.tensor([0])]
+    thin = ut.unified(torch.empty(5, 0))
+    assert ut.gather(thin, torch.tensor([1, 4])).shape == (2, 0)
+    with pytest.raises(IndexError):
+        thin[torch.tensor([5])]
+
+
+def test_cpu_gather_unaligned_views():
+    """Tables and outputs at odd addresses pick a narrower word and stay exact."""
+    base = make_table(1000, (), torch.uint8)
+    for off in (1, 2, 3, 5, 8):
+        view = base[off:off + 7 * 100].view(100, 7)
+        t = ut.unified(view)
+        idx = torch.randint(0, 100, (64,))
+        assert_same(t[idx], view[idx])
+        out_base = torch.empty(64 * 7 + 3, dtype=torch.uint8)
+        out = out_base[3:].view(64, 7)
+        ut.gather(t, idx, out=out)
+        assert torch.equal(out, view[idx])
+
+
+# ---------------------------------------------------------------------------------------- CUDA
+gpu = pytest.mark.gpu
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("row_shape", ROW_SHAPES, ids=str)
+@pytest.mark.parametrize("idtype", IDTYPES, ids=str)
+def test_cuda_matches_indexing(dtype, row_shape, idtype):
+    table = make_table(N, row_shape, dtype)
+    t = ut.unified(table)
+    assert t.is_registered
+    for name, idx in index_patterns(N, idtype, "cuda").items():
+        ref = table[idx.long().cpu()].cuda()
+        assert_same(t[idx], ref)
+        assert_same(ut.gather(t, idx, aligned=False), ref)
+        assert_same(ut.gather(t, idx, sorted_order=True), ref)
+        assert_same(ut.gather(t, idx, max_threads=256), ref)
+        assert_same(ut.gather(t, idx, validate=False), ref)
+        if idx.dim() == 1:
+            assert_same(torch.index_select(t, 0, idx), ref)
+
+
+@gpu
+@pytest.mark.parametrize("row_bytes", [1, 2, 3, 4, 6, 8, 12, 16, 24, 100, 128, 400, 512, 1028, 4096])
+@pytest.mark.parametrize("offset", [0, 1, 4, 8, 36, 100])
+def test_cuda_every_vector_width_and_alignment(row_bytes, offset):
+    """Views at every byte offset into one registered buffer exercise each (VEC, shift) case."""
+    n = 301
+    base = make_table(n * row_bytes + 128, (), torch.uint8)
+    holder = ut.unified(base)
+    view = base[offset:offset + n * row_bytes].view(n, row_bytes)
+    t = ut.unified(view)  # reuses the registration of `holder`'s pages
+    idx = torch.randint(-n, n, (1000,), device="cuda")
+    ref = view[idx.cpu()].cuda()
+    for aligned in (True, False):
+        assert_same(ut.gather(t, idx, aligned=aligned), ref)
+    del holder
+
+
+@gpu
+def test_cuda_out_argument_and_gpu_resident_table():
+    table = make_table(500, (64,), torch.float16)
+    t = ut.unified(table)
+    idx = torch.randint(0, 500, (100,), device="cuda")
+    out = torch.empty(100, 64, dtype=torch.float16, device="cuda")
+    assert ut.gather(t, idx, out=out).data_ptr() == out.data_ptr()
+    assert_same(out, table[idx.cpu()].cuda())
+    on_gpu = table.cuda()
+    assert_same(ut.gather(on_gpu, idx), on_gpu[idx])
+    pinned = table.pin_memory()  # a tensor PyTorch pinned is read zero-copy as it is
+    assert_same(ut.gather(pinned, idx), on_gpu[idx])
+    assert ut.unified(pinned).data_ptr() == pinned.data_ptr()
+
+
+@gpu
+def test_cuda_numpy_memmap_and_shared_memory(tmp_path):
+    arr = np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.float32, shape=(300, 33))
+    arr[:] = np.random.default_rng(0).standard_normal((300, 33))
+    t = ut.unified(arr)
+    assert t.data_ptr() == arr.ctypes.data
+    idx = torch.randint(0, 300, (77,), device="cuda")
+    assert_same(t[idx], torch.from_numpy(np.asarray(arr))[idx.cpu()].cuda())
+    shared = torch.randn(100, 8).share_memory_()
+    ts = ut.unified(shared)
+    assert ts.data_ptr() == shared.data_ptr()
+    i2 = torch.tensor([1, 99], device="cuda")
+    assert_same(ts[i2], shared[i2.cpu()].cuda())
+
+
+@gpu
+def test_cuda_runs_on_current_stream():
+    table = make_table(10000, (128,), torch.float32)
+    t = ut.unified(table)
+    s = torch.cuda.Stream()
+    idx = torch.randint(0, 10000, (4096,), device="cuda")
+    with torch.cuda.stream(s):
+        res = t[idx]
+    s.synchronize()
+    assert_same(res, table[idx.cpu()].cuda())
