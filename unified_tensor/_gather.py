@@ -54,7 +54,7 @@ def _check_range(index: torch.Tensor, n: int) -> None:
     """IndexError naming the first bad value when ``index`` leaves ``[-n, n)`` (one sync on CUDA)."""
     if index.numel() == 0:
         return
-    lo, hi = (v.item() for v in torch.aminmax(index))
+    lo, hi = torch.stack(torch.aminmax(index)).tolist()
     if lo < -n or hi >= n:
         bad = lo if lo < -n else hi
         raise IndexError(f"index {bad} is out of range for a table of {n} rows "
@@ -175,18 +175,15 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     if not cuda_available():
         raise RuntimeError("index is on CUDA but the zero-copy CUDA path is unavailable "
                            "(needs CuPy: pip install unified-tensor[cuda12] or [cuda13])")
-    if is_unified:
-        if reg is None or not reg.active:
-            raise RuntimeError("this UnifiedTensor was unpinned (ut.unpin); its memory can no longer "
-                               "be read from the GPU; call ut.unified(t) again to re-register it")
-        dev_ptr = reg.dev_ptr
-    elif plain.is_pinned():
-        from ._cudart import runtime
+    from ._tensor import device_pointer
 
-        dev_ptr = runtime().device_pointer(plain.data_ptr())
-    else:
+    if is_unified and reg is None and not table._ut_external_pin:
+        raise RuntimeError("this UnifiedTensor was created while the CUDA path was unavailable, so "
+                           "it is not registered; call ut.unified(x) again now that CUDA is available")
+    if not is_unified and not plain.is_pinned():
         raise ValueError("table is a plain CPU tensor that is not pinned; wrap it with "
                          "ut.unified(table) (pins in place, no copy) to gather with a CUDA index")
+    dev_ptr = device_pointer(table)
     if validate:
         _check_range(flat, n)
     from . import _pinning

@@ -86,9 +86,8 @@ class UnifiedTensor(torch.Tensor):
         self.unpin()
 
     def __repr__(self, *args, **kwargs) -> str:  # noqa: D105
-        state = "registered" if self.is_registered else (
-            "pinned" if self._ut_reg is None and cuda_available() and self._ut_plain.is_pinned()
-            else "host")
+        state = ("registered" if self.is_registered else
+                 "pinned by torch" if self._ut_external_pin else "host")
         return f"UnifiedTensor({state}, shape={tuple(self._ut_plain.shape)}, dtype={self._ut_plain.dtype})"
 
     def __reduce_ex__(self, proto):
@@ -180,16 +179,23 @@ def unified(x: Union[torch.Tensor, np.ndarray, UnifiedTensor]) -> UnifiedTensor:
     plain, readonly, source = _as_host_tensor(x)
     if plain.dim() == 0:
         raise ValueError("ut.unified expects a table with at least one dimension, got a scalar")
-    reg = None
-    if cuda_available() and not plain.is_pinned():
+    reg, external = None, False
+    if cuda_available():
         from . import _pinning
 
         nbytes = plain.numel() * plain.element_size()
-        reg = _pinning.registry().acquire(plain.data_ptr(), nbytes, readonly=readonly,
-                                          keepalive=(plain, source))
+        registry = _pinning.registry()
+        # Memory this library registered reports is_pinned() too: take a reference on it.
+        # Memory PyTorch pinned itself (pin_memory) is used as it is.
+        if not registry.covers(plain.data_ptr(), nbytes) and plain.is_pinned():
+            external = True
+        else:
+            reg = registry.acquire(plain.data_ptr(), nbytes, readonly=readonly,
+                                   keepalive=(plain, source))
     out = plain.as_subclass(UnifiedTensor)
     out._ut_plain = plain
     out._ut_reg = reg
+    out._ut_external_pin = external
     out._ut_source = source
     return out
 
@@ -217,7 +223,8 @@ def device_pointer(t: torch.Tensor) -> int:
     if isinstance(t, UnifiedTensor):
         if t._ut_reg is not None:
             if not t._ut_reg.active:
-                raise RuntimeError("this UnifiedTensor was unpinned; it has no device address")
+                raise RuntimeError("this UnifiedTensor was unpinned (ut.unpin); it has no device "
+                                   "address; call ut.unified(t) again to re-register it")
             return int(t._ut_reg.dev_ptr)
         t = t._ut_plain
     if not isinstance(t, torch.Tensor):
