@@ -10,6 +10,7 @@ import torch
 from ._block import Block
 from ._graph import CSCGraph, _plain
 from ._sampler_cpu import mix64_py, sample_layer
+from ._sampler_cuda import sample_layer_cuda  # registers the sample.cu instances (no compile)
 
 __all__ = ["NeighborSampler"]
 
@@ -222,8 +223,6 @@ class NeighborSampler:
         return dst, blocks
 
     def _sample_cuda(self, graph: CSCGraph, seeds: torch.Tensor, key: int):
-        from ._sampler_cuda import sample_layer_cuda
-
         blocks: List[Block] = []
         dst = seeds
         for layer in range(len(self.fanouts)):

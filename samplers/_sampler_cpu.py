@@ -100,8 +100,8 @@ def _sample_layer(indptr, indices, eids, has_eids, seeds, fanout, replace, key, 
         counts[i + 1] = _num_picks(deg, fanout, replace)
     offsets = np.cumsum(counts)
     total = offsets[n]
-    src = np.empty(total, indices.dtype)
     eid = np.empty(total, np.int64)
+    # Row 0 holds the global source ids until the relabel below turns them into local ids.
     edge_index = np.empty((2, total), np.int64)
     # Pass 2: every seed fills its own slice [offsets[i], offsets[i + 1]).
     for i in prange(n):
@@ -112,8 +112,12 @@ def _sample_layer(indptr, indices, eids, has_eids, seeds, fanout, replace, key, 
         deg = np.int64(indptr[v + 1]) - start
         if _take_all(deg, fanout, replace):
             for t in range(k):
-                eid[o + t] = t
-        elif replace:
+                pos = start + t
+                edge_index[0, o + t] = indices[pos]
+                eid[o + t] = eids[pos] if has_eids else pos
+                edge_index[1, o + t] = i
+            continue
+        if replace:
             for t in range(k):
                 eid[o + t] = _uniform_below(_draw(key, v, t), deg)
         else:  # Floyd's algorithm, positions kept in eid[o:o + k]
@@ -128,7 +132,7 @@ def _sample_layer(indptr, indices, eids, has_eids, seeds, fanout, replace, key, 
                 eid[o + t] = j if taken else r
         for t in range(k):
             pos = start + eid[o + t]
-            src[o + t] = indices[pos]
+            edge_index[0, o + t] = indices[pos]
             eid[o + t] = eids[pos] if has_eids else pos
             edge_index[1, o + t] = i
     # Relabel (sequential, first appearance): dst nodes first, then new sources in edge order.
@@ -144,7 +148,7 @@ def _sample_layer(indptr, indices, eids, has_eids, seeds, fanout, replace, key, 
     num_src = n
     if dup < 0:
         for e in range(total):
-            u = src[e]
+            u = edge_index[0, e]
             loc = scratch[u]
             if loc == -1:
                 loc = num_src
