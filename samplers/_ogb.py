@@ -65,7 +65,9 @@ def _read_csv(path: Path, dtype, ncols: int | None = None) -> np.ndarray:
         pd = None
     if pd is not None:
         arr = pd.read_csv(path, compression="gzip", header=None).to_numpy()
-        return arr.astype(dtype, copy=False).reshape(arr.shape[0], -1)
+        # pandas >= 3 may hand out read-only views (copy-on-write): make sure we own the data
+        arr = np.require(arr.astype(dtype, copy=False), requirements=["C", "W"])
+        return arr.reshape(arr.shape[0], -1)
     with gzip.open(path, "rt") as fh:
         arr = np.genfromtxt(fh, delimiter=",", dtype=np.float64 if dtype != np.int64 else dtype,
                             filling_values=np.nan, ndmin=2)

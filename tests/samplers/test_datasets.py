@@ -193,7 +193,9 @@ def test_graph_helper_builds_csc_graph():
         pytest.skip("samplers.CSCGraph not available yet")
     ds = synthetic_graph(200, feat_dim=2)
     g = ds.graph()
-    assert g is not None
+    assert isinstance(g, samplers.CSCGraph)
+    assert g.num_nodes == ds.num_nodes and g.num_edges == ds.num_edges
+    assert torch.equal(g.in_degrees().long(), (ds.indptr[1:] - ds.indptr[:-1]).long())
 
 
 @pytest.mark.parametrize("kwargs, exc, word", [
