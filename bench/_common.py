@@ -77,13 +77,18 @@ def time_cuda(fn: Callable[[], object], *, warmup: int = 3, iters: int = 10, min
     n = _n_iters(first_ms, iters, min_iters, budget_s)
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    t0 = time.perf_counter()
     for s, e in zip(starts, ends):
         s.record()
         fn()
         e.record()
     torch.cuda.synchronize()
+    wall_ms = (time.perf_counter() - t0) * 1e3 / n
     out = _stats([s.elapsed_time(e) for s, e in zip(starts, ends)])
     out["timer"] = "cuda_events"
+    # Cross-check: events time only the current stream. Work that ran elsewhere (another stream,
+    # or on the host) shows up as a mean wall time per call far above the event median.
+    out["wall_mean_ms"] = wall_ms
     return out
 
 

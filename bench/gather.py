@@ -124,10 +124,12 @@ def _same(a: torch.Tensor, ref: torch.Tensor) -> bool:
 
 
 def run_mode(name: str, fn: Callable[[], torch.Tensor], check: Optional[Callable[[torch.Tensor], bool]],
-             nbytes: int, timer: str, args) -> Dict[str, object]:
-    """Correctness first (``check(fn())``), then timing; failures recorded, never raised."""
+             nbytes: int, timer: str, args, prep: Optional[Callable[[], object]] = None) -> Dict[str, object]:
+    """``prep()``, then correctness (``check(fn())``), then timing; failures recorded, never raised."""
     rec: Dict[str, object] = {"status": "ok"}
     try:
+        if prep is not None:
+            prep()
         t0 = time.perf_counter()
         res = fn()
         if timer != "host":
@@ -219,9 +221,16 @@ def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
                 rows.append({"row_bytes": row_bytes, "width": w, "pattern": pattern,
                              "skipped": f"time budget of {args.max_minutes} min exhausted"})
                 continue
-            idx_cpu = make_index(pattern, n, m, args.alpha, args.seed + w)
-            idx = idx_cpu.to(dev)
-            ref = torch.index_select(plain, 0, idx_cpu)
+            try:
+                idx_cpu = make_index(pattern, n, m, args.alpha, args.seed + w)
+                idx = idx_cpu.to(dev)
+                ref = torch.index_select(plain, 0, idx_cpu)
+            except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                kind = "oom" if is_oom(exc) else "error"
+                rows.append({"row_bytes": row_bytes, "width": w, "pattern": pattern,
+                             "skipped": f"{kind} preparing indices: {type(exc).__name__}: {str(exc)[:200]}"})
+                free_cuda()
+                continue
 
             def check(res, ref=ref):
                 return _same(res, ref)
@@ -249,8 +258,8 @@ def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
                     continue
                 # Poison the output (-1 words: no table row holds them), so a kernel that writes
                 # nothing fails the correctness call that run_mode makes first.
-                out.view(torch.int32).fill_(-1)
-                modes[name] = run_mode(name, fn, chk, nbytes, timer, args)
+                modes[name] = run_mode(name, fn, chk, nbytes, timer, args,
+                                       prep=lambda: out.view(torch.int32).fill_(-1))
             ratios = {k: v for k, v in {
                 "unified/pcie_h2d": _ratio(modes, "unified", "pcie_h2d"),
                 "unified/cpu_gather_copy": _ratio(modes, "unified", "cpu_gather_copy"),
@@ -262,7 +271,7 @@ def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
             rows.append({"row_bytes": row_bytes, "width": w, "dtype": "float32", "pattern": pattern,
                          "num_indices": m, "gathered_bytes": nbytes, "modes": modes, "ratios": ratios})
             log(_row_line(rows[-1], args.modes))
-            del idx, idx_cpu, ref
+            del idx, idx_cpu, ref, fns
         del tw, uva, gpu_tab
     del whole
     return {"rows": rows, "skipped_modes": skipped,

@@ -14,7 +14,8 @@
 #   6. bench_e2e      bench/e2e.py, if present                       -> bench/results/e2e_<gpu>.json
 # then a summary table (also in bench/results/gpu_check_summary.txt). Exit status 1 if any step
 # failed or timed out. Timeouts (seconds) can be overridden: TESTS_TIMEOUT, MEMCHECK_TIMEOUT,
-# GATHER_TIMEOUT, SAMPLER_TIMEOUT, E2E_TIMEOUT; SKIP_MEMCHECK=1 skips step 3.
+# GATHER_TIMEOUT, SAMPLER_TIMEOUT, E2E_TIMEOUT; extra arguments for the benchmarks: GATHER_ARGS,
+# SAMPLER_ARGS, E2E_ARGS (e.g. GATHER_ARGS="--table-gb 16"); SKIP_MEMCHECK=1 skips step 3.
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,7 +23,7 @@ cd "$ROOT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
-RES="bench/results"
+RES="${RESULTS_DIR:-bench/results}"  # override for a dry run elsewhere
 mkdir -p "$RES"
 
 TESTS_TIMEOUT="${TESTS_TIMEOUT:-300}"
@@ -122,22 +123,23 @@ fi
 
 # 4-6. benchmarks -----------------------------------------------------------------------------------
 JSONS=()
-bench() {  # name script timeout
-    local name="$1" script="$2" limit="$3"
+bench() {  # name script timeout extra-args
+    local name="$1" script="$2" limit="$3" extra="${4:-}"
     local out="$RES/${name}_${TAG}.json" log="$RES/${name}_${TAG}.log"
     if [ ! -f "$script" ]; then
         record "bench_$name" "SKIP(no $script)" 0 "-"
         return
     fi
     rm -f "$out"
-    run_step "bench_$name" "$limit" "$log" "$PY" "$script" --out "$out"
+    # shellcheck disable=SC2086  # extra args are word-split on purpose
+    run_step "bench_$name" "$limit" "$log" "$PY" "$script" --out "$out" $extra
     [ -f "$out" ] && JSONS+=("$out")
     [ -f "$out" ] || { case "$STEP_STATUS" in PASS) STEP_STATUS="FAIL(no $out)";; esac; }
     record "bench_$name" "$STEP_STATUS" "$STEP_SECS" "$log"
 }
-bench gather bench/gather.py "$GATHER_TIMEOUT"
-bench sampler bench/sampler.py "$SAMPLER_TIMEOUT"
-bench e2e bench/e2e.py "$E2E_TIMEOUT"
+bench gather bench/gather.py "$GATHER_TIMEOUT" "${GATHER_ARGS:-}"
+bench sampler bench/sampler.py "$SAMPLER_TIMEOUT" "${SAMPLER_ARGS:-}"
+bench e2e bench/e2e.py "$E2E_TIMEOUT" "${E2E_ARGS:-}"
 
 # summary -------------------------------------------------------------------------------------------
 {
