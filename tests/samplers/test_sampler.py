@@ -367,3 +367,31 @@ def test_same_semantics_as_dgl(idtype):
     _, _, ob = NeighborSampler([3, 2], seed=0).sample(g, seeds)
     assert db[-1].num_edges() == ob[-1].num_edges()
     assert torch.equal(db[-1].in_degrees().long(), ob[-1].in_degrees())
+
+
+def test_pinned_graph_on_cpu_path():
+    g = power_law_graph()
+    p = g.pin()  # without a GPU this only wraps; with one it pins in place
+    assert p.placement == "pinned" and p.indices.data_ptr() == g.indices.data_ptr()
+    seeds = torch.arange(0, 300, 11)
+    _assert_same(NeighborSampler([4, 3], seed=2).sample(g, seeds),
+                 NeighborSampler([4, 3], seed=2).sample(p, seeds))
+
+
+@pytest.mark.parametrize("idtype", IDTYPES)
+def test_torch_relabel_matches_cpu_relabel(idtype):
+    # The GPU path relabels with torch ops; on CPU tensors they must give the Numba relabel.
+    from samplers._sampler_cuda import relabel_first_appearance
+
+    g = power_law_graph(idtype=idtype)
+    seeds = torch.randperm(300, generator=torch.Generator().manual_seed(4))[:50].to(idtype)
+    _, _, blocks = NeighborSampler([6, 6], seed=1).sample(g, seeds)
+    for b in blocks:
+        gsrc = b.srcdata["_ID"][b.edges()[0]]
+        src_nodes, src_local, seeds_local = relabel_first_appearance(b.dstdata["_ID"], gsrc)
+        assert torch.equal(src_nodes, b.srcdata["_ID"])
+        assert torch.equal(src_local, b.edges()[0])
+        assert torch.equal(seeds_local, torch.arange(b.num_dst_nodes()))
+    _, _, dup_local = relabel_first_appearance(torch.tensor([3, 5, 3], dtype=idtype),
+                                               torch.tensor([5, 9], dtype=idtype))
+    assert dup_local.tolist() == [0, 1, 0]
