@@ -401,6 +401,7 @@ def plot(result, modes: List[str], path: str, title: str) -> Optional[str]:
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=mname)
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
         ax.set_xlabel("row size (bytes)")
         ax.set_ylabel("effective GB/s")
         ax.set_title(f"{pat} indices")
@@ -423,6 +424,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="JSON path (default bench/results/gather_<device>.json)")
     p.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--replot", metavar="JSON", default=None,
+                   help="only redraw the PNG of an existing result JSON (to --plot or next to it)")
     p.add_argument("--quick", action="store_true", help="tiny run (seconds): small table, 4 widths")
     p.add_argument("--table-gb", type=float, default=None, help="table size in GiB (default 8 on GPU, 2 on CPU)")
     p.add_argument("--gather-mb", type=float, default=None,
@@ -446,6 +449,18 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        import json
+
+        with open(args.replot) as f:
+            d = json.load(f)
+        png = args.plot or os.path.splitext(args.replot)[0] + ".png"
+        tb = d["params"]["table_bytes"] / GIB
+        gm = d["params"]["gather_bytes"] / MIB
+        ok = plot(d, d["params"]["modes"], png,
+                  f"gather, {d['env']['device_name']}, table {tb:.1f} GiB, {gm:.0f} MiB/gather")
+        print(f"wrote {png}" if ok else "no plot")
+        return 0 if ok else 1
     if args.device == "auto":
         device = "cuda" if ut.cuda_available() else "cpu"
     else:
