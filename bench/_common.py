@@ -299,13 +299,15 @@ def _summarize_gather(d: dict) -> str:
     ratio_names = ["unified/pcie_h2d", "unified/cpu_gather_copy", "unified/uva_torch",
                    "unified/gpu_resident", "ut_gather_cpu/index_select_out", "ut_gather_cpu/x_idx"]
     present = [r for r in ratio_names if any(r in row.get("ratios", {}) for row in d.get("rows", []))]
-    main = "unified" if d.get("device") == "cuda" else "ut_gather_cpu"
+    shown = ["unified", "pcie_h2d", "cpu_gather_copy"] if d.get("device") == "cuda" else ["ut_gather_cpu"]
     rows = []
     for row in d.get("rows", []):
-        m = row.get("modes", {}).get(main, {})
-        rows.append([row["row_bytes"], row["pattern"], m.get("gbps") if m.get("status") == "ok" else m.get("status")]
-                    + [row.get("ratios", {}).get(r) for r in present])
-    out = format_table(["row_B", "pattern", f"{main} GB/s"] + present, rows)
+        cells = []
+        for name in shown:
+            m = row.get("modes", {}).get(name, {})
+            cells.append(m.get("gbps") if m.get("status") == "ok" else m.get("status", row.get("skipped")))
+        rows.append([row["row_bytes"], row["pattern"]] + cells + [row.get("ratios", {}).get(r) for r in present])
+    out = format_table(["row_B", "pattern"] + [f"{n} GB/s" for n in shown] + present, rows)
     t = d.get("targets")
     if t:
         out += "\n" + "; ".join(f"{k}: {v}" for k, v in t.items())
