@@ -2,9 +2,9 @@
 
 The model is a degree-corrected stochastic block model in Chung-Lu form. Every node ``v`` gets a
 weight ``w_v`` drawn from a Pareto law (exponent ``degree_exponent``) and a class ``y_v`` (its
-community). Each edge picks its source ``s`` with probability proportional to ``w_s``; with
-probability ``homophily`` its destination is drawn, again proportionally to weight, from the
-source's community, otherwise from the whole graph. In- and out-degrees both follow the weights,
+community). Node ``v`` gets ``Poisson(w_v)`` out-edges; with probability ``homophily`` an edge's
+destination is drawn, proportionally to weight, from the source's community, otherwise from the
+whole graph. In- and out-degrees both follow the weights,
 so they are heavy-tailed. Features are ``centroid[y_v] + noise * N(0, I)`` with centroids of norm
 about 1 (entries ~ N(0, 1/F)), so learnability depends on ``noise``, not on F: noisy enough that a
 node's own features say little, while the mean over its (mostly same-class) neighbours averages
@@ -25,7 +25,7 @@ import torch
 __all__ = ["node_weights", "generate_edges", "fill_features", "make_splits", "make_labels"]
 
 # Fixed chunk sizes: part of the generator's definition (changing them changes the output).
-EDGE_CHUNK = 1 << 21          # edges per chunk
+EDGE_CHUNK = 1 << 21          # about this many edges per chunk
 FEAT_CHUNK_ELEMS = 1 << 22    # feature elements per chunk (16 MiB of float32)
 
 # Independent streams of the same seed.
@@ -78,40 +78,57 @@ def node_weights(num_nodes: int, avg_degree: float, degree_exponent: float,
     return w
 
 
-def generate_edges(weights: np.ndarray, labels: np.ndarray, num_classes: int, num_edges: int,
+def generate_edges(weights: np.ndarray, labels: np.ndarray, num_classes: int, avg_degree: float,
                    homophily: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``num_edges`` directed edges (self loops dropped): ``(src, dst)`` int32/int64."""
+    """Sample the directed edges (self loops dropped): ``(src, dst)``, int32 (int64 past 2**31).
+
+    Node ``v`` gets ``Poisson(w_v)`` out-edges; each destination is drawn proportionally to
+    weight, from the source's community with probability ``homophily``, else from all nodes.
+    Weighted draws are done as sorted batches (inverse CDF by ``searchsorted`` on sorted keys,
+    which is cache-friendly, unlike random keys) assigned to edges in random order.
+    """
     n = weights.shape[0]
     idt = np.int32 if n < 2**31 else np.int64
     # Nodes sorted by community; one cumulative-weight table serves both the global draw and
-    # the draw restricted to a community (a sub-range of the table).
+    # the draw restricted to a community (a contiguous sub-range of the table).
     order = np.argsort(labels, kind="stable").astype(idt)
     cum = np.cumsum(weights[order])
     total = cum[-1]
     bounds = np.searchsorted(labels[order], np.arange(num_classes + 1))
-    lo = np.concatenate([[0.0], cum])[bounds[:-1]]
-    span = np.concatenate([[0.0], cum])[bounds[1:]] - lo
+    cum0 = np.concatenate([[0.0], cum])
+    lo, span = cum0[bounds[:-1]], cum0[bounds[1:]] - cum0[bounds[:-1]]
     labels_small = labels.astype(np.int16 if num_classes < 2**15 else np.int64)
+    node_chunk = max(1024, EDGE_CHUNK // max(1, int(np.ceil(avg_degree))))
 
-    def draw(u: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(cum, u, side="right")
+    def draw_sorted(keys: np.ndarray) -> np.ndarray:
+        keys.sort()
+        pos = np.searchsorted(cum, keys, side="right")
         np.minimum(pos, n - 1, out=pos)
         return order[pos]
 
     def chunk(i: int):
-        m = min(EDGE_CHUNK, num_edges - i * EDGE_CHUNK)
+        a, b = i * node_chunk, min(n, (i + 1) * node_chunk)
         rng = _rng(seed, _STREAM_EDGES, i)
-        src = draw(rng.random(m) * total)
-        c = labels_small[src]
-        u = rng.random(m)
-        same = rng.random(m) < homophily
-        u = np.where(same, lo[c] + u * span[c], u * total)
-        dst = draw(u)
+        src = np.repeat(np.arange(a, b, dtype=idt), rng.poisson(weights[a:b]))
+        rng.shuffle(src)  # random edge order: the sorted draws below land on random edges
+        m = src.shape[0]
+        dst = np.empty(m, dtype=idt)
+        inside = rng.random(m) < homophily
+        # same-community draws: edges grouped by community (stable: random order inside a
+        # group); the sorted keys of community c fill exactly block c, as community ranges of
+        # the cumulative table are disjoint and in community order
+        c = labels_small[src[inside]]
+        group = np.argsort(c, kind="stable")
+        c = c[group]
+        drawn = np.empty(c.shape[0], dtype=idt)
+        drawn[group] = draw_sorted(lo[c] + rng.random(c.shape[0]) * span[c])
+        dst[inside] = drawn
+        outside = ~inside
+        dst[outside] = draw_sorted(rng.random(int(outside.sum())) * total)
         keep = src != dst
         return src[keep], dst[keep]
 
-    num_chunks = -(-num_edges // EDGE_CHUNK)
-    parts = _run_chunks(chunk, num_chunks)
+    parts = _run_chunks(chunk, -(-n // node_chunk))
     src = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, idt)
     dst = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, idt)
     return src, dst

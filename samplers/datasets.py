@@ -40,7 +40,7 @@ FEAT_DTYPES = {torch.float32: np.float32, torch.float16: np.float16,
                torch.bfloat16: np.int16, torch.float64: np.float64}
 
 # Bump when the generator's output for given parameters changes (invalidates caches).
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _ARRAYS = ("indptr", "indices", "labels", "train_idx", "val_idx", "test_idx")
 
 
@@ -307,8 +307,8 @@ def _generate(name: str, params: dict, folder: Optional[Path]) -> NodeDataset:
     feat_dtype = getattr(torch, params["feat_dtype"].replace("torch.", ""))
     labels = _synthetic.make_labels(n, c, seed)
     weights = _synthetic.node_weights(n, params["avg_degree"], params["degree_exponent"], seed)
-    num_edges = int(round(n * params["avg_degree"]))
-    src, dst = _synthetic.generate_edges(weights, labels, c, num_edges, params["homophily"], seed)
+    src, dst = _synthetic.generate_edges(weights, labels, c, params["avg_degree"],
+                                         params["homophily"], seed)
     del weights
     indptr, indices = csc_from_edges(src, dst, n)
     del src, dst
