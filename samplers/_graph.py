@@ -209,6 +209,8 @@ class CSCGraph:
             raise ValueError(f"g must be homogeneous (one node and one edge type), got node types "
                              f"{g.ntypes} and edge types {g.canonical_etypes}")
         indptr, indices, eids = g.adj_tensors("csc")
+        if eids is not None and eids.numel() == 0:
+            eids = None  # DGL's way of saying "edge id = CSC position"
         return cls(indptr, indices, eids, num_nodes=g.num_nodes(), validate=False)
 
     # ---------------------------------------------------------------- properties

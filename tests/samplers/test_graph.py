@@ -169,6 +169,10 @@ def test_from_dgl(idtype):
     assert g.num_nodes == 30 and g.num_edges == 120 and g.idtype == idtype
     check_matches_edge_index(g, ei)
     assert torch.equal(g.in_degrees(), dg.in_degrees().long())
+    # A graph built from CSC without edge ids: DGL returns an empty eid array (= identity).
+    csc = dgl.graph(("csc", (g.indptr, g.indices, torch.tensor([], dtype=idtype))), num_nodes=30)
+    h = CSCGraph.from_dgl(csc)
+    assert h.edge_ids is None and torch.equal(h.indices, g.indices)
     with pytest.raises(TypeError, match=r"g must be a dgl.DGLGraph, got Tensor"):
         CSCGraph.from_dgl(ei)
     hg = dgl.heterograph({("a", "x", "b"): (torch.tensor([0]), torch.tensor([0]))})
