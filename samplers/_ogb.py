@@ -43,7 +43,7 @@ def dataset_dir(name: str, root: Path) -> Path:
 
 
 def raw_files(ddir: Path) -> str:
-    """Which raw variant ``ddir/raw`` holds: ``'npz'`` or ``'csv'``; raises when neither is whole."""
+    """Which raw variant ``ddir/raw`` holds, ``'npz'`` or ``'csv'``; raises if neither is whole."""
     raw = ddir / "raw"
     if not ddir.is_dir():
         raise _missing(ddir, "dataset folder")

@@ -286,6 +286,9 @@ def synthetic_graph(num_nodes: int, avg_degree: float = 15.0, num_classes: int =
         tmp.mkdir()
         try:
             _generate(name, params, tmp)
+            if folder.is_dir() and not (folder / "meta.json").is_file():
+                logger.warning("replacing incomplete dataset folder %s", folder)
+                shutil.rmtree(folder)
             try:
                 os.rename(tmp, folder)
             except OSError:  # another process finished the same dataset first
@@ -300,8 +303,9 @@ def synthetic_graph(num_nodes: int, avg_degree: float = 15.0, num_classes: int =
     return _open_cached(name, folder)
 
 
-def _generate(name: str, params: dict, folder: Optional[Path]) -> NodeDataset:
-    """Generate the dataset; write it into ``folder`` (None: keep it in RAM)."""
+def _generate(name: str, params: dict, folder: Optional[Path]) -> Optional[NodeDataset]:
+    """Generate the dataset: write it into ``folder`` and return None, or (``folder=None``)
+    return it held in RAM."""
     t0 = time.perf_counter()
     n, c, f, seed = params["num_nodes"], params["num_classes"], params["feat_dim"], params["seed"]
     feat_dtype = getattr(torch, params["feat_dtype"].replace("torch.", ""))
@@ -333,7 +337,7 @@ def _generate(name: str, params: dict, folder: Optional[Path]) -> NodeDataset:
             _save_atomic(folder / f"{key}.npy", arr)
         meta = dict(params, name=name, num_edges=int(indices.shape[0]))
         (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-        return None  # type: ignore[return-value]
+        return None
     return NodeDataset(name=name, num_nodes=n, features=_features_tensor(feats, feat_dtype),
                        num_classes=c, **{k: torch.from_numpy(v) for k, v in arrays.items()})
 

@@ -163,6 +163,15 @@ def test_memmap_cache_round_trip(tmp_path, monkeypatch):
         synthetic_graph(1200, feat_dim=16, seed=1, root=tmp_path)
 
 
+def test_memmap_cache_replaces_incomplete_folder(tmp_path):
+    name = synthetic_graph(200, feat_dim=3).name
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "features.npy").write_bytes(b"half a file")  # no meta.json: incomplete
+    ds = synthetic_graph(200, feat_dim=3, root=tmp_path)
+    assert ds.features_path == tmp_path / name / "features.npy"
+    assert torch.equal(ds.features, synthetic_graph(200, feat_dim=3).features)
+
+
 def test_memmap_cache_bfloat16(tmp_path):
     ds = synthetic_graph(300, feat_dim=5, feat_dtype=torch.bfloat16, root=tmp_path)
     again = synthetic_graph(300, feat_dim=5, feat_dtype=torch.bfloat16, root=tmp_path)
