@@ -1,0 +1,109 @@
+"""Helpers shared by the example scripts: dataset arguments and loading, per-epoch reporting.
+
+The training loops themselves stay in each script, where a reader expects them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+# Run from a checkout without installing: make `unified_tensor` and `samplers` importable.
+_REPO = Path(__file__).resolve().parent.parent
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+
+from samplers.datasets import NodeDataset, load_ogb, synthetic_graph  # noqa: E402
+
+DEFAULT_CACHE = Path(os.environ.get("UT_DATA_ROOT", "~/.cache/unified-tensor/datasets")).expanduser()
+
+
+def add_data_args(p: argparse.ArgumentParser, nodes: int = 100_000) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="synthetic",
+                   help="'synthetic' (built in, generated once and cached) or an OGB node-property "
+                        "dataset already on disk under --ogb-root, e.g. ogbn-products")
+    g.add_argument("--nodes", type=int, default=nodes, help="synthetic graph: number of nodes")
+    g.add_argument("--avg-degree", type=float, default=15.0, help="synthetic graph: mean degree")
+    g.add_argument("--feat-dim", type=int, default=128, help="synthetic graph: feature width")
+    g.add_argument("--classes", type=int, default=16, help="synthetic graph: number of classes")
+    g.add_argument("--data-seed", type=int, default=0, help="synthetic graph: generator seed")
+    g.add_argument("--cache", default=str(DEFAULT_CACHE),
+                   help="folder where the synthetic graph is written once as .npy memmaps and "
+                        "reopened afterwards ('none': keep it in RAM; env UT_DATA_ROOT)")
+    g.add_argument("--ogb-root", default=None, help="folder holding the OGB dataset folder")
+
+
+def load_dataset(args: argparse.Namespace) -> NodeDataset:
+    """The dataset the arguments name, on the CPU (features possibly a memmap)."""
+    t0 = time.perf_counter()
+    if args.dataset == "synthetic":
+        root = None if str(args.cache).lower() == "none" else args.cache
+        ds = synthetic_graph(args.nodes, avg_degree=args.avg_degree, num_classes=args.classes,
+                             feat_dim=args.feat_dim, seed=args.data_seed, root=root)
+    elif args.dataset.startswith("ogbn-"):
+        if args.ogb_root is None:
+            raise SystemExit(f"--dataset {args.dataset} needs --ogb-root (nothing is downloaded)")
+        ds = load_ogb(args.dataset, args.ogb_root)
+    else:
+        raise SystemExit(f"--dataset must be 'synthetic' or 'ogbn-...', got {args.dataset!r}")
+    print(f"dataset: {ds} (ready in {time.perf_counter() - t0:.1f} s)", flush=True)
+    return ds
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available here")
+    return dev
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def progress(iterable, total: int, desc: str, enabled: bool):
+    """A tqdm progress bar when tqdm is installed and ``enabled``; the iterable itself otherwise."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+class History:
+    """Per-epoch records, printed as they come and optionally written as JSON."""
+
+    def __init__(self, name: str, params: Dict[str, object]) -> None:
+        self.name = name
+        self.params = params
+        self.epochs: List[Dict[str, float]] = []
+        self.final: Dict[str, float] = {}
+
+    def epoch(self, **rec: float) -> None:
+        self.epochs.append(rec)
+        parts = [f"epoch {rec['epoch']:>2}", f"time {rec['time_s']:.2f} s",
+                 f"{rec['seeds_per_s']:,.0f} seeds/s", f"loss {rec['loss']:.4f}",
+                 f"train acc {rec['train_acc']:.4f}"]
+        if "val_acc" in rec:
+            parts.append(f"val acc {rec['val_acc']:.4f}")
+        print(" | ".join(parts), flush=True)
+
+    def write(self, path: Optional[str]) -> None:
+        if not path:
+            return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as fh:
+            json.dump({"example": self.name, "params": self.params, "epochs": self.epochs,
+                       "final": self.final}, fh, indent=1, default=str)
