@@ -1,0 +1,47 @@
+"""Smoke tests of bench/sampler.py: a tiny run as a subprocess (ours; DGL rows in the dgl env)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--nodes", "20000", "--edges", "200000", "--batch-size", "256", "--feat-dim", "8",
+        "--warmup", "1", "--batches", "2", "--rounds", "2"]
+
+
+def _run(tmp_path, *extra, timeout=240):
+    out = tmp_path / "sampler.json"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "sampler.py"), *TINY, "--out", str(out),
+           *extra]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"sampler.py failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    with open(out) as f:
+        return json.load(f)
+
+
+def _ok_rows(d):
+    for r in d["rows"]:
+        assert "error" not in r, r
+        assert r["batches_per_s"] > 0 and r["medges_per_s"] > 0 and r["edges_per_batch"] > 0
+    return {(r["name"], r["impl"]) for r in d["rows"]}
+
+
+def test_sampler_bench_quick_cpu(tmp_path):
+    d = _run(tmp_path, "--no-dgl", "--no-gpu")
+    assert d["benchmark"] == "sampler" and d["num_edges"] > 0
+    assert _ok_rows(d) == {("sample", "ours"), ("loader", "ours"), ("loader+feat", "ours")}
+
+
+@pytest.mark.dgl
+def test_sampler_bench_quick_dgl(tmp_path):
+    d = _run(tmp_path, "--no-gpu")
+    names = _ok_rows(d)
+    assert {("sample", "dgl"), ("loader", "dgl"), ("loader+feat", "dgl")} <= names
+    assert any(impl.startswith("drop-in") for _, impl in names)
+    assert set(d["ratios"]) == {"sample ours/dgl (medges_per_s)", "loader ours/dgl (batches_per_s)",
+                                "loader+feat ours/dgl (batches_per_s)"}
