@@ -1,0 +1,180 @@
+"""GraphSAGE node classification with PyG's ``SAGEConv`` layers, fed by unified-tensor's DataLoader.
+
+PyG's own ``NeighborLoader`` needs pyg-lib or torch-sparse for sampling; here the sampling, the
+feature gather and the prefetching come from ``samplers.DataLoader`` and PyG only supplies the
+layers. Each sampled block is a bipartite graph whose first ``num_dst_nodes()`` source nodes are its
+destination nodes, so a PyG layer runs on it as::
+
+    conv((x, x[:block.num_dst_nodes()]), block.edge_index,
+         size=(block.num_src_nodes(), block.num_dst_nodes()))
+
+The unified-tensor part is the same two lines as in ``train_graphsage.py``::
+
+    import unified_tensor as ut
+    feats = ut.unified(feats)            # pins the host table in place (no copy)
+
+then ``DataLoader(..., features=feats, labels=labels, device=device)`` gathers the rows of every
+batch zero-copy on the GPU (on the CPU without one) while the previous batch trains, and puts them
+in ``blocks[0].srcdata["feat"]`` / ``blocks[-1].dstdata["label"]``. With a GPU the graph is pinned
+in place too (``graph.pin()``) and sampled on the GPU over UVA.
+
+    python examples/train_pyg.py                                # built-in synthetic graph
+    python examples/train_pyg.py --dataset ogbn-products --ogb-root /data/ogb
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from _common import History, add_data_args, load_dataset, pick_device, progress, sync
+
+from torch_geometric.nn import SAGEConv
+
+import unified_tensor as ut
+from samplers import DataLoader, NeighborSampler
+
+
+# ------------------------------------------------------------------------------------ model
+class GraphSAGE(nn.Module):
+    """PyG ``SAGEConv`` (mean aggregation) stacked over the blocks of a minibatch."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int,
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
+        self.convs = nn.ModuleList(SAGEConv(a, b, aggr="mean") for a, b in zip(dims[:-1], dims[1:]))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, blocks: Sequence, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i, (conv, block) in enumerate(zip(self.convs, blocks)):
+            n_src, n_dst = block.num_src_nodes(), block.num_dst_nodes()
+            # Bipartite message passing: sources = all nodes of the block, targets = its first
+            # n_dst nodes (the next layer's nodes).
+            h = conv((h, h[:n_dst]), block.edge_index, size=(n_src, n_dst))
+            if i < len(self.convs) - 1:
+                h = self.dropout(F.relu(h))
+        return h
+
+
+# ------------------------------------------------------------------------------------ loops
+def train_epoch(model, opt, loader: DataLoader, device: torch.device, epoch: int,
+                max_batches: Optional[int], show: bool):
+    model.train()
+    total = len(loader) if max_batches is None else min(len(loader), max_batches)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    n_seen = n_batches = 0
+    for input_nodes, output_nodes, blocks in progress(loader, total, f"epoch {epoch}", show):
+        x, y = blocks[0].srcdata["feat"], blocks[-1].dstdata["label"]   # already on `device`
+        logits = model(blocks, x.float())
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * y.numel()       # no host sync per batch
+        correct += (logits.detach().argmax(1) == y).sum()
+        n_seen += y.numel()
+        n_batches += 1
+        if max_batches is not None and n_batches >= max_batches:
+            break
+    return float(loss_sum) / max(n_seen, 1), int(correct) / max(n_seen, 1), n_seen
+
+
+@torch.no_grad()
+def evaluate(model, loader: DataLoader, device: torch.device,
+             max_batches: Optional[int] = None) -> float:
+    model.eval()
+    correct, seen = torch.zeros((), dtype=torch.int64, device=device), 0
+    for i, (input_nodes, output_nodes, blocks) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = blocks[0].srcdata["feat"], blocks[-1].dstdata["label"]
+        correct += (model(blocks, x.float()).argmax(1) == y).sum()
+        seen += y.numel()
+    return int(correct) / max(seen, 1)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_data_args(p, nodes=100_000)
+    t = p.add_argument_group("training")
+    t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:i]'")
+    t.add_argument("--fanouts", default=None,
+                   help="comma-separated neighbours per layer (input layer first); default "
+                        "15,10,5 on a GPU, 10,5 on the CPU")
+    t.add_argument("--batch-size", type=int, default=1024)
+    t.add_argument("--hidden", type=int, default=256)
+    t.add_argument("--dropout", type=float, default=0.5)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--max-batches", type=int, default=None,
+                   help="stop each epoch after this many batches (benchmarks, smoke tests)")
+    t.add_argument("--eval-batches", type=int, default=None,
+                   help="evaluate on at most this many batches of val/test seeds")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    t.add_argument("--json", default=None, help="write per-epoch records to this JSON file")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> History:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    device = pick_device(args.device)
+    if args.fanouts is None:
+        args.fanouts = "15,10,5" if device.type == "cuda" else "10,5"
+    fanouts = [int(f) for f in args.fanouts.split(",")]
+    ds = load_dataset(args)
+    print(f"device {device} | PyG SAGEConv + samplers.DataLoader | fanouts {fanouts} | "
+          f"batch {args.batch_size} | hidden {args.hidden} | "
+          f"CUDA path {'on' if ut.cuda_available() else 'off'}", flush=True)
+
+    graph = ds.graph()
+    if device.type == "cuda":
+        graph = graph.pin()                  # sample on the GPU, reading the CSC arrays over UVA
+    feats = ut.unified(ds.features)          # the two-line change: pinned in place, no copy
+    sampler = NeighborSampler(fanouts, seed=args.seed)
+
+    def loader(seeds: torch.Tensor, shuffle: bool, seed: Optional[int] = None) -> DataLoader:
+        return DataLoader(graph, seeds, sampler, device=device, batch_size=args.batch_size,
+                          shuffle=shuffle, seed=seed, features=feats, labels=ds.labels)
+
+    model = GraphSAGE(ds.feat_dim, args.hidden, ds.num_classes, len(fanouts),
+                      args.dropout).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    hist = History("train_pyg", dict(vars(args), device=str(device), dataset_name=ds.name,
+                                     num_nodes=ds.num_nodes, num_edges=ds.num_edges))
+    try:
+        for epoch in range(args.epochs):
+            train_loader = loader(ds.train_idx, shuffle=True, seed=args.seed + epoch)
+            sync(device)
+            t0 = time.perf_counter()
+            loss, train_acc, n = train_epoch(model, opt, train_loader, device, epoch,
+                                             args.max_batches, not args.no_progress)
+            sync(device)
+            dt = time.perf_counter() - t0
+            val_acc = evaluate(model, loader(ds.val_idx, shuffle=False), device, args.eval_batches)
+            hist.epoch(epoch=epoch, time_s=dt, seeds_per_s=n / dt, loss=loss,
+                       train_acc=train_acc, val_acc=val_acc)
+        test_acc = evaluate(model, loader(ds.test_idx, shuffle=False), device, args.eval_batches)
+    finally:
+        ut.unpin(feats)
+    timed = hist.epochs[1:] or hist.epochs           # epoch 0 includes JIT / kernel compiles
+    thr = sum(e["seeds_per_s"] for e in timed) / len(timed)
+    hist.final = dict(test_acc=test_acc, seeds_per_s=thr, chance=1.0 / ds.num_classes)
+    print(f"test acc {test_acc:.4f} (chance {1.0 / ds.num_classes:.4f}) | throughput "
+          f"{thr:,.0f} seeds/s (mean of epochs {timed[0]['epoch']}..{timed[-1]['epoch']})",
+          flush=True)
+    hist.write(args.json)
+    return hist
+
+
+if __name__ == "__main__":
+    main()
