@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _common import History, add_data_args, load_dataset, pick_device, progress, sync
+from _util import History, add_data_args, load_dataset, pick_device, progress, sync
 
 import unified_tensor as ut
 from samplers import CSCGraph, DataLoader, NeighborSampler
@@ -43,7 +43,11 @@ from samplers import CSCGraph, DataLoader, NeighborSampler
 
 # ------------------------------------------------------------------------------------ model
 class SAGEConv(nn.Module):
-    """GraphSAGE layer with mean aggregation on one block (dst nodes = the first src nodes)."""
+    """GraphSAGE layer with mean aggregation on one block (dst nodes = the first src nodes).
+
+    Uses only ``block.edges()`` and ``block.num_dst_nodes()``, so it runs on this library's
+    blocks and on DGL's alike.
+    """
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
@@ -51,13 +55,17 @@ class SAGEConv(nn.Module):
         self.lin_neigh = nn.Linear(in_dim, out_dim, bias=False)
 
     def forward(self, block, x: torch.Tensor) -> torch.Tensor:
-        src, dst = block.edge_index            # local ids, int64, on x's device
+        src, dst = block.edges()               # local ids, on x's device
         n_dst = block.num_dst_nodes()
-        h = self.lin_neigh(x)                  # project first: the mean is linear
+        # The mean is linear: project before aggregating when that narrows the rows, after
+        # aggregating (over n_dst rows only) otherwise.
+        project_first = self.lin_neigh.out_features < self.lin_neigh.in_features
+        h = self.lin_neigh(x) if project_first else x
         agg = torch.zeros(n_dst, h.shape[1], dtype=h.dtype, device=h.device)
         agg.index_add_(0, dst, h.index_select(0, src))
         deg = torch.bincount(dst, minlength=n_dst).clamp_(min=1).unsqueeze(1).to(h.dtype)
-        return self.lin_self(x[:n_dst]) + agg / deg
+        agg = agg / deg
+        return self.lin_self(x[:n_dst]) + (agg if project_first else self.lin_neigh(agg))
 
 
 class GraphSAGE(nn.Module):
@@ -172,7 +180,7 @@ def evaluate(model, pipe: Pipeline, seeds: torch.Tensor, max_batches: Optional[i
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_args(p, nodes=100_000)
+    add_data_args(p, nodes=200_000)
     t = p.add_argument_group("training")
     t.add_argument("--loader", choices=("baseline", "unified", "gpu"), default="unified")
     t.add_argument("--no-overlap", action="store_true",
@@ -185,7 +193,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--hidden", type=int, default=256)
     t.add_argument("--dropout", type=float, default=0.5)
     t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--epochs", type=int, default=4)
     t.add_argument("--max-batches", type=int, default=None,
                    help="stop each epoch after this many batches (benchmarks, smoke tests)")
     t.add_argument("--eval-batches", type=int, default=None,

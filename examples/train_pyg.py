@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _common import History, add_data_args, load_dataset, pick_device, progress, sync
+from _util import History, add_data_args, load_dataset, pick_device, progress, sync
 
 from torch_geometric.nn import SAGEConv
 
