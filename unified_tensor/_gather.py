@@ -15,6 +15,7 @@ import torch
 
 from ._deps import cuda_available, cuda_disabled_by_env
 from ._gather_cpu import gather_rows_cpu
+from ._host_pool import host_pool
 
 __all__ = ["gather", "as_index_tensor"]
 
@@ -74,6 +75,8 @@ def _table_parts(table: torch.Tensor):
 
 def _prepare_out(out: Optional[torch.Tensor], shape, dtype, device) -> torch.Tensor:
     if out is None:
+        if device.type == "cpu":   # large outputs reuse recycled buffers (no page faults)
+            return host_pool.empty(shape, dtype)
         return torch.empty(shape, dtype=dtype, device=device)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
