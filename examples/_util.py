@@ -40,6 +40,35 @@ def add_data_args(p: argparse.ArgumentParser, nodes: int = 100_000) -> None:
     g.add_argument("--ogb-root", default=None, help="folder holding the OGB dataset folder")
 
 
+def add_train_args(p: argparse.ArgumentParser, epochs: int = 3) -> argparse._ArgumentGroup:
+    """The training options every example shares; returns the group for script-specific ones."""
+    t = p.add_argument_group("training")
+    t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:i]'")
+    t.add_argument("--fanouts", default=None,
+                   help="comma-separated neighbours per layer (input layer first); default "
+                        "15,10,5 on a GPU, 10,5 on the CPU")
+    t.add_argument("--batch-size", type=int, default=1024)
+    t.add_argument("--hidden", type=int, default=256)
+    t.add_argument("--dropout", type=float, default=0.5)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--epochs", type=int, default=epochs)
+    t.add_argument("--max-batches", type=int, default=None,
+                   help="stop each epoch after this many batches (benchmarks, smoke tests)")
+    t.add_argument("--eval-batches", type=int, default=None,
+                   help="evaluate on at most this many batches of val/test seeds")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    t.add_argument("--json", default=None, help="write per-epoch records to this JSON file")
+    return t
+
+
+def parse_fanouts(args: argparse.Namespace, device: torch.device) -> List[int]:
+    """``--fanouts`` as ints; when not given, 15,10,5 on a GPU and 10,5 on the CPU (stored back)."""
+    if args.fanouts is None:
+        args.fanouts = "15,10,5" if device.type == "cuda" else "10,5"
+    return [int(f) for f in args.fanouts.split(",")]
+
+
 def load_dataset(args: argparse.Namespace) -> NodeDataset:
     """The dataset the arguments name, on the CPU (features possibly a memmap)."""
     t0 = time.perf_counter()
@@ -99,6 +128,17 @@ class History:
         if "val_acc" in rec:
             parts.append(f"val acc {rec['val_acc']:.4f}")
         print(" | ".join(parts), flush=True)
+
+    def finish(self, test_acc: float, num_classes: int, path: Optional[str]) -> None:
+        """Print the test accuracy and the mean throughput (epoch 0 left out: it includes JIT and
+        kernel compiles), store them in ``final`` and write the JSON to ``path`` if given."""
+        timed = self.epochs[1:] or self.epochs
+        thr = sum(e["seeds_per_s"] for e in timed) / len(timed) if timed else 0.0
+        self.final = dict(test_acc=test_acc, seeds_per_s=thr, chance=1.0 / num_classes)
+        span = f"epochs {timed[0]['epoch']}..{timed[-1]['epoch']}" if timed else "no epoch"
+        print(f"test acc {test_acc:.4f} (chance {1.0 / num_classes:.4f}) | throughput "
+              f"{thr:,.0f} seeds/s (mean of {span})", flush=True)
+        self.write(path)
 
     def write(self, path: Optional[str]) -> None:
         if not path:

@@ -32,7 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _util import History, add_data_args, load_dataset, pick_device, progress, sync
+from _util import (History, add_data_args, add_train_args, load_dataset, parse_fanouts,
+                   pick_device, progress, sync)
 
 import dgl
 import dgl.dataloading
@@ -140,25 +141,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_args(p, nodes=100_000)
-    t = p.add_argument_group("training")
+    t = add_train_args(p, epochs=3)
     t.add_argument("--loader", choices=tuple(LOADERS), default="unified",
                    help="'unified': samplers.DataLoader; 'dgl': dgl.dataloading.DataLoader")
-    t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:i]'")
-    t.add_argument("--fanouts", default=None,
-                   help="comma-separated neighbours per layer (input layer first); default "
-                        "15,10,5 on a GPU, 10,5 on the CPU")
-    t.add_argument("--batch-size", type=int, default=1024)
-    t.add_argument("--hidden", type=int, default=256)
-    t.add_argument("--dropout", type=float, default=0.5)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--max-batches", type=int, default=None,
-                   help="stop each epoch after this many batches (benchmarks, smoke tests)")
-    t.add_argument("--eval-batches", type=int, default=None,
-                   help="evaluate on at most this many batches of val/test seeds")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
-    t.add_argument("--json", default=None, help="write per-epoch records to this JSON file")
     return p.parse_args(argv)
 
 
@@ -168,9 +153,7 @@ def main(argv=None) -> History:
     np.random.seed(args.seed)            # DGL's loader shuffles with NumPy
     dgl.seed(args.seed)                  # DGL's sampler
     device = pick_dgl_device(args.device)
-    if args.fanouts is None:
-        args.fanouts = "15,10,5" if device.type == "cuda" else "10,5"
-    fanouts = [int(f) for f in args.fanouts.split(",")]
+    fanouts = parse_fanouts(args, device)
     ds = load_dataset(args)
     g = build_graph(ds)
     use_uva = device.type == "cuda"      # DGL's "mixed" mode: graph and features pinned in place
@@ -203,13 +186,7 @@ def main(argv=None) -> History:
         hist.epoch(epoch=epoch, time_s=dt, seeds_per_s=n / dt, loss=loss,
                    train_acc=train_acc, val_acc=val_acc)
     test_acc = evaluate(model, test_loader, device, args.eval_batches)
-    timed = hist.epochs[1:] or hist.epochs           # epoch 0 includes warm-up / JIT compiles
-    thr = sum(e["seeds_per_s"] for e in timed) / len(timed)
-    hist.final = dict(test_acc=test_acc, seeds_per_s=thr, chance=1.0 / ds.num_classes)
-    print(f"test acc {test_acc:.4f} (chance {1.0 / ds.num_classes:.4f}) | throughput "
-          f"{thr:,.0f} seeds/s (mean of epochs {timed[0]['epoch']}..{timed[-1]['epoch']})",
-          flush=True)
-    hist.write(args.json)
+    hist.finish(test_acc, ds.num_classes, args.json)
     return hist
 
 
