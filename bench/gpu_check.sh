@@ -16,6 +16,12 @@
 # failed or timed out. Timeouts (seconds) can be overridden: TESTS_TIMEOUT, MEMCHECK_TIMEOUT,
 # GATHER_TIMEOUT, SAMPLER_TIMEOUT, E2E_TIMEOUT; extra arguments for the benchmarks: GATHER_ARGS,
 # SAMPLER_ARGS, E2E_ARGS (e.g. GATHER_ARGS="--table-gb 16"); SKIP_MEMCHECK=1 skips step 3.
+# STEPS picks steps (comma-separated, default all): preflight,gpu_tests,memcheck,gather,sampler,e2e.
+# Where one command may run at most 10 minutes, split the run, e.g.
+#     STEPS=preflight,gpu_tests bash bench/gpu_check.sh
+#     STEPS=memcheck bash bench/gpu_check.sh
+#     STEPS=gather,sampler bash bench/gpu_check.sh
+#     STEPS=e2e bash bench/gpu_check.sh
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +37,9 @@ MEMCHECK_TIMEOUT="${MEMCHECK_TIMEOUT:-600}"
 GATHER_TIMEOUT="${GATHER_TIMEOUT:-420}"
 SAMPLER_TIMEOUT="${SAMPLER_TIMEOUT:-300}"
 E2E_TIMEOUT="${E2E_TIMEOUT:-600}"  # the first run also generates the 10M-node graph (cached)
+
+STEPS="${STEPS:-preflight,gpu_tests,memcheck,gather,sampler,e2e}"
+want() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 NAMES=(); STATUS=(); SECS=(); LOGS=()
 FAILED=0
@@ -65,6 +74,7 @@ echo "gpu_check: repo $ROOT, python $PY, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 
 # 1. preflight --------------------------------------------------------------------------------------
+if want preflight; then
 run_step preflight 120 "$RES/gpu_preflight.log" "$PY" - <<'EOF'
 import sys, torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
@@ -87,14 +97,17 @@ if ok:
 sys.exit(0 if ok else 1)
 EOF
 record preflight "$STEP_STATUS" "$STEP_SECS" "$RES/gpu_preflight.log"
+fi
 
 TAG="$("$PY" bench/_common.py tag 2>/dev/null || echo gpu)"
 [ -n "$TAG" ] || TAG=gpu
 
 # 2. GPU tests --------------------------------------------------------------------------------------
-run_step gpu_tests "$TESTS_TIMEOUT" "$RES/gpu_tests.log" "$PY" -m pytest -m gpu -q tests
-check_pytest_ran "$RES/gpu_tests.log"
-record gpu_tests "$STEP_STATUS" "$STEP_SECS" "$RES/gpu_tests.log"
+if want gpu_tests; then
+    run_step gpu_tests "$TESTS_TIMEOUT" "$RES/gpu_tests.log" "$PY" -m pytest -m gpu -q tests
+    check_pytest_ran "$RES/gpu_tests.log"
+    record gpu_tests "$STEP_STATUS" "$STEP_SECS" "$RES/gpu_tests.log"
+fi
 
 # 3. memcheck ---------------------------------------------------------------------------------------
 SAN="$(command -v compute-sanitizer || true)"
@@ -102,7 +115,9 @@ for c in "${CUDA_HOME:-}/bin/compute-sanitizer" /usr/local/cuda/bin/compute-sani
          /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
     [ -z "$SAN" ] && [ -x "$c" ] && SAN="$c"
 done
-if [ "${SKIP_MEMCHECK:-0}" = "1" ]; then
+if ! want memcheck; then
+    :
+elif [ "${SKIP_MEMCHECK:-0}" = "1" ]; then
     record memcheck "SKIP(SKIP_MEMCHECK=1)" 0 "-"
 elif [ -z "$SAN" ]; then
     echo "compute-sanitizer not found (PATH, \$CUDA_HOME/bin, /usr/local/cuda/bin)" | tee "$RES/gpu_memcheck.log"
@@ -127,6 +142,7 @@ fi
 JSONS=()
 bench() {  # name script timeout extra-args
     local name="$1" script="$2" limit="$3" extra="${4:-}"
+    want "$name" || return 0
     local out="$RES/${name}_${TAG}.json" log="$RES/${name}_${TAG}.log"
     if [ ! -f "$script" ]; then
         record "bench_$name" "SKIP(no $script)" 0 "-"
