@@ -23,10 +23,14 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 __all__ = ["KernelCompileError", "kernel_dir", "register", "registered", "load_source",
-           "get_function", "launch", "compile_cubin", "NVRTC_OPTIONS"]
+           "get_function", "launch", "compile_cubin", "NVRTC_OPTIONS", "CUPY_ADDED_OPTIONS"]
 
 ENV_KERNEL_DIR = "UNIFIED_TENSOR_KERNEL_DIR"
 NVRTC_OPTIONS: Tuple[str, ...] = ("-std=c++17",)
+# Options CuPy's RawModule adds before it calls NVRTC (cupy/cuda/compiler.py, CuPy 13 and 14; the
+# arch flag aside). compile_cubin passes them too, so CI compiles what the GPU machine compiles:
+# with --device-as-default-execution-space every unannotated entity is __device__.
+CUPY_ADDED_OPTIONS: Tuple[str, ...] = ("-ftz=true", "--device-as-default-execution-space")
 
 _registry: Dict[str, List[str]] = {}
 _cache: Dict[Tuple[int, str, str], object] = {}
@@ -119,8 +123,9 @@ def _ensure_nvrtc() -> None:
 def compile_cubin(source: str, name_expressions: Sequence[str], arch: str = "sm_80") -> Tuple[bytes, Dict[str, str]]:
     """Compile ``source`` for ``arch`` with NVRTC directly (no GPU or driver needed).
 
-    Returns the cubin and the lowered (mangled) name of every instance. Raises
-    :class:`KernelCompileError` carrying the NVRTC log on failure.
+    Compiled with the options CuPy's RawModule uses at run time (:data:`NVRTC_OPTIONS` plus
+    :data:`CUPY_ADDED_OPTIONS`). Returns the cubin and the lowered (mangled) name of every
+    instance. Raises :class:`KernelCompileError` carrying the NVRTC log on failure.
     """
     _ensure_nvrtc()
     from cupy_backends.cuda.libs import nvrtc
@@ -130,7 +135,7 @@ def compile_cubin(source: str, name_expressions: Sequence[str], arch: str = "sm_
     try:
         for n in name_expressions:
             nvrtc.addNameExpression(prog, n)
-        opts = list(NVRTC_OPTIONS) + [f"--gpu-architecture={arch}"]
+        opts = list(NVRTC_OPTIONS) + list(CUPY_ADDED_OPTIONS) + [f"--gpu-architecture={arch}"]
         try:
             nvrtc.compileProgram(prog, opts)
         except nvrtc.NVRTCError as exc:

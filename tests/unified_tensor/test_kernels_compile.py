@@ -36,6 +36,17 @@ def test_every_instance_compiles(source, instances, arch):
     assert all(name.startswith("_Z") for name in lowered.values())
 
 
+def test_cupy_still_adds_the_options_compile_cubin_mirrors():
+    """compile_cubin compiles with the options CuPy's RawModule adds at run time; if a CuPy
+    release stops adding one, CUPY_ADDED_OPTIONS must follow."""
+    import inspect
+
+    compiler = pytest.importorskip("cupy.cuda.compiler")
+    src = inspect.getsource(compiler)
+    for opt in _kernels.CUPY_ADDED_OPTIONS:
+        assert f"'{opt}'" in src, opt
+
+
 def test_compile_error_names_kernel_and_carries_log(tmp_path, monkeypatch):
     (tmp_path / "gather.cu").write_text("__global__ void broken() { this is not C++; }\n")
     monkeypatch.setenv(_kernels.ENV_KERNEL_DIR, str(tmp_path))
