@@ -1,0 +1,226 @@
+// Host run of the kernel bodies themselves (cuda/gather.cu, cuda/sample.cu): every thread of a
+// small grid runs in turn, with blockIdx/threadIdx/blockDim/gridDim emulated and the launch
+// configurations the Python launchers use. Checks the grid-stride loops, sub-warp groups, the
+// permutation, index wrapping and skipping, and the sampler's count/scan/fill hand-off, for int32
+// and int64 ids and offsets.
+//
+// Threads run one after the other, in lane order: valid for these kernels, whose only intra-warp
+// dependency (sample_fill: lane 0's Floyd draws, read by the other lanes after __syncwarp) goes
+// from lane 0 to higher lanes, and whose lanes otherwise write disjoint elements.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <set>
+#include <vector>
+
+struct Dim3 {
+  unsigned x, y, z;
+};
+static Dim3 blockIdx, threadIdx, blockDim, gridDim;
+#define __global__
+static int atomicExch(int* p, int v) {
+  const int old = *p;
+  *p = v;
+  return old;
+}
+static void __syncwarp(unsigned = 0xffffffffu) {}
+
+#include "gather.cu"
+#include "sample.cu"
+
+using ut::i64;
+using ut::u64;
+
+static int failures = 0;
+#define CHECK(cond, ...)                                                        \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
+      ++failures;                                                               \
+      if (failures < 20) {                                                      \
+        std::printf("CHECK failed (%s:%d): %s: ", __FILE__, __LINE__, #cond);   \
+        std::printf(__VA_ARGS__);                                               \
+        std::printf("\n");                                                      \
+      }                                                                         \
+    }                                                                           \
+  } while (0)
+
+template <typename F>
+static void launch(unsigned grid, unsigned block, F body) {
+  gridDim = {grid, 1, 1};
+  blockDim = {block, 1, 1};
+  for (unsigned b = 0; b < grid; ++b)
+    for (unsigned t = 0; t < block; ++t) {
+      blockIdx = {b, 0, 0};
+      threadIdx = {t, 0, 0};
+      body();
+    }
+}
+
+// ------------------------------------------------------------------------------------- gather
+// Mirrors unified_tensor/_gather_cuda.py: BLOCK 256, threads = min(m * group, cap).
+static const unsigned kBlock = 256;
+
+template <int VEC, bool ALIGNED, typename IdxT>
+static void run_gather(const char* table, i64 n, i64 row_bytes, const IdxT* index, const i64* perm,
+                       i64 m, char* out, i64 cap) {
+  const int group = ut::group_size(row_bytes / VEC);
+  const i64 threads = std::min<i64>(m * group, std::max<i64>(cap, kBlock));
+  const unsigned grid = (unsigned)std::max<i64>(1, (threads + kBlock - 1) / kBlock);
+  launch(grid, kBlock, [&] {
+    ut::gather_rows<VEC, ALIGNED, IdxT>(table, n, row_bytes, index, perm, m, out, group);
+  });
+}
+
+template <bool ALIGNED, typename IdxT>
+static void dispatch_gather(int vec, const char* table, i64 n, i64 row_bytes, const IdxT* index,
+                            const i64* perm, i64 m, char* out, i64 cap) {
+  switch (vec) {
+    case 16: run_gather<16, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
+    case 8: run_gather<8, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
+    case 4: run_gather<4, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
+    case 2: run_gather<2, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
+    default: run_gather<1, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
+  }
+}
+
+template <typename IdxT>
+static void check_gather(i64 row_bytes, u64 src_off, u64 dst_off, bool aligned, bool use_perm,
+                         i64 cap) {
+  const i64 n = 53, m = 300;
+  std::vector<unsigned char> tbuf(n * row_bytes + 256), obuf(m * row_bytes + 256);
+  char* table = (char*)((((u64)tbuf.data() + 127) / 128 * 128) + src_off);
+  char* out = (char*)((((u64)obuf.data() + 127) / 128 * 128) + dst_off);
+  for (i64 i = 0; i < n * row_bytes; ++i) table[i] = (char)(i * 131 + 7);
+  std::memset(out, 0xAB, m * row_bytes);
+  std::vector<IdxT> index(m);
+  for (i64 q = 0; q < m; ++q) index[q] = (IdxT)(((q * 7919) % (3 * n)) - n - 3);  // some out of range
+  std::vector<i64> perm(m);
+  for (i64 p = 0; p < m; ++p) perm[p] = p;
+  std::sort(perm.begin(), perm.end(), [&](i64 a, i64 b) { return index[a] < index[b]; });
+  const int vec = ut::vec_bytes(row_bytes, (u64)table, (u64)out);
+  if (aligned)
+    dispatch_gather<true>(vec, table, n, row_bytes, index.data(), use_perm ? perm.data() : nullptr,
+                          m, out, cap);
+  else
+    dispatch_gather<false>(vec, table, n, row_bytes, index.data(), use_perm ? perm.data() : nullptr,
+                           m, out, cap);
+  for (i64 q = 0; q < m; ++q) {
+    const i64 row = ut::wrap_index((i64)index[q], n);
+    for (i64 b = 0; b < row_bytes; ++b) {
+      const unsigned char got = (unsigned char)out[q * row_bytes + b];
+      const unsigned char want = row < 0 ? 0xAB : (unsigned char)table[row * row_bytes + b];
+      if (got != want) {
+        CHECK(false, "row_bytes %lld src_off %llu dst_off %llu aligned %d perm %d cap %lld: q %lld "
+              "byte %lld", (long long)row_bytes, (unsigned long long)src_off,
+              (unsigned long long)dst_off, (int)aligned, (int)use_perm, (long long)cap,
+              (long long)q, (long long)b);
+        return;
+      }
+    }
+  }
+}
+
+static void test_gather() {
+  const i64 rows[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 100, 128, 400, 1028, 4096};
+  const u64 offs[] = {0, 1, 4, 8, 36, 100};
+  for (i64 r : rows)
+    for (u64 so : offs)
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool aligned = variant & 1, use_perm = variant & 2;
+        const i64 cap = (so % 8 == 0) ? 1 << 20 : 256;  // full grid, and one block striding
+        check_gather<int>(r, so, so % 16, aligned, use_perm, cap);
+        check_gather<long long>(r, so, (so + 4) % 16, aligned, use_perm, cap);
+      }
+}
+
+// ------------------------------------------------------------------------------------ sampler
+// Mirrors samplers/_sampler_cuda.py: 256 threads; count grid = ceil(n / 256), fill grid =
+// ceil(n / 8) (one warp per seed), both capped at 65535 blocks; offsets = exclusive scan.
+template <typename IdT, typename PtrT>
+static void check_sample(i64 fanout, bool replace, bool with_eids) {
+  // Node v has in-degree (v * 7) % 23 (0 included), plus node 5 with degree 300.
+  const i64 n = 200;
+  std::vector<PtrT> indptr(n + 1, 0);
+  for (i64 v = 0; v < n; ++v) indptr[v + 1] = indptr[v] + (PtrT)(v == 5 ? 300 : (v * 7) % 23);
+  const i64 e = (i64)indptr[n];
+  std::vector<IdT> indices(e), eids(e);
+  for (i64 i = 0; i < e; ++i) {
+    indices[i] = (IdT)((i * 37) % n);
+    eids[i] = (IdT)(i + 1000);
+  }
+  std::vector<IdT> seeds;
+  for (i64 v = 0; v < n; v += 3) seeds.push_back((IdT)v);
+  seeds.push_back((IdT)5);
+  const i64 ns = (i64)seeds.size();
+  const u64 key = 0x1234567890ABCDEFULL;
+  const int rep = replace ? 1 : 0;
+  std::vector<i64> counts(ns), offsets(ns + 1, 0);
+  int err = 0;
+  launch((unsigned)std::min<i64>(65535, (ns + 255) / 256), 256, [&] {
+    ut::sample_count<IdT, PtrT>(indptr.data(), n, seeds.data(), ns, fanout, rep, counts.data(), &err);
+  });
+  CHECK(err == 0, "no bad seed");
+  for (i64 i = 0; i < ns; ++i) offsets[i + 1] = offsets[i] + counts[i];
+  const i64 total = offsets[ns];
+  std::vector<IdT> out_src(total);
+  std::vector<i64> out_eid(total, -7), out_dst(total, -7);
+  launch((unsigned)std::min<i64>(65535, (ns + 7) / 8), 256, [&] {
+    ut::sample_fill<IdT, PtrT>(indptr.data(), indices.data(), with_eids ? eids.data() : nullptr, n,
+                               seeds.data(), ns, offsets.data(), fanout, rep, key, out_src.data(),
+                               out_eid.data(), out_dst.data());
+  });
+  for (i64 i = 0; i < ns; ++i) {
+    const i64 v = (i64)seeds[i], start = (i64)indptr[v], deg = (i64)indptr[v + 1] - start;
+    const i64 k = offsets[i + 1] - offsets[i];
+    CHECK(k == ut::num_picks(deg, fanout, replace), "seed %lld: %lld edges", (long long)v, (long long)k);
+    std::vector<i64> local(k);
+    if (k && !ut::take_all(deg, fanout, replace) && !replace)
+      ut::floyd_pick(key, v, deg, k, local.data());
+    std::set<i64> seen;
+    for (i64 t = 0; t < k; ++t) {
+      const i64 o = offsets[i] + t;
+      const i64 pos = with_eids ? out_eid[o] - 1000 : out_eid[o];
+      i64 want;
+      if (ut::take_all(deg, fanout, replace)) want = t;
+      else if (replace) want = ut::pick_with_replacement(key, v, t, deg);
+      else want = local[t];
+      CHECK(pos == start + want, "seed %lld edge %lld: position %lld, expected %lld", (long long)v,
+            (long long)t, (long long)pos, (long long)(start + want));
+      CHECK(pos >= start && pos < start + deg, "position in the seed's in-edges");
+      CHECK((i64)out_src[o] == (i64)indices[pos < 0 || pos >= e ? 0 : pos], "source id");
+      CHECK(out_dst[o] == i, "dst is the seed's position");
+      seen.insert(pos);
+    }
+    if (!replace) CHECK((i64)seen.size() == k, "seed %lld: repeated edges without replacement", (long long)v);
+  }
+  // An out-of-range seed is counted 0 and flagged.
+  std::vector<IdT> bad = {(IdT)1, (IdT)n, (IdT)2};
+  std::vector<i64> bc(3, -1);
+  err = 0;
+  launch(1, 256, [&] {
+    ut::sample_count<IdT, PtrT>(indptr.data(), n, bad.data(), 3, fanout, rep, bc.data(), &err);
+  });
+  CHECK(err == 1 && bc[1] == 0, "out-of-range seed flagged");
+}
+
+template <typename IdT, typename PtrT>
+static void check_sample_all() {
+  for (i64 fanout : {(i64)-1, (i64)1, (i64)5, (i64)40})
+    for (int replace = 0; replace < 2; ++replace)
+      for (int with_eids = 0; with_eids < 2; ++with_eids)
+        check_sample<IdT, PtrT>(fanout, replace != 0, with_eids != 0);
+}
+
+int main() {
+  test_gather();
+  check_sample_all<int, int>();
+  check_sample_all<int, long long>();
+  check_sample_all<long long, int>();
+  check_sample_all<long long, long long>();
+  if (failures) {
+    std::printf("test_kernels_host: %d checks failed\n", failures);
+    return 1;
+  }
+  std::printf("test_kernels_host: ok\n");
+  return 0;
+}
