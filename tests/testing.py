@@ -46,3 +46,38 @@ def cuda_path_disabled(monkeypatch):
     """Run the body with the CUDA path switched off by the library's env switch."""
     monkeypatch.setenv("UNIFIED_TENSOR_DISABLE_CUDA", "1")
     yield
+
+
+@functools.lru_cache(maxsize=None)
+def _lowered_names(source: str) -> dict:
+    from unified_tensor import _kernels
+
+    return _kernels.compile_cubin(source, _kernels.registered()[source], arch="sm_80")[1]
+
+
+def kernel_arg_dtypes(source: str, instance: str) -> list:
+    """NumPy scalar type each argument of kernel ``instance`` must be passed as (pointers: uint64),
+    read from the signature NVRTC mangled (needs CuPy's NVRTC bindings, no GPU)."""
+    import numpy as np
+
+    s = _lowered_names(source)[instance].split("EEv", 1)[1]
+    builtin = {"x": np.int64, "y": np.uint64, "i": np.int32, "j": np.uint32}
+    out, i = [], 0
+
+    def skip_type(i: int) -> int:
+        if s[i] in "TS":                     # template parameter / substitution: up to '_'
+            return s.index("_", i) + 1
+        return i + 1                         # builtin
+
+    while i < len(s):
+        if s[i] == "P":                      # pointer (to const)
+            i += 2 if s[i + 1] == "K" else 1
+            i = skip_type(i)
+            out.append(np.uint64)
+        elif s[i] == "S":                    # a repeated type: in these kernels always a pointer
+            i = skip_type(i)
+            out.append(np.uint64)
+        else:
+            out.append(builtin[s[i]])
+            i += 1
+    return out

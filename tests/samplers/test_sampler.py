@@ -278,6 +278,58 @@ def test_output_device_and_repr():
 
 
 # ---------------------------------------------------------------------------------- GPU
+@pytest.mark.parametrize("idtype", IDTYPES)
+@pytest.mark.parametrize("ptrtype", IDTYPES)
+@pytest.mark.parametrize("with_eids", [False, True])
+def test_cuda_launch_arguments_match_kernel_signatures(monkeypatch, idtype, ptrtype, with_eids):
+    """sample_layer_cuda passes exactly the parameter types of sample_count / sample_fill, in
+    order, with the right pointers (CPU: launches faked; signatures from NVRTC's mangled names)."""
+    pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
+    import ctypes
+
+    import unified_tensor
+    from samplers import _sampler_cuda
+    from unified_tensor import _kernels
+    from testing import kernel_arg_dtypes
+
+    indptr = torch.tensor([0, 2, 3, 3, 5], dtype=ptrtype)
+    indices = torch.tensor([1, 2, 0, 3, 1], dtype=idtype)
+    eids = torch.tensor([10, 11, 12, 13, 14], dtype=idtype) if with_eids else None
+    g = CSCGraph(indptr, indices, eids)
+    seeds = torch.tensor([3, 0, 1], dtype=idtype)
+    launches = []
+
+    def fake_launch(fn, grid, block, args, device, stream=None):
+        source, name = fn
+        launches.append((source, name, grid, block, args, device))
+        if "sample_count" in name:   # every seed gets one edge
+            (ctypes.c_int64 * 3).from_address(int(args[6]))[:] = [1, 1, 1]
+        else:                        # every edge comes from node 2
+            width = 4 if idtype == torch.int32 else 8
+            ctypes.memset(int(args[10]), 0, 3 * width)
+            (ctypes.c_uint8 * 1).from_address(int(args[10]))[0] = 2
+
+    monkeypatch.setattr(_kernels, "get_function", lambda source, name, device: (source, name))
+    monkeypatch.setattr(_kernels, "launch", fake_launch)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(unified_tensor, "device_pointer", lambda t: t.data_ptr())
+    key = 0xF000_0000_0000_0001
+    src_nodes, edge_index, _ = _sampler_cuda.sample_layer_cuda(g, seeds, -1, True, key, check=True)
+    assert src_nodes.tolist()[:3] == [3, 0, 1]
+    (s1, count, g1, b1, a1, d1), (s2, fill, g2, b2, a2, d2) = launches
+    assert count == _sampler_cuda._name("sample_count", idtype, ptrtype)
+    assert fill == _sampler_cuda._name("sample_fill", idtype, ptrtype)
+    assert [type(a) for a in a1] == kernel_arg_dtypes(s1, count)
+    assert [type(a) for a in a2] == kernel_arg_dtypes(s2, fill)
+    assert [int(a) for a in a1[:6]] == [indptr.data_ptr(), 4, seeds.data_ptr(), 3, -1, 1]
+    assert [int(a) for a in a2[:6]] == [indptr.data_ptr(), indices.data_ptr(),
+                                        eids.data_ptr() if with_eids else 0, 4, seeds.data_ptr(), 3]
+    assert [int(a) for a in a2[7:10]] == [-1, 1, key]
+    assert int(a2[12]) == edge_index[1].data_ptr()
+    assert b1 % 32 == 0 and b2 % 32 == 0 and g1 >= 1 and g2 * (b2 // 32) >= 3   # a warp per seed
+    assert d1 == d2 == 0
+
+
 def _assert_same(a, b):
     for x, y in zip(a[2], b[2]):
         for k in ("_ID",):

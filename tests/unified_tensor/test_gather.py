@@ -119,6 +119,34 @@ def test_cpu_gather_unaligned_views():
         assert torch.equal(out, view[idx])
 
 
+@pytest.mark.parametrize("idtype", IDTYPES, ids=str)
+@pytest.mark.parametrize("sorted_order", [False, True])
+def test_cuda_launch_arguments_match_kernel_signature(monkeypatch, idtype, sorted_order):
+    """The launcher passes exactly the kernel's parameter types, in order (a wrong width would be
+    read as garbage by the kernel), and a launch configuration the kernel is written for. Runs on
+    the CPU: the launch is faked, the signature is NVRTC's mangled name."""
+    pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
+    from unified_tensor import _gather_cuda, _kernels
+    from testing import kernel_arg_dtypes
+
+    launches = []
+    monkeypatch.setattr(_kernels, "get_function", lambda source, name, device: (source, name))
+    monkeypatch.setattr(_kernels, "launch", lambda fn, grid, block, args, device, stream=None:
+                        launches.append((fn, grid, block, args, device)))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    index = torch.tensor([3, -1, 7, 0, 2], dtype=idtype)
+    perm = torch.argsort(index) if sorted_order else None
+    out = torch.empty(5, 12)
+    table_ptr = 0x7F00_0000_1000
+    _gather_cuda.gather_rows_cuda(table_ptr, 9, 48, index, out, perm=perm, max_threads=300)
+    ((source, name), grid, block, args, device), = launches
+    assert name == _gather_cuda._name(16, True, idtype) and device == 0
+    assert [type(a) for a in args] == kernel_arg_dtypes(source, name)
+    assert [int(a) for a in args] == [table_ptr, 9, 48, index.data_ptr(),
+                                      perm.data_ptr() if sorted_order else 0, 5, out.data_ptr(), 4]
+    assert block % 32 == 0 and 1 <= grid <= 2**31 - 1 and grid * block >= 5 * 4  # 4 lanes a row
+
+
 # ---------------------------------------------------------------------------------------- CUDA
 gpu = pytest.mark.gpu
 
