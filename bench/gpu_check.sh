@@ -8,7 +8,7 @@
 # Steps (each bounded by a timeout; a failing step does not stop the next ones):
 #   1. preflight      torch/CuPy/ut.cuda_available()                 -> bench/results/gpu_preflight.log
 #   2. gpu_tests      pytest -m gpu -q tests                        -> bench/results/gpu_tests.log
-#   3. memcheck       compute-sanitizer memcheck, pytest -m gpu -x  -> bench/results/gpu_memcheck.log
+#   3. memcheck       compute-sanitizer memcheck, pytest -m gpu -x (library tests) -> bench/results/gpu_memcheck.log
 #   4. bench_gather   bench/gather.py (JSON + PNG)                   -> bench/results/gather_<gpu>.json
 #   5. bench_sampler  bench/sampler.py, if present                   -> bench/results/sampler_<gpu>.json
 #   6. bench_e2e      bench/e2e.py, if present                       -> bench/results/e2e_<gpu>.json
@@ -124,13 +124,14 @@ elif [ -z "$SAN" ]; then
     record memcheck "SKIP(no compute-sanitizer)" 0 "$RES/gpu_memcheck.log"
 else
     # The caching allocator hides out-of-bounds accesses inside its blocks: turn it off. API errors
-    # the library provokes on purpose (bad-input tests) are not memory errors: not reported. The
-    # benchmark smoke test (a subprocess running every mode) is left out: too slow under memcheck.
+    # the library provokes on purpose (bad-input tests) are not memory errors: not reported. Only
+    # the library's own tests (tests/unified_tensor, tests/samplers) run: the benchmark and example
+    # smoke tests are subprocesses running whole workloads, too slow under memcheck.
     SAN_OPTS=(--tool memcheck --target-processes all --error-exitcode 97)
     "$SAN" --help 2>/dev/null | grep -q -- "--report-api-errors" && SAN_OPTS+=(--report-api-errors no)
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 run_step memcheck "$MEMCHECK_TIMEOUT" "$RES/gpu_memcheck.log" \
-        "$SAN" "${SAN_OPTS[@]}" "$PY" -m pytest -m gpu -q -x -p no:cacheprovider tests \
-        --deselect tests/test_bench_smoke.py::test_gather_quick_gpu
+        "$SAN" "${SAN_OPTS[@]}" "$PY" -m pytest -m gpu -q -x -p no:cacheprovider \
+        tests/unified_tensor tests/samplers
     check_pytest_ran "$RES/gpu_memcheck.log"
     if grep -Eq "ERROR SUMMARY: [1-9]" "$RES/gpu_memcheck.log"; then
         STEP_STATUS="FAIL($(grep -Eo 'ERROR SUMMARY: [0-9]+ errors?' "$RES/gpu_memcheck.log" | tail -1))"

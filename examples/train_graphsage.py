@@ -106,6 +106,7 @@ class Pipeline:
         elif mode == "unified":
             # The two-line change: pin the host table in place; gather zero-copy from the GPU.
             self.feats = ut.unified(ds.features)
+            self.labels = ut.unified(ds.labels)    # pinned once, not by every epoch's loader
             self.graph = graph.pin() if device.type == "cuda" else graph
         else:
             if device.type != "cuda":
@@ -138,6 +139,7 @@ class Pipeline:
     def close(self) -> None:
         if self.mode == "unified":
             ut.unpin(self.feats)
+            ut.unpin(self.labels)
 
 
 # ------------------------------------------------------------------------------------ loops

@@ -123,11 +123,12 @@ def main(argv=None) -> History:
     if device.type == "cuda":
         graph = graph.pin()                  # sample on the GPU, reading the CSC arrays over UVA
     feats = ut.unified(ds.features)          # the two-line change: pinned in place, no copy
+    labels = ut.unified(ds.labels)           # pinned once, not by every epoch's loader
     sampler = NeighborSampler(fanouts, seed=args.seed)
 
     def loader(seeds: torch.Tensor, shuffle: bool, seed: Optional[int] = None) -> DataLoader:
         return DataLoader(graph, seeds, sampler, device=device, batch_size=args.batch_size,
-                          shuffle=shuffle, seed=seed, features=feats, labels=ds.labels)
+                          shuffle=shuffle, seed=seed, features=feats, labels=labels)
 
     model = GraphSAGE(ds.feat_dim, args.hidden, ds.num_classes, len(fanouts),
                       args.dropout).to(device)
@@ -149,6 +150,7 @@ def main(argv=None) -> History:
         test_acc = evaluate(model, loader(ds.test_idx, shuffle=False), device, args.eval_batches)
     finally:
         ut.unpin(feats)
+        ut.unpin(labels)
     hist.finish(test_acc, ds.num_classes, args.json)
     return hist
 
