@@ -39,11 +39,20 @@ class HostBufferPool:
     min_bytes : int
         Smaller requests get an ordinary ``torch.empty`` (malloc serves them from its own free
         lists, with no page faults).
+    max_bytes : int
+        Larger requests get an ordinary ``torch.empty`` too, so a one-off huge gather is never
+        kept alive by the pool.
+    max_free_bytes : int
+        Free buffers beyond this total are released (oldest first) at every request, which bounds
+        the memory the pool holds while nothing uses it.
     """
 
-    def __init__(self, max_buffers: int = 6, min_bytes: int = 1 << 20) -> None:
+    def __init__(self, max_buffers: int = 6, min_bytes: int = 1 << 20,
+                 max_bytes: int = 1 << 30, max_free_bytes: int = 1 << 30) -> None:
         self.max_buffers = max_buffers
         self.min_bytes = min_bytes
+        self.max_bytes = max_bytes
+        self.max_free_bytes = max_free_bytes
         self._bufs: List[np.ndarray] = []     # uint8, oldest first
         self._lock = threading.Lock()
 
@@ -52,11 +61,13 @@ class HostBufferPool:
         shape = tuple(int(s) for s in shape)
         itemsize = torch.empty((), dtype=dtype).element_size()
         nbytes = math.prod(shape) * itemsize
-        if nbytes < self.min_bytes:
+        if nbytes < self.min_bytes or nbytes > self.max_bytes:
             return torch.empty(shape, dtype=dtype)
         with self._lock:
             buf = self._take(nbytes)
             view = buf[:nbytes]
+            del buf
+            self._trim()
         return torch.from_numpy(view).view(dtype).view(shape)
 
     def _take(self, nbytes: int) -> np.ndarray:
@@ -78,6 +89,19 @@ class HostBufferPool:
         buf = np.empty(cap, dtype=np.uint8)
         self._bufs.append(buf)
         return buf
+
+    def _trim(self) -> None:
+        """Release the oldest free buffers while the free ones hold more than max_free_bytes."""
+        free = [i for i in range(len(self._bufs)) if sys.getrefcount(self._bufs[i]) == _FREE_REFS]
+        total = sum(self._bufs[i].nbytes for i in free)
+        drop = []
+        for i in free:
+            if total <= self.max_free_bytes:
+                break
+            total -= self._bufs[i].nbytes
+            drop.append(i)
+        for i in reversed(drop):
+            del self._bufs[i]
 
     def clear(self) -> None:
         """Forget every buffer (those in use stay alive with their tensors)."""

@@ -115,3 +115,19 @@ def test_large_gathers_from_threads_never_share_a_buffer():
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_huge_requests_bypass_the_pool():
+    p = HostBufferPool(max_buffers=4, min_bytes=1024, max_bytes=1 << 16)
+    t = p.empty((1 << 17,), torch.uint8)
+    assert t.numel() == 1 << 17 and len(p) == 0
+
+
+def test_free_memory_held_by_the_pool_is_bounded():
+    p = HostBufferPool(max_buffers=8, min_bytes=1024, max_free_bytes=5 << 20)   # buffers are 2 MiB+
+    held = [p.empty((1 << 20,), torch.uint8) for _ in range(6)]                # 6 x 2 MiB in use
+    assert len(p) == 6 and p.retained_bytes() == 0
+    held.clear()                                                                # all free now
+    small = p.empty((1 << 20,), torch.uint8)                                    # reuses one, trims
+    assert p.retained_bytes() <= 5 << 20
+    assert small.numel() == 1 << 20
