@@ -86,6 +86,20 @@ def load_dataset(args: argparse.Namespace) -> NodeDataset:
     return ds
 
 
+def unified_table(t: torch.Tensor, what: str) -> torch.Tensor:
+    """``ut.unified(t)``; if the memory cannot be registered in place (some drivers refuse to pin
+    file-backed memmap pages), say so and pin a copy in RAM instead."""
+    import unified_tensor as ut
+    from unified_tensor._cudart import CudaRuntimeError
+
+    try:
+        return ut.unified(t)
+    except CudaRuntimeError as exc:
+        print(f"note: cannot pin the {what} in place ({exc}); pinning a copy in RAM instead",
+              flush=True)
+        return ut.unified(t.clone())
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _util import (History, add_data_args, add_train_args, load_dataset, parse_fanouts,
-                   pick_device, progress, sync)
+                   pick_device, progress, sync, unified_table)
 
 import unified_tensor as ut
 from samplers import CSCGraph, DataLoader, NeighborSampler
@@ -104,9 +104,10 @@ class Pipeline:
             # CPU sampling; the training loop gathers feats[input_nodes] on the CPU and copies.
             self.graph, self.feats = graph, ds.features
         elif mode == "unified":
-            # The two-line change: pin the host table in place; gather zero-copy from the GPU.
-            self.feats = ut.unified(ds.features)
-            self.labels = ut.unified(ds.labels)    # pinned once, not by every epoch's loader
+            # The two-line change: ut.unified(feats) pins the host table in place (the helper falls
+            # back to a pinned copy where a driver refuses to pin memmap pages, and says so).
+            self.feats = unified_table(ds.features, "features")
+            self.labels = unified_table(ds.labels, "labels")  # pinned once, not by every epoch's loader
             self.graph = graph.pin() if device.type == "cuda" else graph
         else:
             if device.type != "cuda":

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _util import (History, add_data_args, add_train_args, load_dataset, parse_fanouts,
-                   pick_device, progress, sync)
+                   pick_device, progress, sync, unified_table)
 
 from torch_geometric.nn import SAGEConv
 
@@ -122,8 +122,8 @@ def main(argv=None) -> History:
     graph = ds.graph()
     if device.type == "cuda":
         graph = graph.pin()                  # sample on the GPU, reading the CSC arrays over UVA
-    feats = ut.unified(ds.features)          # the two-line change: pinned in place, no copy
-    labels = ut.unified(ds.labels)           # pinned once, not by every epoch's loader
+    feats = unified_table(ds.features, "features")  # the two-line change: pinned in place, no copy
+    labels = unified_table(ds.labels, "labels")    # pinned once, not by every epoch's loader
     sampler = NeighborSampler(fanouts, seed=args.seed)
 
     def loader(seeds: torch.Tensor, shuffle: bool, seed: Optional[int] = None) -> DataLoader:

@@ -112,3 +112,29 @@ def test_dgl_both_loaders(tmp_path):
 def test_dgl_help():
     pytest.importorskip("dgl")
     check_help("train_dgl.py")
+
+
+def test_unified_table_falls_back_to_a_pinned_copy(monkeypatch, capsys):
+    """Where a driver refuses to pin memmap pages in place, the examples pin a copy and say so."""
+    import torch
+    import unified_tensor as ut
+    from unified_tensor._cudart import CudaRuntimeError
+
+    monkeypatch.syspath_prepend(EXAMPLES)
+    import _util
+
+    real, seen = ut.unified, []
+
+    def refuse_first(t):
+        seen.append(t)
+        if len(seen) == 1:
+            raise CudaRuntimeError("cudaHostRegister: cudaErrorInvalidValue (invalid argument)")
+        return real(t)
+
+    monkeypatch.setattr(ut, "unified", refuse_first)
+    table = torch.arange(12.0).view(6, 2)
+    out = _util.unified_table(table, "features")
+    assert len(seen) == 2 and seen[1].data_ptr() != table.data_ptr()   # the copy was pinned
+    assert torch.equal(out, table)
+    assert "cannot pin the features in place" in capsys.readouterr().out
+    ut.unpin(out)
