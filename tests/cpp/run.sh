@@ -12,7 +12,7 @@ passed=0; failed=0
 for src in "$here"/test_*.cpp; do
   [ -e "$src" ] || continue
   name=$(basename "$src" .cpp)
-  if ! "$cxx" -std=c++17 -O1 -Wall -Wextra -Werror -I"$top/cuda" "$src" -o "$out/$name"; then
+  if ! "$cxx" -std=c++17 -O1 -Wall -Wextra -Werror -I"$top/cuda" -I"$here" "$src" -o "$out/$name"; then
     echo "FAILED (compile): $name"; failed=$((failed + 1)); continue
   fi
   if "$out/$name"; then passed=$((passed + 1)); else echo "FAILED: $name"; failed=$((failed + 1)); fi

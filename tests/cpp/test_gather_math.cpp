@@ -2,22 +2,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
+#include "check.h"
 #include "gather_math.cuh"
 
 using namespace ut;
 
-static int failures = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      ++failures;                                          \
-      if (failures < 20) {                                 \
-        std::printf("CHECK failed (%s:%d): %s: ", __FILE__, __LINE__, #cond); \
-        std::printf(__VA_ARGS__);                          \
-        std::printf("\n");                                 \
-      }                                                    \
-    }                                                      \
-  } while (0)
 
 static void test_vec_bytes() {
   CHECK(vec_bytes(512, 0x1000, 0x2000) == 16, "aligned");
@@ -135,10 +124,5 @@ int main() {
   check_all_rows<4>();
   check_all_rows<8>();
   check_all_rows<16>();
-  if (failures) {
-    std::printf("test_gather_math: %d checks failed\n", failures);
-    return 1;
-  }
-  std::printf("test_gather_math: ok\n");
-  return 0;
+  return report("test_gather_math");
 }

@@ -25,24 +25,13 @@ static int atomicExch(int* p, int v) {
 }
 static void __syncwarp(unsigned = 0xffffffffu) {}
 
+#include "check.h"
 #include "gather.cu"
 #include "sample.cu"
 
 using ut::i64;
 using ut::u64;
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                        \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      ++failures;                                                               \
-      if (failures < 20) {                                                      \
-        std::printf("CHECK failed (%s:%d): %s: ", __FILE__, __LINE__, #cond);   \
-        std::printf(__VA_ARGS__);                                               \
-        std::printf("\n");                                                      \
-      }                                                                         \
-    }                                                                           \
-  } while (0)
 
 template <typename F>
 static void launch(unsigned grid, unsigned block, F body) {
@@ -217,10 +206,5 @@ int main() {
   check_sample_all<int, long long>();
   check_sample_all<long long, int>();
   check_sample_all<long long, long long>();
-  if (failures) {
-    std::printf("test_kernels_host: %d checks failed\n", failures);
-    return 1;
-  }
-  std::printf("test_kernels_host: ok\n");
-  return 0;
+  return report("test_kernels_host");
 }

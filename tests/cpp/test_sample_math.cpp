@@ -5,24 +5,12 @@
 #include <set>
 #include <vector>
 
+#include "check.h"
 #include "sample_math.cuh"
 
 using ut::i64;
 using ut::u64;
 
-static int g_passed = 0, g_failed = 0;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (cond) {                                                   \
-      ++g_passed;                                                 \
-    } else {                                                      \
-      ++g_failed;                                                 \
-      std::printf("FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                   \
-      std::printf("\n");                                          \
-    }                                                             \
-  } while (0)
 
 // Reference values shared with tests/samplers/test_sampler.py (the Numba port must match them).
 static void test_known_values() {
@@ -139,6 +127,5 @@ int main() {
   test_num_picks();
   test_with_replacement();
   test_floyd();
-  std::printf("test_sample_math: %d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return report("test_sample_math");
 }
