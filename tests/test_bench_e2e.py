@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from testing import run_script
+
 TINY = ["--nodes", "6000", "--feat-dim", "16", "--classes", "4", "--batch-size", "256",
         "--fanouts", "5,5", "--hidden", "32", "--warmup", "1", "--batches", "2", "--rounds", "2",
         "--cache", "none"]
@@ -16,11 +14,8 @@ TINY = ["--nodes", "6000", "--feat-dim", "16", "--classes", "4", "--batch-size",
 
 def _run(tmp_path, *extra, plot=False, timeout=240):
     out = tmp_path / "e2e.json"
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, os.path.join(ROOT, "bench", "e2e.py"), *TINY, "--out", str(out),
-           *([] if plot else ["--no-plot"]), *extra]
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, f"e2e.py failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    p = run_script("bench/e2e.py", *TINY, "--out", out, *([] if plot else ["--no-plot"]), *extra,
+                   timeout=timeout)
     with open(out) as f:
         return json.load(f), p.stdout
 
@@ -49,9 +44,7 @@ def test_e2e_quick_cpu(tmp_path):
 
 
 def test_e2e_rejects_unknown_config(tmp_path):
-    cmd = [sys.executable, os.path.join(ROOT, "bench", "e2e.py"), *TINY, "--configs", "nope"]
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    p = run_script("bench/e2e.py", *TINY, "--configs", "nope", timeout=120, check=False)
     assert p.returncode != 0 and "unknown ['nope']" in p.stderr
 
 

@@ -2,24 +2,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from testing import run_script
+
 TINY = ["--nodes", "20000", "--edges", "200000", "--batch-size", "256", "--feat-dim", "8",
         "--warmup", "1", "--batches", "2", "--rounds", "2"]
 
 
 def _run(tmp_path, *extra, timeout=240):
     out = tmp_path / "sampler.json"
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, os.path.join(ROOT, "bench", "sampler.py"), *TINY, "--out", str(out),
-           *extra]
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, f"sampler.py failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    run_script("bench/sampler.py", *TINY, "--out", out, *extra, timeout=timeout)
     with open(out) as f:
         return json.load(f)
 

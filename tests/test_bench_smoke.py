@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -14,6 +13,7 @@ if BENCH not in sys.path:
     sys.path.insert(0, BENCH)
 
 import _common  # noqa: E402
+from testing import run_script  # noqa: E402
 
 CPU_MODES = {"x_idx", "index_select_out", "ut_gather_cpu"}
 GPU_MODES = {"pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_unaligned",
@@ -22,11 +22,8 @@ GPU_MODES = {"pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_una
 
 def _run_quick(tmp_path, device, extra=(), timeout=120):
     out = tmp_path / f"gather_{device}.json"
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, os.path.join(BENCH, "gather.py"), "--quick", "--device", device,
-           "--out", str(out), "--no-plot", *extra]
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, f"gather.py failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    p = run_script("bench/gather.py", "--quick", "--device", device, "--out", out, "--no-plot",
+                   *extra, timeout=timeout)
     with open(out) as f:
         return json.load(f), p.stdout
 

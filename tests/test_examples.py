@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples")
+from testing import REPO_ROOT, run_script
+
+EXAMPLES = os.path.join(REPO_ROOT, "examples")
 
 # 3000 nodes, 4 classes, 16 features: about 0.1 s per epoch after the first; most of each run is
 # interpreter start-up and imports.
@@ -24,11 +23,7 @@ def run_example(script: str, args, tmp_path, timeout: int = 300) -> dict:
     """Run ``examples/<script> TINY args --json ...`` and return the JSON it wrote."""
     tag = "_".join(a.lstrip("-") for a in args)
     out = tmp_path / f"{os.path.splitext(script)[0]}_{tag}.json"
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, os.path.join(EXAMPLES, script), *TINY, *args, "--json", str(out)]
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, (f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n"
-                               f"{p.stderr[-3000:]}")
+    p = run_script(f"examples/{script}", *TINY, *args, "--json", out, timeout=timeout)
     assert "test acc" in p.stdout and "seeds/s" in p.stdout, p.stdout
     with open(out) as fh:
         return json.load(fh)
@@ -49,10 +44,7 @@ def check_learns(rec: dict) -> None:
 
 
 def check_help(script: str) -> None:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--help"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
+    p = run_script(f"examples/{script}", "--help", timeout=300)
     assert f"usage: {script}" in p.stdout and "--fanouts" in p.stdout and "--nodes" in p.stdout
 
 

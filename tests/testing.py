@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import subprocess
+import sys
 
 import torch
 
@@ -81,3 +84,19 @@ def kernel_arg_dtypes(source: str, instance: str) -> list:
             out.append(builtin[s[i]])
             i += 1
     return out
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(rel_path: str, *args: str, timeout: float = 240,
+               check: bool = True) -> "subprocess.CompletedProcess[str]":
+    """Run ``python <repo>/<rel_path> args...`` from the checkout (``PYTHONPATH`` = the repo) and
+    return the finished process; with ``check`` a non-zero exit fails the test with the output."""
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, os.path.join(REPO_ROOT, rel_path), *map(str, args)]
+    p = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n"
+                             f"{p.stderr[-3000:]}")
+    return p
