@@ -38,7 +38,6 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -153,15 +152,14 @@ def check_batch(pipe, ds) -> None:
 
 def steps(model, opt, pipe, seeds: torch.Tensor, seed: int) -> Iterator[tuple]:
     """Endless training steps over shuffled epochs; yields ``(seeds in the step, loss tensor)``."""
+    from _util import train_step
+
     epoch = 0
     while True:
         for batch in pipe.loader(seeds, shuffle=True, seed=seed + epoch):
             blocks, x, y = pipe.unpack(batch)
-            loss = F.cross_entropy(model(blocks, x.float()), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            yield y.numel(), loss.detach()
+            loss, _ = train_step(model, opt, blocks, x, y)
+            yield y.numel(), loss
         epoch += 1
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
+import torch.nn.functional as F
 
 # Run from a checkout without installing: make `unified_tensor` and `samplers` importable.
 _REPO = Path(__file__).resolve().parent.parent
@@ -123,6 +124,60 @@ def progress(iterable, total: int, desc: str, enabled: bool):
     except ImportError:
         return iterable
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def unpack_blocks(batch) -> tuple:
+    """``(blocks, x, y)`` of a loader batch whose features and labels were gathered into
+    ``blocks[0].srcdata["feat"]`` and ``blocks[-1].dstdata["label"]`` (ours or DGL's prefetch)."""
+    _, _, blocks = batch
+    return blocks, blocks[0].srcdata["feat"], blocks[-1].dstdata["label"]
+
+
+def train_step(model, opt, blocks, x: torch.Tensor, y: torch.Tensor) -> tuple:
+    """One optimiser step; returns ``(loss, logits)``, both detached and left on the device."""
+    logits = model(blocks, x.float())
+    loss = F.cross_entropy(logits, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), logits.detach()
+
+
+def train_epoch(model, opt, loader, device: torch.device, epoch: int,
+                max_batches: Optional[int], show: bool, unpack=unpack_blocks) -> tuple:
+    """One epoch (at most ``max_batches`` steps); ``unpack(batch)`` gives ``(blocks, x, y)``.
+    Returns ``(mean loss, train accuracy, seeds seen)``; the sums stay on the device (no host
+    sync per batch)."""
+    model.train()
+    total = len(loader) if max_batches is None else min(len(loader), max_batches)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    n_seen = n_batches = 0
+    for batch in progress(loader, total, f"epoch {epoch}", show):
+        blocks, x, y = unpack(batch)
+        loss, logits = train_step(model, opt, blocks, x, y)
+        loss_sum += loss * y.numel()
+        correct += (logits.argmax(1) == y).sum()
+        n_seen += y.numel()
+        n_batches += 1
+        if max_batches is not None and n_batches >= max_batches:
+            break
+    return float(loss_sum) / max(n_seen, 1), int(correct) / max(n_seen, 1), n_seen
+
+
+@torch.no_grad()
+def evaluate(model, loader, device: torch.device, max_batches: Optional[int] = None,
+             unpack=unpack_blocks) -> float:
+    """Accuracy over (at most ``max_batches`` batches of) ``loader``."""
+    model.eval()
+    correct, seen = torch.zeros((), dtype=torch.int64, device=device), 0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        blocks, x, y = unpack(batch)
+        correct += (model(blocks, x.float()).argmax(1) == y).sum()
+        seen += y.numel()
+    return int(correct) / max(seen, 1)
 
 
 class History:

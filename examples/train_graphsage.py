@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _util import (History, add_data_args, add_train_args, load_dataset, parse_fanouts,
-                   pick_device, progress, sync, unified_table)
+                   evaluate, pick_device, sync, train_epoch, unified_table)
 
 import unified_tensor as ut
 from samplers import CSCGraph, DataLoader, NeighborSampler
@@ -143,44 +143,6 @@ class Pipeline:
             ut.unpin(self.labels)
 
 
-# ------------------------------------------------------------------------------------ loops
-def train_epoch(model, opt, pipe: Pipeline, seeds: torch.Tensor, epoch: int, seed: int,
-                max_batches: Optional[int], show: bool):
-    model.train()
-    loader = pipe.loader(seeds, shuffle=True, seed=seed + epoch)
-    total = len(loader) if max_batches is None else min(len(loader), max_batches)
-    loss_sum = torch.zeros((), device=pipe.device)
-    correct = torch.zeros((), dtype=torch.int64, device=pipe.device)
-    n_seen = n_batches = 0
-    for batch in progress(loader, total, f"epoch {epoch}", show):
-        blocks, x, y = pipe.unpack(batch)
-        logits = model(blocks, x.float())
-        loss = F.cross_entropy(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach() * y.numel()       # no host sync per batch
-        correct += (logits.detach().argmax(1) == y).sum()
-        n_seen += y.numel()
-        n_batches += 1
-        if max_batches is not None and n_batches >= max_batches:
-            break
-    return float(loss_sum) / max(n_seen, 1), int(correct) / max(n_seen, 1), n_seen
-
-
-@torch.no_grad()
-def evaluate(model, pipe: Pipeline, seeds: torch.Tensor, max_batches: Optional[int] = None) -> float:
-    model.eval()
-    correct, seen = torch.zeros((), dtype=torch.int64, device=pipe.device), 0
-    for i, batch in enumerate(pipe.loader(seeds, shuffle=False)):
-        if max_batches is not None and i >= max_batches:
-            break
-        blocks, x, y = pipe.unpack(batch)
-        correct += (model(blocks, x.float()).argmax(1) == y).sum()
-        seen += y.numel()
-    return int(correct) / max(seen, 1)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -216,14 +178,17 @@ def main(argv=None) -> History:
         for epoch in range(args.epochs):
             sync(device)
             t0 = time.perf_counter()
-            loss, train_acc, n = train_epoch(model, opt, pipe, ds.train_idx, epoch, args.seed,
-                                             args.max_batches, not args.no_progress)
+            loss, train_acc, n = train_epoch(
+                model, opt, pipe.loader(ds.train_idx, shuffle=True, seed=args.seed + epoch),
+                device, epoch, args.max_batches, not args.no_progress, unpack=pipe.unpack)
             sync(device)
             dt = time.perf_counter() - t0
-            val_acc = evaluate(model, pipe, ds.val_idx, args.eval_batches)
+            val_acc = evaluate(model, pipe.loader(ds.val_idx, shuffle=False), device,
+                               args.eval_batches, unpack=pipe.unpack)
             hist.epoch(epoch=epoch, time_s=dt, seeds_per_s=n / dt, loss=loss,
                        train_acc=train_acc, val_acc=val_acc)
-        test_acc = evaluate(model, pipe, ds.test_idx, args.eval_batches)
+        test_acc = evaluate(model, pipe.loader(ds.test_idx, shuffle=False), device,
+                            args.eval_batches, unpack=pipe.unpack)
     finally:
         pipe.close()
     hist.finish(test_acc, ds.num_classes, args.json)

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _util import (History, add_data_args, add_train_args, load_dataset, parse_fanouts,
-                   pick_device, progress, sync, unified_table)
+                   evaluate, pick_device, sync, train_epoch, unified_table)
 
 from torch_geometric.nn import SAGEConv
 
@@ -61,44 +61,6 @@ class GraphSAGE(nn.Module):
             if i < len(self.convs) - 1:
                 h = self.dropout(F.relu(h))
         return h
-
-
-# ------------------------------------------------------------------------------------ loops
-def train_epoch(model, opt, loader: DataLoader, device: torch.device, epoch: int,
-                max_batches: Optional[int], show: bool):
-    model.train()
-    total = len(loader) if max_batches is None else min(len(loader), max_batches)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    n_seen = n_batches = 0
-    for input_nodes, output_nodes, blocks in progress(loader, total, f"epoch {epoch}", show):
-        x, y = blocks[0].srcdata["feat"], blocks[-1].dstdata["label"]   # already on `device`
-        logits = model(blocks, x.float())
-        loss = F.cross_entropy(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach() * y.numel()       # no host sync per batch
-        correct += (logits.detach().argmax(1) == y).sum()
-        n_seen += y.numel()
-        n_batches += 1
-        if max_batches is not None and n_batches >= max_batches:
-            break
-    return float(loss_sum) / max(n_seen, 1), int(correct) / max(n_seen, 1), n_seen
-
-
-@torch.no_grad()
-def evaluate(model, loader: DataLoader, device: torch.device,
-             max_batches: Optional[int] = None) -> float:
-    model.eval()
-    correct, seen = torch.zeros((), dtype=torch.int64, device=device), 0
-    for i, (input_nodes, output_nodes, blocks) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        x, y = blocks[0].srcdata["feat"], blocks[-1].dstdata["label"]
-        correct += (model(blocks, x.float()).argmax(1) == y).sum()
-        seen += y.numel()
-    return int(correct) / max(seen, 1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
