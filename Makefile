@@ -8,7 +8,7 @@ PY_DGL = $$(.ci/venv.sh dgl)/bin/python
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test test-modern test-dgl test-cpp gpu-check bench-cpu venvs
+.PHONY: demo test test-modern test-dgl test-cpp gpu-quick gpu-check bench-cpu venvs
 
 ## The main job: GraphSAGE on the built-in synthetic graph; prints throughput and accuracy.
 demo:
@@ -29,7 +29,13 @@ test-dgl:
 venvs:
 	.ci/venv.sh modern && .ci/venv.sh dgl
 
-## On a GPU machine (no installs, no network): GPU tests + benchmarks -> bench/results/.
+## On a GPU machine with little time (no installs, no network): the most valuable checks first,
+## inside GPU_QUICK_BUDGET seconds (default 450); results -> $$OUT if set, else bench/results/.
+## Uses the machine's python3 (PYTHON=... to override). Without a GPU: a dry run (exit 0).
+gpu-quick:
+	$${PYTHON:-python3} bench/gpu_quick.py
+
+## On a GPU machine with time (no installs, no network): GPU tests + full benchmarks -> bench/results/.
 gpu-check:
 	bash bench/gpu_check.sh
 

@@ -10,6 +10,7 @@ seeded sampler, so only the data path differs:
 ``unified``             this library: ``ut.unified(feats)``; GPU sampling over UVA (graph pinned in
                         place) on a GPU, Numba sampling on the CPU; zero-copy / Numba feature
                         gather; next batch produced on a side stream / thread while this one trains
+``unified_capped``      ``unified`` with the gather capped at ``--capped-threads`` resident threads
 ``unified_no_overlap``  the same, produced in the training thread (``prefetch=0``)
 ``gpu_resident``        graph and features copied into GPU memory (upper bound; GPU only)
 ``dgl``                 DGL's CPU ``NeighborSampler`` + ``DataLoader`` with ``prefetch_node_feats``
@@ -48,7 +49,8 @@ from _common import env_info, free_cuda, is_oom, median, print_table, write_json
 
 logger = logging.getLogger("bench.e2e")
 
-CONFIGS = ("baseline", "unified", "unified_no_overlap", "gpu_resident", "dgl", "dgl_dropin")
+CONFIGS = ("baseline", "unified", "unified_capped", "unified_no_overlap", "gpu_resident", "dgl",
+           "dgl_dropin")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -72,6 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if cuda else "cpu")
     p.add_argument("--max-threads", type=int, default=None,
                    help="cap on resident GPU threads of the feature gather (unified)")
+    p.add_argument("--capped-threads", type=int, default=16384,
+                   help="max_threads of the unified_capped configuration's feature gather")
     p.add_argument("--cache", default=os.environ.get("UT_DATA_ROOT",
                                                      "~/.cache/unified-tensor/datasets"),
                    help="folder for the generated graph (.npy memmaps, made once); 'none': RAM")
@@ -131,11 +135,11 @@ def make_pipeline(name: str, ds, device: torch.device, fanouts: List[int], args)
 
         cls = dgl.dataloading.DataLoader if name == "dgl" else DataLoader
         return DGLPipeline(dgl, ds, device, fanouts, args.batch_size, cls)
-    mode = {"baseline": "baseline", "unified": "unified", "unified_no_overlap": "unified",
-            "gpu_resident": "gpu"}[name]
+    mode = {"baseline": "baseline", "unified": "unified", "unified_capped": "unified",
+            "unified_no_overlap": "unified", "gpu_resident": "gpu"}[name]
     return Pipeline(mode, ds, device, fanouts, args.batch_size,
                     overlap=name != "unified_no_overlap", seed=args.seed,
-                    max_threads=args.max_threads)
+                    max_threads=args.capped_threads if name == "unified_capped" else args.max_threads)
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -210,7 +214,7 @@ def guarded(name: str, fn: Callable[[], Dict[str, object]]) -> Dict[str, object]
     try:
         row.update(fn())
         row["status"] = "ok"
-    except Exception as exc:  # recorded, not crashed on (OOM, a missing optional package, ...)
+    except (Exception, SystemExit) as exc:  # recorded, not crashed on (OOM, a missing package, ...)
         oom = is_oom(exc)
         row["status"] = "oom" if oom else "error"
         row["error"] = f"{type(exc).__name__}: {exc}"
@@ -276,6 +280,7 @@ def main(argv=None) -> dict:
     else:
         configs = ["baseline", "unified", "unified_no_overlap"]
         if device.type == "cuda":
+            configs[2:2] = ["unified_capped"]
             configs.append("gpu_resident")
         else:
             try:
@@ -284,10 +289,18 @@ def main(argv=None) -> dict:
             except Exception as exc:  # optional: recorded in the JSON
                 logger.info("DGL not available (%r): no DGL rows", exc)
 
+    env = env_info("cuda" if device.type == "cuda" else "cpu")
+    dataset = {"name": ds.name, "num_nodes": ds.num_nodes, "num_edges": ds.num_edges,
+               "feat_dim": ds.feat_dim, "train": int(ds.train_idx.numel()),
+               "feature_bytes": ds.features.numel() * ds.features.element_size(), "ready_s": data_s}
     rows = []
     for name in configs:
         logger.info("== %s", name)
         rows.append(guarded(name, lambda: run_config(name, ds, device, fanouts, args)))
+        if args.out:   # partial results on disk after every configuration (a run may be cut off)
+            write_json(args.out, {"benchmark": "e2e", "device": device.type, "env": env,
+                                  "params": vars(args), "dataset": dataset, "rows": rows,
+                                  "partial": True})
 
     def sps(name):
         r = next((r for r in rows if r["config"] == name and r["status"] == "ok"), None)
@@ -295,6 +308,7 @@ def main(argv=None) -> dict:
 
     ratios = {}
     for a, b in (("unified", "baseline"), ("unified", "unified_no_overlap"),
+                 ("unified_capped", "unified"), ("unified_capped", "baseline"),
                  ("unified", "gpu_resident"), ("unified", "dgl"), ("dgl_dropin", "dgl")):
         if sps(a) and sps(b):
             ratios[f"{a}/{b}"] = sps(a) / sps(b)
@@ -314,13 +328,8 @@ def main(argv=None) -> dict:
     for k, v in targets.items():
         print(f"target {k}: {'met' if v else 'NOT met'}", flush=True)
     summary = "; ".join(f"{k}: {v:.2f}x" for k, v in ratios.items()) or "no ratio"
-    env = env_info("cuda" if device.type == "cuda" else "cpu")
     payload = {"benchmark": "e2e", "device": device.type, "env": env, "params": vars(args),
-               "dataset": {"name": ds.name, "num_nodes": ds.num_nodes, "num_edges": ds.num_edges,
-                           "feat_dim": ds.feat_dim, "train": int(ds.train_idx.numel()),
-                           "feature_bytes": ds.features.numel() * ds.features.element_size(),
-                           "ready_s": data_s},
-               "rows": rows, "ratios": ratios, "targets": targets, "summary": summary}
+               "dataset": dataset, "rows": rows, "ratios": ratios, "targets": targets, "summary": summary}
     if args.out:
         write_json(args.out, payload)
         logger.info("wrote %s", args.out)

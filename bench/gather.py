@@ -165,13 +165,26 @@ def _ratio(modes, a: str, b: str) -> Optional[float]:
 
 
 # -- GPU run ------------------------------------------------------------------------------------------
-def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
+def aligned_view(buf: torch.Tensor, nbytes: int, offset: int) -> torch.Tensor:
+    """``nbytes`` of the uint8 buffer ``buf`` starting at an address that is ``offset`` mod 128
+    (``buf`` must hold ``nbytes + 128`` bytes). Large torch CPU tensors start at 64 mod 128, so the
+    base alignment of a benchmark table is set explicitly, never inherited from the allocator."""
+    shift = (offset - buf.data_ptr()) % 128
+    v = buf[shift:shift + nbytes]
+    if v.numel() != nbytes or v.data_ptr() % 128 != offset % 128:
+        raise RuntimeError(f"cannot place {nbytes} bytes at offset {offset} mod 128 in a buffer of "
+                           f"{buf.numel()} bytes")
+    return v
+
+
+def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]], None]] = None
+            ) -> Dict[str, object]:
     dev = torch.device("cuda", torch.cuda.current_device())
     t0 = time.perf_counter()
-    base = make_table(table_bytes)
+    base_buf = make_table(table_bytes + 128)
     t_fill = time.perf_counter() - t0
     t0 = time.perf_counter()
-    whole = ut.unified(base)  # pins the whole table once; every width below is a view of it
+    whole = ut.unified(base_buf)  # pins the whole buffer once; every table below is a view of it
     t_pin = time.perf_counter() - t0
     log(f"table: {table_bytes / GIB:.2f} GiB filled in {t_fill:.1f} s, pinned in {t_pin:.1f} s")
     skipped: Dict[str, str] = {}
@@ -186,7 +199,7 @@ def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
                                        f"free GPU memory ({free / GIB:.1f} of {total / GIB:.1f} GiB)")
         else:
             try:
-                base_gpu = base.to(dev, non_blocking=True)
+                base_gpu = base_buf[:table_bytes].to(dev, non_blocking=True)
                 torch.cuda.synchronize()
             except Exception as exc:  # noqa: BLE001
                 if not is_oom(exc):
@@ -199,11 +212,12 @@ def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
 
     rows: List[Dict[str, object]] = []
     deadline = time.perf_counter() + args.max_minutes * 60 - (t_fill + t_pin)
-    for w in args.widths:
+    for w, base_off in [(w, o) for w in args.widths for o in args.base_offsets]:
         row_bytes = 4 * w
         n = table_bytes // row_bytes
         m = max(1, args.gather_bytes // row_bytes)
         nbytes = m * row_bytes
+        base = aligned_view(base_buf, table_bytes, base_off)
         plain = base[: n * row_bytes].view(torch.float32).view(n, w)
         tw = ut.unified(plain)
         uva = None
@@ -219,6 +233,7 @@ def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
         for pattern in args.patterns:
             if time.perf_counter() > deadline:
                 rows.append({"row_bytes": row_bytes, "width": w, "pattern": pattern,
+                             "base_offset": base_off,
                              "skipped": f"time budget of {args.max_minutes} min exhausted"})
                 continue
             try:
@@ -228,6 +243,7 @@ def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
             except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                 kind = "oom" if is_oom(exc) else "error"
                 rows.append({"row_bytes": row_bytes, "width": w, "pattern": pattern,
+                             "base_offset": base_off,
                              "skipped": f"{kind} preparing indices: {type(exc).__name__}: {str(exc)[:200]}"})
                 free_cuda()
                 continue
@@ -250,8 +266,12 @@ def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
                 "gpu_resident": ((lambda: torch.index_select(gpu_tab, 0, idx, out=out))
                                  if gpu_tab is not None else None, check, "cuda"),
             }
+            for cap in args.caps:   # the gather with at most `cap` resident threads
+                fns[f"unified_cap{cap}"] = ((lambda cap=cap: ut.gather(tw, idx, out=out, max_threads=cap,
+                                                                       validate=args.validate)),
+                                            check, "cuda")
             modes: Dict[str, object] = {}
-            for name in args.modes:
+            for name in args.modes + [f"unified_cap{c}" for c in args.caps]:
                 fn, chk, timer = fns[name]
                 if name in skipped or fn is None:
                     modes[name] = {"status": "skipped", "reason": skipped.get(name, "unavailable")}
@@ -268,9 +288,16 @@ def run_gpu(args, table_bytes: int, log) -> Dict[str, object]:
                 "unified/unified_unaligned": _ratio(modes, "unified", "unified_unaligned"),
                 "unified_sorted/unified": _ratio(modes, "unified_sorted", "unified"),
             }.items() if v is not None}
+            for cap in args.caps:
+                r = _ratio(modes, f"unified_cap{cap}", "pcie_h2d")
+                if r is not None:
+                    ratios[f"unified_cap{cap}/pcie_h2d"] = r
             rows.append({"row_bytes": row_bytes, "width": w, "dtype": "float32", "pattern": pattern,
+                         "base_offset": base_off, "table_addr_mod128": plain.data_ptr() % 128,
                          "num_indices": m, "gathered_bytes": nbytes, "modes": modes, "ratios": ratios})
-            log(_row_line(rows[-1], args.modes))
+            log(_row_line(rows[-1], list(modes)))
+            if on_row is not None:
+                on_row(rows)
             del idx, idx_cpu, ref, fns
         del tw, uva, gpu_tab
     del whole
@@ -336,7 +363,7 @@ def _cell(rec: Dict[str, object]):
 
 
 def _row_line(row, modes) -> str:
-    parts = [f"{row['row_bytes']:>5} B {row['pattern']:<8}"]
+    parts = [f"{row['row_bytes']:>5} B {row['pattern']:<8} @{row.get('base_offset', 0):<3}"]
     for mname in modes:
         c = _cell(row["modes"][mname])
         parts.append(f"{mname}={c if isinstance(c, str) else format(c, '.2f')}")
@@ -349,13 +376,19 @@ def table_text(result, modes: List[str]) -> str:
         for k in row.get("ratios", {}):
             if k not in ratio_names:
                 ratio_names.append(k)
-    headers = ["row_B", "pattern"] + [f"{m}" for m in modes] + ratio_names
+    modes = list(modes)
+    for row in result["rows"]:
+        for k in row.get("modes", {}):
+            if k not in modes:
+                modes.append(k)
+    headers = ["row_B", "pattern", "off"] + [f"{m}" for m in modes] + ratio_names
     body = []
     for row in result["rows"]:
+        key = [row["row_bytes"], row["pattern"], row.get("base_offset", 0)]
         if "modes" not in row:
-            body.append([row["row_bytes"], row["pattern"]] + ["skip"] * (len(modes) + len(ratio_names)))
+            body.append(key + ["skip"] * (len(modes) + len(ratio_names)))
             continue
-        body.append([row["row_bytes"], row["pattern"]] + [_cell(row["modes"][m]) for m in modes]
+        body.append(key + [_cell(row["modes"].get(m, {})) for m in modes]
                     + [row["ratios"].get(r) for r in ratio_names])
     return "GB/s per mode (gathered bytes / median time); ratios of GB/s\n" + format_table(headers, body)
 
@@ -442,6 +475,10 @@ def parse_args(argv=None):
                    help="skip the remaining configurations after this long (default 4 on GPU, 15 on CPU)")
     p.add_argument("--validate", action="store_true",
                    help="time ut.gather with validate=True (a range check + host sync per call)")
+    p.add_argument("--base-offsets", type=lambda s: [int(x) % 128 for x in s.split(",")], default=[0],
+                   help="table base address mod 128 (GPU); e.g. 0,64 measures both alignments")
+    p.add_argument("--caps", type=lambda s: [int(x) for x in s.split(",") if x], default=[],
+                   help="also time ut.gather with these max_threads caps (modes unified_cap<N>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
@@ -518,7 +555,11 @@ def main(argv=None) -> int:
             if not ut.cuda_available():
                 raise RuntimeError("--device cuda but ut.cuda_available() is False (no GPU, no CuPy, "
                                    "or UNIFIED_TENSOR_DISABLE_CUDA is set)")
-            result = run_gpu(args, table_bytes, lambda s: print(s, flush=True))
+            def on_row(rows):   # partial results on disk after every row (a run may be cut off)
+                write_json(out_path, {**payload, "rows": rows, "partial": True,
+                                      "wall_s": round(time.perf_counter() - t_start, 1)})
+
+            result = run_gpu(args, table_bytes, lambda s: print(s, flush=True), on_row)
         else:
             result = run_cpu(args, table_bytes, lambda s: print(s, flush=True))
     except Exception as exc:  # noqa: BLE001 - still write what we know

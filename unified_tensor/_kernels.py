@@ -97,14 +97,36 @@ def load_source(source: str) -> str:
     return f"// ---- {source} (headers inlined) ----\n" + expand(source)
 
 
+def _cupy_cuda_major() -> int:
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.runtimeGetVersion()) // 1000
+    except Exception:  # noqa: BLE001 - no CuPy runtime: try any NVRTC found
+        return 0
+
+
 def _preload_nvrtc() -> None:
-    """CuPy 13 does not find libnvrtc from the ``nvidia-cuda-nvrtc-cu12`` wheel by itself; load it."""
+    """Load libnvrtc from NVIDIA's pip wheels where CuPy would not find it by itself.
+
+    CUDA 12 wheels (``nvidia-cuda-nvrtc-cu12``) keep it in ``nvidia/cuda_nvrtc/lib``; CUDA 13 wheels
+    (``nvidia-cuda-nvrtc``) in ``nvidia/cu13/lib``. Only the major version CuPy was built for is
+    loaded, its builtins library first (libnvrtc resolves it by soname).
+    """
+    major = _cupy_cuda_major()
     for base in sys.path:
-        for lib in sorted(glob.glob(os.path.join(base, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so*"))):
-            if "builtins" in lib or ".alt." in lib:
+        for sub in (("nvidia", "cuda_nvrtc", "lib"), ("nvidia", "cu13", "lib"), ("nvidia", "cu12", "lib")):
+            libs = sorted(glob.glob(os.path.join(base, *sub, "libnvrtc*.so*")))
+            if major:
+                libs = [p for p in libs if re.search(rf"\.so\.{major}(\.|$)", p)]
+            builtins = [p for p in libs if "builtins" in p and ".alt." not in p]
+            mains = [p for p in libs if "builtins" not in p and ".alt." not in p]
+            if not mains:
                 continue
             try:
-                ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+                for lib in builtins:
+                    ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+                ctypes.CDLL(mains[0], mode=ctypes.RTLD_GLOBAL)
                 return
             except OSError:
                 continue
@@ -182,13 +204,34 @@ def get_function(source: str, name: str, device: int):
 _ext_streams: Dict[Tuple[int, int], object] = {}
 
 
+class _StreamHandle:
+    """A raw ``cudaStream_t`` behind the CUDA stream protocol (``__cuda_stream__``)."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: int) -> None:
+        self._handle = handle
+
+    def __cuda_stream__(self) -> Tuple[int, int]:
+        return (0, self._handle)
+
+
 def _cupy_stream(torch_stream, device: int):
+    """A CuPy stream over PyTorch's ``torch_stream`` (cached per stream handle and device).
+
+    CuPy 14 deprecates ``cupy.cuda.ExternalStream``; ``Stream.from_external`` (the CUDA stream
+    protocol) replaces it where it exists. The stream is passed to each launch explicitly.
+    """
     key = (int(torch_stream.cuda_stream), device)
     s = _ext_streams.get(key)
     if s is None:
         import cupy
 
-        s = cupy.cuda.ExternalStream(key[0], device)
+        from_external = getattr(cupy.cuda.Stream, "from_external", None)
+        if from_external is not None:
+            s = from_external(_StreamHandle(key[0]))
+        else:
+            s = cupy.cuda.ExternalStream(key[0], device)
         _ext_streams[key] = s
     return s
 
@@ -200,5 +243,5 @@ def launch(fn, grid: int, block: int, args: tuple, device: int, stream=None) -> 
 
     if stream is None:
         stream = torch.cuda.current_stream(device)
-    with cupy.cuda.Device(device), _cupy_stream(stream, device):
-        fn((int(grid),), (int(block),), args)
+    with cupy.cuda.Device(device):
+        fn((int(grid),), (int(block),), args, stream=_cupy_stream(stream, device))

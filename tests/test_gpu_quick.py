@@ -1,0 +1,84 @@
+"""`make gpu-quick` must not rot between GPU windows: on a machine without a GPU it is a dry run
+that checks every step's command line, records the versions, and exits 0 within seconds."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from testing import has_gpu
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = ["probe", "gpu_tests", "gather", "e2e", "memcheck", "sampler", "demo"]
+
+
+def _run(out, *extra, env_out=None):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("OUT", None)
+    if env_out is not None:
+        env["OUT"] = env_out
+    return subprocess.run([sys.executable, "bench/gpu_quick.py", *extra] + (["--out", out] if out else []),
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_dry_run_skips_every_gpu_step_and_exits_0(tmp_path):
+    p = _run(str(tmp_path), "--dry-run")
+    assert p.returncode == 0, p.stdout + p.stderr
+    summary = json.loads((tmp_path / "gpu_quick_summary.json").read_text())
+    assert summary["dry_run"] is True
+    assert [s["step"] for s in summary["steps"]] == STEPS
+    for s in summary["steps"]:
+        assert s["status"].startswith("skipped: no GPU"), s
+    assert "RESULT: OK" in p.stdout
+    probe = json.loads((tmp_path / "gpu_probe.json").read_text())
+    assert probe["versions"]["torch"]
+    files = sorted(os.listdir(tmp_path))
+    # What a remote GPU run can bring back: at most 8 plain files, no folders.
+    assert len(files) <= 8 and all((tmp_path / f).is_file() for f in files), files
+
+
+def test_out_env_is_the_default_results_folder(tmp_path):
+    p = _run(None, "--dry-run", "--steps", "gather", env_out=str(tmp_path))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp_path / "gpu_quick_summary.json").is_file()
+    assert (tmp_path / "gpu_quick.log").is_file()
+
+
+def test_a_command_line_that_no_longer_parses_fails_the_dry_run(tmp_path, monkeypatch):
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import gpu_quick
+
+    import gather
+    real = gather.parse_args
+
+    def strict(argv=None):
+        return real(list(argv or []) + ["--no-such-option"])
+    monkeypatch.setattr(gpu_quick, "_load", lambda name: type("M", (), {"parse_args": staticmethod(strict)}))
+    rc = gpu_quick.main(["--dry-run", "--steps", "gather", "--out", str(tmp_path)])
+    assert rc == 1
+    summary = json.loads((tmp_path / "gpu_quick_summary.json").read_text())
+    assert summary["steps"][0]["status"].startswith("FAIL(command line")
+
+
+def test_unknown_step_is_a_usage_error(tmp_path):
+    p = _run(str(tmp_path), "--steps", "probe,nonsense")
+    assert p.returncode == 2 and "unknown" in p.stderr
+
+
+def test_budget_clips_steps(tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import gpu_quick
+
+    class A:
+        budget, python = 10.0, sys.executable
+    r = gpu_quick.Runner(A(), str(tmp_path), gpu=False, tag="cpu")
+    st, secs, _ = r.run("gather", [sys.executable, "-c", "print('x')"])
+    assert st.startswith("skipped: budget") and secs == 0.0
+
+
+@pytest.mark.skipif(has_gpu(), reason="on a GPU machine the real run is make gpu-quick")
+def test_without_gpu_the_default_run_is_a_dry_run(tmp_path):
+    p = _run(str(tmp_path), "--steps", "probe,gather")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "dry run" in p.stdout
