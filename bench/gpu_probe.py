@@ -107,7 +107,7 @@ def sec_smoke(torch) -> dict:
 
 def sec_kernels(torch) -> dict:
     import cupy
-    from cupy.cuda import driver
+    from cupy_backends.cuda.api import driver
 
     from unified_tensor import _gather_cuda, _kernels  # noqa: F401  (registers the gather)
     import samplers._sampler_cuda  # noqa: F401  (registers the sampler kernels)
@@ -120,7 +120,8 @@ def sec_kernels(torch) -> dict:
         for n in names:
             try:
                 fn = _kernels.get_function(source, n, dev)
-                blocks = driver.occupancyMaxActiveBlocksPerMultiprocessor(fn.ptr, 256, 0)
+                ptr = getattr(fn, "ptr", None) or fn.kernel.ptr   # Function or RawKernel
+                blocks = driver.occupancyMaxActiveBlocksPerMultiprocessor(ptr, 256, 0)
                 out[n] = {"regs": fn.num_regs, "local_bytes": fn.local_size_bytes,
                           "max_block": fn.max_threads_per_block, "blocks_per_sm@256": blocks,
                           "resident_threads": blocks * 256 * sms}

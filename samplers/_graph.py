@@ -42,6 +42,13 @@ def _placement_of(t: torch.Tensor) -> str:
     if type(t) is not torch.Tensor and type(t).__name__ == "UnifiedTensor":
         return "pinned"
     if torch.cuda.is_available() and t.is_pinned():
+        # Memory registered by unified_tensor answers is_pinned() too, but only a UnifiedTensor
+        # holds that registration: a plain tensor over it (e.g. pinned.to_placement("cpu")) is a
+        # CPU array that must not be read over UVA once the UnifiedTensor is gone.
+        from unified_tensor import _pinning
+
+        if _pinning.registry().overlaps(t.data_ptr(), max(1, t.numel() * t.element_size())):
+            return "cpu"
         return "pinned"
     return "cpu"
 

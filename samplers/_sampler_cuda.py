@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from unified_tensor import _kernels
+from unified_tensor import _kernels, _pinning
 
 __all__ = ["sample_layer_cuda", "relabel_first_appearance"]
 
@@ -71,6 +71,8 @@ def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, ke
     idtype, ptrtype = graph.idtype, graph.indptr.dtype
     n = seeds.numel()
     ip, ix, ei = graph.indptr, graph.indices, graph.edge_ids
+    if graph.placement == "pinned":   # the kernels read host memory: sync before it is unregistered
+        _pinning.note_device_use(device)
     counts = torch.empty(n, dtype=torch.int64, device=dev)
     err = torch.zeros(1, dtype=torch.int32, device=dev)
     offsets = torch.zeros(n + 1, dtype=torch.int64, device=dev)

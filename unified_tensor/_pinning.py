@@ -1,9 +1,16 @@
-"""In-place pinning: refcounted ``cudaHostRegister`` of page ranges, shared by every tensor over them.
+"""In-place pinning: refcounted ``cudaHostRegister`` of byte ranges, shared by every tensor over them.
 
-A registration covers whole pages. Each :class:`Registration` (one per ``ut.unified`` call) holds
-one reference on every region its bytes touch; a region is registered when first needed (the parts
-of a request not yet covered are registered, in chunks of at most ``chunk_bytes``) and unregistered
-when its last reference goes. So registering the same memory twice, overlapping ranges, and views
+A registration covers exactly the bytes of the table, never the rest of its first and last pages:
+CUDA treats a host buffer that starts inside a registered range as page-locked, and a copy of a
+buffer that starts inside one registration and runs past its end fails with
+``cudaErrorInvalidValue``. Rounding out to pages made every small tensor that malloc later put
+next to a registered table fail in ``.cuda()`` (seen on an H200, 2026-11-26); DGL's
+``pin_memory_`` registers exact ranges too. For the same reason a table is registered in one call
+(``chunk_bytes`` is for tests), so a copy of the whole table stays inside one registration.
+
+Each :class:`Registration` (one per ``ut.unified`` call) holds one reference on every region its
+bytes touch; a region is registered when first needed (the parts of a request not yet covered)
+and unregistered when its last reference goes. So registering the same memory twice, overlapping ranges, and views
 into a registered table all work. Before a region is unregistered every device that ran a gather is
 synchronised, so no kernel can still be reading it. A registration keeps the memory it covers
 alive (it holds the tensor), so the memory can never be freed while it is registered.
@@ -24,7 +31,12 @@ __all__ = ["Registry", "Registration", "registry", "set_runtime", "note_device_u
 logger = logging.getLogger("unified_tensor")
 
 PAGE_BYTES = mmap.PAGESIZE
-DEFAULT_CHUNK_BYTES = 1 << 32  # 4 GiB per cudaHostRegister call
+DEFAULT_CHUNK_BYTES = 1 << 62  # one cudaHostRegister call per table (tests use small chunks)
+
+
+# What cudaHostRegister answers when the kernel refuses to pin pages for writing (a shared file
+# mapping on Linux >= 6.5: cudaErrorInvalidValue, seen on an H200 with kernel 6.18).
+_REFUSED_WRITABLE = ("cudaErrorInvalidValue", "cudaErrorNotPermitted", "cudaErrorNotSupported")
 
 
 class _Region:
@@ -44,7 +56,7 @@ class Registry:
                  synchronize: Optional[Callable[[Set[int]], None]] = None):
         self._runtime_factory = runtime_factory
         self._rt = None
-        self.chunk_bytes = max(PAGE_BYTES, chunk_bytes - chunk_bytes % PAGE_BYTES)
+        self.chunk_bytes = max(1, int(chunk_bytes))
         self._regions: List[_Region] = []  # sorted by start, disjoint
         self._lock = threading.RLock()
         self._synchronize = synchronize
@@ -66,6 +78,11 @@ class Registry:
         """Whether ``[ptr, ptr + nbytes)`` lies entirely in registered regions."""
         with self._lock:
             return self._covering(ptr, ptr + max(nbytes, 1), allow_gaps=False) is not None
+
+    def overlaps(self, ptr: int, nbytes: int) -> bool:
+        """Whether any byte of ``[ptr, ptr + nbytes)`` lies in a registered region."""
+        with self._lock:
+            return bool(self._covering(ptr, ptr + max(nbytes, 1), allow_gaps=True))
 
     def _covering(self, start: int, end: int, allow_gaps: bool):
         i = bisect.bisect_right([r.start for r in self._regions], start) - 1
@@ -92,8 +109,7 @@ class Registry:
         """
         if nbytes <= 0:
             return Registration(self, [], ptr, 0, ptr, keepalive)
-        start = ptr - ptr % PAGE_BYTES
-        end = -(-(ptr + nbytes) // PAGE_BYTES) * PAGE_BYTES
+        start, end = ptr, ptr + nbytes
         with self._lock:
             existing = self._covering(start, end, allow_gaps=True)
             gaps, pos = [], start
@@ -132,15 +148,38 @@ class Registry:
             return Registration(self, regions, ptr, nbytes, dev_ptr, keepalive)
 
     def _register(self, start: int, end: int, readonly: bool) -> _Region:
+        """Register ``[start, end)``. GPU kernels only read tables, so where a writable registration
+        is refused (Linux >= 6.5 refuses to pin shared file mappings for writing: ``np.load(...,
+        mmap_mode='r+')`` on ext4/xfs) it is retried read-only (``cudaHostRegisterReadOnly``) where
+        the device supports that. Read-only sources are registered read-only from the start."""
         rt = self.runtime
         flags = REGISTER_PORTABLE | REGISTER_MAPPED
         if readonly:
             if not rt.read_only_supported():
                 raise CudaRuntimeError("cannot register read-only host memory: this GPU/driver does not "
-                                       "support cudaHostRegisterReadOnly; open the array writable "
-                                       "(e.g. np.load(..., mmap_mode='r+')) or copy it")
+                                       "support cudaHostRegisterReadOnly; copy it into writable RAM "
+                                       "(e.g. np.array(x)) or open it writable")
             flags |= REGISTER_READ_ONLY
-        rt.host_register(start, end - start, flags)
+        try:
+            rt.host_register(start, end - start, flags)
+        except CudaRuntimeError as exc:
+            refused = any(code in str(exc) for code in _REFUSED_WRITABLE)
+            if not refused:
+                raise
+            if readonly or not rt.read_only_supported():
+                raise CudaRuntimeError(f"{exc}. The memory cannot be pinned in place (file-backed "
+                                       f"mappings often cannot); copy it into RAM or shared memory "
+                                       f"(/dev/shm) first") from None
+            try:
+                rt.host_register(start, end - start, flags | REGISTER_READ_ONLY)
+            except CudaRuntimeError as exc2:
+                raise CudaRuntimeError(f"{exc}; read-only registration failed too ({exc2}). The "
+                                       f"memory cannot be pinned in place (file-backed mappings often "
+                                       f"cannot); copy it into RAM or shared memory (/dev/shm) first"
+                                       ) from None
+            readonly = True
+            logger.info("unified_tensor: host range 0x%x..0x%x registered read-only (a writable "
+                        "registration was refused: %s)", start, end, exc)
         try:
             dev = rt.device_pointer(start)
         except CudaRuntimeError:

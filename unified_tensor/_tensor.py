@@ -185,9 +185,9 @@ def unified(x: Union[torch.Tensor, np.ndarray, UnifiedTensor]) -> UnifiedTensor:
 
         nbytes = plain.numel() * plain.element_size()
         registry = _pinning.registry()
-        # Memory this library registered reports is_pinned() too: take a reference on it.
-        # Memory PyTorch pinned itself (pin_memory) is used as it is.
-        if not registry.covers(plain.data_ptr(), nbytes) and plain.is_pinned():
+        # Memory this library registered (any byte of it) reports is_pinned() too: take a
+        # reference on it. Memory PyTorch pinned itself (pin_memory) is used as it is.
+        if not registry.overlaps(plain.data_ptr(), nbytes) and plain.is_pinned():
             external = True
         else:
             reg = registry.acquire(plain.data_ptr(), nbytes, readonly=readonly,

@@ -64,14 +64,27 @@ def registered_bytes(rt):
     return sum(e - s for s, e in rt.ranges.items())
 
 
-def test_zero_copy_and_page_cover(fake):
+def test_zero_copy_and_exact_cover(fake):
     x = torch.randn(1000, 16)
     t = ut.unified(x)
     assert t.data_ptr() == x.data_ptr()
     (start, end), = fake.ranges.items()
-    assert start <= x.data_ptr() and x.data_ptr() + x.numel() * 4 <= end
-    assert start % PAGE == 0 and end % PAGE == 0
+    # Exactly the table's bytes, never the rest of its pages: CUDA fails a copy of a neighbouring
+    # buffer that starts inside a registration and runs past its end (cudaErrorInvalidValue).
+    assert (start, end) == (x.data_ptr(), x.data_ptr() + x.numel() * 4)
     assert ut.device_pointer(t) == x.data_ptr() + fake.dev_offset
+
+
+def test_neighbours_in_one_page_are_registered_separately(fake):
+    buf = torch.empty(3 * 1000, dtype=torch.uint8)   # three tables in one page
+    a, b = buf[0:1000], buf[2000:3000]
+    ta, tb = ut.unified(a), ut.unified(b)
+    assert sorted(fake.ranges.items()) == [(a.data_ptr(), a.data_ptr() + 1000),
+                                           (b.data_ptr(), b.data_ptr() + 1000)]
+    gap = buf[1000:2000]
+    assert not _pinning.registry().overlaps(gap.data_ptr(), 1000)
+    assert _pinning.registry().overlaps(buf.data_ptr(), 3000)
+    del ta, tb
 
 
 def test_same_memory_twice_is_refcounted(fake):
@@ -124,6 +137,42 @@ def test_failed_registration_rolls_back_and_raises(fake):
     assert fake.ranges == {} and _pinning.registry().regions() == []
     fake.fail_on_call = None
     assert ut.unified(x).is_registered  # and the next attempt works
+
+
+class RefusesWritableFileMappings(FakeRuntime):
+    """Linux >= 6.5 on a shared file mapping: writable pinning refused, read-only allowed."""
+
+    def __init__(self, ro_supported=True):
+        super().__init__()
+        self.ro_supported = ro_supported
+
+    def host_register(self, ptr, size, flags):
+        if not flags & 0x08:
+            self.calls.append(("register", ptr, size, flags))
+            raise CudaRuntimeError(f"cudaHostRegister(ptr=0x{ptr:x}, size={size}, flags={flags}) failed: "
+                                   f"cudaErrorInvalidValue: invalid argument")
+        super().host_register(ptr, size, flags)
+
+    def read_only_supported(self, device=None):
+        return self.ro_supported
+
+
+def test_refused_writable_registration_falls_back_to_read_only(fake):
+    rt = RefusesWritableFileMappings()
+    _pinning.set_runtime(rt)
+    x = torch.randn(300, 7)
+    t = ut.unified(x)
+    assert t.is_registered
+    flags = [c[3] for c in rt.calls if c[0] == "register"]
+    assert flags == [0x03, 0x0B]        # writable refused, then read-only
+    assert torch.equal(t[torch.tensor([5, 1])], x[[5, 1]])
+
+
+def test_refused_registration_without_read_only_support_says_what_to_do(fake):
+    _pinning.set_runtime(RefusesWritableFileMappings(ro_supported=False))
+    with pytest.raises(RuntimeError, match=r"cudaErrorInvalidValue.*copy it into RAM"):
+        ut.unified(torch.randn(300, 7))
+    assert _pinning.registry().regions() == []
 
 
 def test_non_contiguous_device_mapping_is_refused_and_cleaned(fake):
@@ -206,3 +255,43 @@ def test_real_registration_lifecycle():
     assert b.is_registered and torch.equal(b[torch.tensor([9], device="cuda")].cpu(), x[19:20])
     ut.unpin(b)
     assert len(reg.regions()) == before
+
+
+@pytest.mark.gpu
+def test_real_neighbours_of_a_registered_table_still_copy():
+    """Small tables share pages with other heap objects: registering one must not break copies of
+    its neighbours (a page-rounded registration did, with cudaErrorInvalidValue)."""
+    keep = []
+    for size in (13, 100, 1000, 5000, 40_000):
+        for _ in range(5):
+            t = ut.unified(torch.randn(size))
+            nb = torch.randn(size)            # very likely in the same page as t's head or tail
+            assert torch.equal(nb.cuda().cpu(), nb)
+            got = t[torch.tensor([0, size - 1], device="cuda")]
+            assert torch.equal(got.cpu(), t[torch.tensor([0, size - 1])])
+            keep.append(t)
+    torch.cuda.synchronize()
+
+
+@pytest.mark.gpu
+def test_real_whole_table_copies_after_registration():
+    x = torch.randn(3_000_000, 8)       # 96 MB: one registration, so a copy stays inside it
+    t = ut.unified(x)
+    assert torch.equal(t.cuda().cpu(), x)
+    assert torch.equal(x[1000:2_000_000].to("cuda", non_blocking=True).cpu(), x[1000:2_000_000])
+    del t
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["r+", "r"])
+def test_real_file_backed_memmap(tmp_path, mode):
+    """np.load(mmap_mode=...) tables register (read-only where the kernel refuses writable pins)."""
+    path = tmp_path / "feats.npy"
+    ref = np.random.default_rng(0).standard_normal((5000, 33)).astype(np.float32)
+    np.save(path, ref)
+    mm = np.load(path, mmap_mode=mode)
+    t = ut.unified(mm)
+    assert t.is_registered
+    idx = torch.randint(-5000, 5000, (777,))
+    assert torch.equal(t[idx.cuda()].cpu(), torch.from_numpy(ref)[idx])
+    del t, mm
