@@ -28,10 +28,39 @@ import sys
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
-__all__ = ["median", "gbps", "time_cuda", "time_host", "is_oom", "free_cuda", "env_info",
+__all__ = ["hugepage_empty", "anon_hugepages_kb", "median", "gbps", "time_cuda", "time_host", "is_oom", "free_cuda", "env_info",
            "device_tag", "write_json", "format_table", "print_table", "summarize", "host_mem_available"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def hugepage_empty(nbytes: int):
+    """A uint8 CPU tensor of ``nbytes`` in anonymous memory advised for transparent huge pages
+    (``madvise(MADV_HUGEPAGE)`` before first touch, 2 MiB-aligned start), so the kernel backs it
+    with 2 MiB pages where THP is enabled. The tensor keeps the mapping alive."""
+    import mmap
+
+    import torch
+
+    huge = 2 << 20
+    mm = mmap.mmap(-1, nbytes + huge, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
+        mm.madvise(mmap.MADV_HUGEPAGE)
+    t = torch.frombuffer(mm, dtype=torch.uint8)
+    shift = (-t.data_ptr()) % huge
+    return t[shift:shift + nbytes]
+
+
+def anon_hugepages_kb() -> Optional[int]:
+    """AnonHugePages of this process (kB), from /proc/self/smaps_rollup; None where unreadable."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def median(xs: Sequence[float]) -> float:

@@ -35,8 +35,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (device_tag, env_info, format_table, free_cuda, gbps, host_mem_available,  # noqa: E402
-                     is_oom, time_cuda, time_host, write_json)
+from _common import (anon_hugepages_kb, device_tag, env_info, format_table, free_cuda, gbps,  # noqa: E402
+                     host_mem_available, hugepage_empty, is_oom, time_cuda, time_host, write_json)
 
 import unified_tensor as ut  # noqa: E402
 
@@ -54,11 +54,11 @@ _SCATTER = 2654435761
 
 
 # -- inputs ------------------------------------------------------------------------------------------
-def make_table(nbytes: int) -> torch.Tensor:
+def make_table(nbytes: int, hugepages: bool = False) -> torch.Tensor:
     """A uint8 CPU buffer of ``nbytes`` (multiple of 4) whose int32 words are their own positions
     (mod 2**31): every row of every width differs from every other row, so a wrong row is caught.
     Filled in 256 MiB chunks with arange (memory-bandwidth bound: ~1 s per 8 GiB on 16 cores)."""
-    base = torch.empty(nbytes, dtype=torch.uint8)
+    base = hugepage_empty(nbytes) if hugepages else torch.empty(nbytes, dtype=torch.uint8)
     words = base.view(torch.int32)
     chunk = 1 << 26  # words per chunk; divides 2**31, so start % 2**31 + chunk <= 2**31
     for s in range(0, words.numel(), chunk):
@@ -165,6 +165,18 @@ def _ratio(modes, a: str, b: str) -> Optional[float]:
 
 
 # -- GPU run ------------------------------------------------------------------------------------------
+def _one_row_in_flight(fn):
+    """Run ``fn`` with the gather kernel's rows-in-flight set to 1 (the previous kernel)."""
+    from unified_tensor import _gather_cuda
+
+    old = _gather_cuda.ROWS_IN_FLIGHT
+    _gather_cuda.ROWS_IN_FLIGHT = 1
+    try:
+        return fn()
+    finally:
+        _gather_cuda.ROWS_IN_FLIGHT = old
+
+
 def aligned_view(buf: torch.Tensor, nbytes: int, offset: int) -> torch.Tensor:
     """``nbytes`` of the uint8 buffer ``buf`` starting at an address that is ``offset`` mod 128
     (``buf`` must hold ``nbytes + 128`` bytes). Large torch CPU tensors start at 64 mod 128, so the
@@ -181,7 +193,12 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
             ) -> Dict[str, object]:
     dev = torch.device("cuda", torch.cuda.current_device())
     t0 = time.perf_counter()
-    base_buf = make_table(table_bytes + 128)
+    thp0 = anon_hugepages_kb()
+    base_buf = make_table(table_bytes + 128, hugepages=args.hugepages)
+    thp = anon_hugepages_kb()
+    if thp is not None and thp0 is not None:
+        log(f"table allocation: {'madvise(MADV_HUGEPAGE)' if args.hugepages else 'torch.empty'}; "
+            f"AnonHugePages grew by {(thp - thp0) / 2**20:.2f} GiB")
     t_fill = time.perf_counter() - t0
     t0 = time.perf_counter()
     whole = ut.unified(base_buf)  # pins the whole buffer once; every table below is a view of it
@@ -199,7 +216,7 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
                                        f"free GPU memory ({free / GIB:.1f} of {total / GIB:.1f} GiB)")
         else:
             try:
-                base_gpu = base_buf[:table_bytes].to(dev, non_blocking=True)
+                base_gpu = base_buf.to(dev, non_blocking=True)   # same byte offsets as base_buf
                 torch.cuda.synchronize()
             except Exception as exc:  # noqa: BLE001
                 if not is_oom(exc):
@@ -227,7 +244,9 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
             except Exception as exc:  # noqa: BLE001
                 skipped["uva_torch"] = (f"torch cannot wrap the pinned table as a CUDA tensor "
                                         f"({type(exc).__name__}: {str(exc)[:200]})")
-        gpu_tab = base_gpu[: n * row_bytes].view(torch.float32).view(n, w) if base_gpu is not None else None
+        shift = base.data_ptr() - base_buf.data_ptr()
+        gpu_tab = (base_gpu[shift: shift + n * row_bytes].view(torch.float32).view(n, w)
+                   if base_gpu is not None else None)
         out = dst[:nbytes].view(torch.float32).view(m, w)
         stage = staging[:nbytes].view(torch.float32).view(m, w)
         for pattern in args.patterns:
@@ -266,12 +285,16 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
                 "gpu_resident": ((lambda: torch.index_select(gpu_tab, 0, idx, out=out))
                                  if gpu_tab is not None else None, check, "cuda"),
             }
+            if "unified" in args.modes:   # the one-row-in-flight kernel, for comparison
+                fns["unified_1row"] = (lambda: _one_row_in_flight(lambda: ut.gather(
+                    tw, idx, out=out, validate=args.validate)), check, "cuda")
             for cap in args.caps:   # the gather with at most `cap` resident threads
                 fns[f"unified_cap{cap}"] = ((lambda cap=cap: ut.gather(tw, idx, out=out, max_threads=cap,
                                                                        validate=args.validate)),
                                             check, "cuda")
             modes: Dict[str, object] = {}
-            for name in args.modes + [f"unified_cap{c}" for c in args.caps]:
+            extra = (["unified_1row"] if "unified" in args.modes else []) + [f"unified_cap{c}" for c in args.caps]
+            for name in args.modes + extra:
                 fn, chk, timer = fns[name]
                 if name in skipped or fn is None:
                     modes[name] = {"status": "skipped", "reason": skipped.get(name, "unavailable")}
@@ -286,6 +309,7 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
                 "unified/uva_torch": _ratio(modes, "unified", "uva_torch"),
                 "unified/gpu_resident": _ratio(modes, "unified", "gpu_resident"),
                 "unified/unified_unaligned": _ratio(modes, "unified", "unified_unaligned"),
+                "unified/unified_1row": _ratio(modes, "unified", "unified_1row"),
                 "unified_sorted/unified": _ratio(modes, "unified_sorted", "unified"),
             }.items() if v is not None}
             for cap in args.caps:
@@ -477,6 +501,9 @@ def parse_args(argv=None):
                    help="time ut.gather with validate=True (a range check + host sync per call)")
     p.add_argument("--base-offsets", type=lambda s: [int(x) % 128 for x in s.split(",")], default=[0],
                    help="table base address mod 128 (GPU); e.g. 0,64 measures both alignments")
+    p.add_argument("--hugepages", action="store_true",
+                   help="allocate the GPU-run table with madvise(MADV_HUGEPAGE) (2 MiB pages where THP "
+                        "is enabled): fewer address translations per random row")
     p.add_argument("--caps", type=lambda s: [int(x) for x in s.split(",") if x], default=[],
                    help="also time ut.gather with these max_threads caps (modes unified_cap<N>)")
     p.add_argument("--seed", type=int, default=0)
@@ -541,6 +568,7 @@ def main(argv=None) -> int:
                          "modes": args.modes, "powerlaw_alpha": args.alpha, "warmup": args.warmup,
                          "iters": args.iters, "budget_s": args.budget_s, "index_dtype": "int64",
                          "validate": args.validate, "quick": args.quick, "seed": args.seed,
+                         "hugepages": args.hugepages, "base_offsets": args.base_offsets, "caps": args.caps,
                          "argv": sys.argv[1:] if argv is None else list(argv)}
     if note:
         payload["params"]["note"] = note

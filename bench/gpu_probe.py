@@ -149,6 +149,12 @@ def sec_register(torch) -> dict:
     base_flags = _cudart.REGISTER_PORTABLE | _cudart.REGISTER_MAPPED
     ro_flags = base_flags | _cudart.REGISTER_READ_ONLY
     out = {"read_only_supported": rt.read_only_supported(), "kernel": platform.release()}
+    for f in ("enabled", "defrag"):
+        try:
+            with open(f"/sys/kernel/mm/transparent_hugepage/{f}") as fh:
+                out[f"thp_{f}"] = fh.read().strip()
+        except OSError as exc:
+            out[f"thp_{f}"] = f"unreadable: {exc}"
 
     def reg(ptr: int, size: int, flags: int) -> str:
         def f():

@@ -13,6 +13,7 @@ one runs. Steps, most valuable first (estimates on an H100/H200):
                junit XML (~60 s)
   3. gather    bench/gather.py: 64 B, 512 B, 4 KB rows, uniform ids, 8 GiB table, base offset 0 and
                64 mod 128, all GPU modes + the gather with thread caps (~60 s)
+  3b. gather_thp  the same with the table in transparent huge pages (madvise), 0 offset only (~30 s)
   4. overlap   bench/overlap.py: gather (per thread cap) beside a stand-in training step on another
                stream: both / (gather + train), and the capped gather's GB/s against pcie_h2d (~30 s)
   5. e2e       bench/e2e.py GraphSAGE: baseline, unified, unified_capped, unified_no_overlap,
@@ -24,8 +25,9 @@ one runs. Steps, most valuable first (estimates on an H100/H200):
 
 A summary table (per step status, seconds and the headline ratios) is printed last and written
 to ``gpu_quick_summary.json`` after every step. Output files: gpu_quick.log (everything printed),
-gpu_quick_summary.json, gpu_probe.json, gpu_tests.xml, gather_<gpu>.json, overlap_<gpu>.json,
-e2e_<gpu>.json, sampler_<gpu>.json.
+gpu_quick_summary.json, gpu_probe.json, gpu_tests.xml, gather_<gpu>.json, gather_<gpu>_thp.json,
+overlap_<gpu>.json, e2e_<gpu>.json, sampler_<gpu>.json (9 with every step: a remote run that brings
+back 8 files needs --steps without one of them).
 
 Without a GPU (CI) every GPU step is reported "skipped: no GPU" after checking that its command
 line parses, and the run exits 0 in seconds (``--dry-run`` forces that mode on a GPU machine too).
@@ -49,9 +51,9 @@ from typing import Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
-STEP_NAMES = ["probe", "gpu_tests", "gather", "overlap", "e2e", "memcheck", "sampler", "demo"]
+STEP_NAMES = ["probe", "gpu_tests", "gather", "gather_thp", "overlap", "e2e", "memcheck", "sampler", "demo"]
 # Per-step caps (seconds); each is also clipped to the budget left.
-CAPS = {"probe": 75, "gpu_tests": 150, "gather": 110, "overlap": 60, "e2e": 170, "memcheck": 70, "sampler": 80,
+CAPS = {"probe": 75, "gpu_tests": 150, "gather": 110, "gather_thp": 70, "overlap": 75, "e2e": 170, "memcheck": 70, "sampler": 80,
         "demo": 90}
 MIN_STEP_S = 15      # a step gets at least this much or is skipped for lack of budget
 RESERVE_S = 5        # kept back for the summary
@@ -251,6 +253,10 @@ def main(argv=None) -> int:
                    "--base-offsets", "0,64", "--caps", "8192,16384,32768,65536", "--budget-s", "0.5",
                    "--iters", "10", "--max-minutes", "1.6", "--no-plot",
                    "--out", r.path(f"gather_{tag}.json")],
+        "gather_thp": ["--widths", "16,128,1024", "--patterns", "uniform", "--table-gb", "8",
+                       "--hugepages", "--modes", "pcie_h2d,uva_torch,unified,unified_sorted",
+                       "--caps", "8192,32768", "--budget-s", "0.5", "--iters", "10", "--max-minutes", "1.0",
+                       "--no-plot", "--out", r.path(f"gather_{tag}_thp.json")],
         "overlap": ["--out", r.path(f"overlap_{tag}.json")],
         "e2e": ["--nodes", str(nodes), "--configs",
                 "baseline,unified,unified_capped,unified_no_overlap,gpu_resident",
@@ -260,7 +266,7 @@ def main(argv=None) -> int:
                     "--batches", "8", "--out", r.path(f"sampler_{tag}.json")],
         "demo": ["--epochs", "1", "--nodes", "500000"],
     }
-    scripts = {"gather": "bench/gather.py", "overlap": "bench/overlap.py", "e2e": "bench/e2e.py", "sampler": "bench/sampler.py",
+    scripts = {"gather": "bench/gather.py", "gather_thp": "bench/gather.py", "overlap": "bench/overlap.py", "e2e": "bench/e2e.py", "sampler": "bench/sampler.py",
                "demo": "examples/train_graphsage.py"}
 
     for name in steps:

@@ -62,20 +62,4 @@ template <> struct VecT<8> { typedef u64 type; };
 struct alignas(16) U128 { u64 lo, hi; };
 template <> struct VecT<16> { typedef U128 type; };
 
-// One lane's share of copying one row. `src`/`dst` are the row starts, aligned to VEC.
-// ALIGNED: lanes are shifted so that each pass of the group reads whole aligned 128-byte lines
-// (the papers' address alignment); otherwise lane 0 starts at the row start.
-template <int VEC, bool ALIGNED>
-UT_HD void copy_row_lane(const char* src, char* dst, i64 units, int lane, int group) {
-  typedef typename VecT<VEC>::type V;
-  const V* s = reinterpret_cast<const V*>(src);
-  V* d = reinterpret_cast<V*>(dst);
-  const int shift = ALIGNED ? align_shift((u64)src, VEC, group) : 0;
-  const i64 passes = num_passes(units, shift, group);
-  for (i64 p = 0; p < passes; ++p) {
-    const i64 u = lane_unit(lane, p, group, shift, units);
-    if (u >= 0) d[u] = s[u];
-  }
-}
-
 }  // namespace ut

@@ -7,8 +7,10 @@
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define UT_HD __host__ __device__ __forceinline__
+#define UT_UNROLL _Pragma("unroll")
 #else
 #define UT_HD inline
+#define UT_UNROLL
 #endif
 
 #if !defined(__CUDACC_RTC__)

@@ -1,7 +1,6 @@
 """Launching the zero-copy row gather kernel (cuda/gather.cu)."""
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import numpy as np
@@ -16,11 +15,17 @@ _VECS = (16, 8, 4, 2, 1)
 _IDX = {torch.int32: "int", torch.int64: "long long"}
 
 
-def _name(vec: int, aligned: bool, idx_dtype: torch.dtype) -> str:
-    return f"ut::gather_rows<{vec}, {'true' if aligned else 'false'}, {_IDX[idx_dtype]}>"
+# Rows each group keeps in flight (the kernel's BATCH): 4 by default; 1 is the one-load-per-lane
+# kernel, kept for benchmarks (bench/gather.py times both).
+ROWS_IN_FLIGHT = 4
+_BATCHES = (4, 1)
 
 
-INSTANCES = [_name(v, a, d) for v in _VECS for a in (True, False) for d in _IDX]
+def _name(vec: int, aligned: bool, idx_dtype: torch.dtype, batch: int = ROWS_IN_FLIGHT) -> str:
+    return f"ut::gather_rows<{vec}, {'true' if aligned else 'false'}, {_IDX[idx_dtype]}, {batch}>"
+
+
+INSTANCES = [_name(v, a, d, b) for b in _BATCHES for v in _VECS for a in (True, False) for d in _IDX]
 _kernels.register(SOURCE, INSTANCES)
 
 BLOCK = 256
@@ -43,10 +48,22 @@ def group_size(units: int) -> int:
     return g
 
 
-@functools.lru_cache(maxsize=None)
-def _resident_threads(device: int) -> int:
-    p = torch.cuda.get_device_properties(device)
-    return int(p.multi_processor_count) * int(getattr(p, "max_threads_per_multi_processor", 2048))
+_resident: dict = {}
+
+
+def resident_threads(fn, device: int) -> int:
+    """Threads of ``fn`` (blocks of BLOCK) that fit on ``device`` at once, from the occupancy API
+    (register use differs per instance: 8 blocks per SM are not a given). Cached per kernel."""
+    key = (device, id(fn))
+    n = _resident.get(key)
+    if n is None:
+        from cupy_backends.cuda.api import driver
+
+        ptr = getattr(fn, "ptr", None) or fn.kernel.ptr
+        blocks = driver.occupancyMaxActiveBlocksPerMultiprocessor(ptr, BLOCK, 0)
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        n = _resident[key] = max(1, int(blocks)) * BLOCK * int(sms)
+    return n
 
 
 def gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, index: torch.Tensor,
@@ -65,10 +82,12 @@ def gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, index: t
     device = index.device.index if index.device.index is not None else torch.cuda.current_device()
     vec = vec_bytes(row_bytes, table_dev_ptr, out.data_ptr())
     group = group_size(row_bytes // vec)
-    cap = _resident_threads(device) if max_threads is None else max(int(max_threads), BLOCK)
-    threads = min(m * group, cap)
+    batch = ROWS_IN_FLIGHT
+    fn = _kernels.get_function(SOURCE, _name(vec, aligned, index.dtype, batch), device)
+    full = resident_threads(fn, device)
+    cap = full if max_threads is None else min(full, max(int(max_threads), BLOCK))
+    threads = min(-(-m // batch) * group, cap)
     grid = max(1, -(-threads // BLOCK))
-    fn = _kernels.get_function(SOURCE, _name(vec, aligned, index.dtype), device)
     args = (np.uint64(table_dev_ptr), np.int64(num_rows), np.int64(row_bytes),
             np.uint64(index.data_ptr()), np.uint64(perm.data_ptr() if perm is not None else 0),
             np.int64(m), np.uint64(out.data_ptr()), np.int32(group))

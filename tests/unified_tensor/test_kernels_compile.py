@@ -24,7 +24,7 @@ def _sources():
 
 def test_expected_sources_registered():
     names = dict(_sources())
-    assert "gather.cu" in names and len(names["gather.cu"]) == 20
+    assert "gather.cu" in names and len(names["gather.cu"]) == 40   # 5 widths x aligned x idtype x batch 1|4
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
@@ -62,4 +62,4 @@ def test_compile_error_names_kernel_and_carries_log(tmp_path, monkeypatch):
 
 def test_headers_are_inlined():
     src = _kernels.load_source("gather.cu")
-    assert '#include "' not in src and "copy_row_lane" in src and "pragma once" not in src
+    assert '#include "' not in src and "lane_unit" in src and "pragma once" not in src
