@@ -10,6 +10,7 @@ seeded sampler, so only the data path differs:
 ``unified``             this library: ``ut.unified(feats)``; GPU sampling over UVA (graph pinned in
                         place) on a GPU, Numba sampling on the CPU; zero-copy / Numba feature
                         gather; next batch produced on a side stream / thread while this one trains
+``unified_unsorted``    ``unified`` with the gather reading rows in index order (no argsort)
 ``unified_capped``      ``unified`` with the gather capped at ``--capped-threads`` resident threads
 ``unified_no_overlap``  the same, produced in the training thread (``prefetch=0``)
 ``gpu_resident``        graph and features copied into GPU memory (upper bound; GPU only)
@@ -49,7 +50,7 @@ from _common import env_info, free_cuda, is_oom, median, print_table, write_json
 
 logger = logging.getLogger("bench.e2e")
 
-CONFIGS = ("baseline", "unified", "unified_capped", "unified_no_overlap", "gpu_resident", "dgl",
+CONFIGS = ("baseline", "unified", "unified_unsorted", "unified_capped", "unified_no_overlap", "gpu_resident", "dgl",
            "dgl_dropin")
 
 
@@ -135,7 +136,8 @@ def make_pipeline(name: str, ds, device: torch.device, fanouts: List[int], args)
 
         cls = dgl.dataloading.DataLoader if name == "dgl" else DataLoader
         return DGLPipeline(dgl, ds, device, fanouts, args.batch_size, cls)
-    mode = {"baseline": "baseline", "unified": "unified", "unified_capped": "unified",
+    mode = {"baseline": "baseline", "unified": "unified", "unified_unsorted": "unified",
+            "unified_capped": "unified",
             "unified_no_overlap": "unified", "gpu_resident": "gpu"}[name]
     return Pipeline(mode, ds, device, fanouts, args.batch_size,
                     overlap=name != "unified_no_overlap", seed=args.seed,
@@ -168,6 +170,19 @@ def steps(model, opt, pipe, seeds: torch.Tensor, seed: int) -> Iterator[tuple]:
 
 
 def run_config(name: str, ds, device: torch.device, fanouts: List[int], args) -> Dict[str, object]:
+    if name != "unified_unsorted":
+        return _run_config(name, ds, device, fanouts, args)
+    from unified_tensor import _gather
+
+    old = _gather.SORT_ROWS_BELOW
+    _gather.SORT_ROWS_BELOW = 0          # never sort: rows read in index order
+    try:
+        return _run_config(name, ds, device, fanouts, args)
+    finally:
+        _gather.SORT_ROWS_BELOW = old
+
+
+def _run_config(name: str, ds, device: torch.device, fanouts: List[int], args) -> Dict[str, object]:
     from train_graphsage import GraphSAGE
 
     t0 = time.perf_counter()
@@ -309,6 +324,7 @@ def main(argv=None) -> dict:
     ratios = {}
     for a, b in (("unified", "baseline"), ("unified", "unified_no_overlap"),
                  ("unified_capped", "unified"), ("unified_capped", "baseline"),
+                 ("unified", "unified_unsorted"),
                  ("unified", "gpu_resident"), ("unified", "dgl"), ("dgl_dropin", "dgl")):
         if sps(a) and sps(b):
             ratios[f"{a}/{b}"] = sps(a) / sps(b)

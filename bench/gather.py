@@ -7,8 +7,10 @@ GPU machine (``ut.cuda_available()``), per row size x index pattern, in one run 
   cpu_gather_copy    torch.index_select on the CPU into a pinned staging buffer + non_blocking
                      copy to the GPU, end to end (what users do today)
   uva_torch          torch's own index_select on a CUDA view of the pinned table (naive zero-copy)
-  unified            ut.gather, 128-byte-aligned lane mapping (this library)
-  unified_unaligned  ut.gather(aligned=False)
+  unified            ut.gather with its defaults (this library; short rows are read in ascending
+                     id order, argsort included)
+  unified_unsorted   ut.gather(sorted_order=False): rows read in index order
+  unified_unaligned  ut.gather(aligned=False, sorted_order=False)
   unified_sorted     ut.gather(sorted_order=True) (argsort included)
   gpu_resident       index_select with the table in GPU memory (the upper bound)
 
@@ -40,8 +42,8 @@ from _common import (anon_hugepages_kb, device_tag, env_info, format_table, free
 
 import unified_tensor as ut  # noqa: E402
 
-GPU_MODES = ["pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_unaligned",
-             "unified_sorted", "gpu_resident"]
+GPU_MODES = ["pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_unsorted",
+             "unified_unaligned", "unified_sorted", "gpu_resident"]
 CPU_MODES = ["x_idx", "index_select_out", "ut_gather_cpu"]
 PATTERNS = ["uniform", "powerlaw"]
 # float32 widths: 16 B .. 4 KB, with the odd 400 B (100 floats) and 1028 B (257 floats).
@@ -278,8 +280,10 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
                 "uva_torch": ((lambda: torch.index_select(uva, 0, idx, out=out)) if uva is not None else None,
                               check, "cuda"),
                 "unified": (lambda: ut.gather(tw, idx, out=out, validate=args.validate), check, "cuda"),
+                "unified_unsorted": (lambda: ut.gather(tw, idx, out=out, validate=args.validate,
+                                                       sorted_order=False), check, "cuda"),
                 "unified_unaligned": (lambda: ut.gather(tw, idx, out=out, validate=args.validate,
-                                                        aligned=False), check, "cuda"),
+                                                        aligned=False, sorted_order=False), check, "cuda"),
                 "unified_sorted": (lambda: ut.gather(tw, idx, out=out, validate=args.validate,
                                                      sorted_order=True), check, "cuda"),
                 "gpu_resident": ((lambda: torch.index_select(gpu_tab, 0, idx, out=out))
@@ -287,10 +291,11 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
             }
             if "unified" in args.modes:   # the one-row-in-flight kernel, for comparison
                 fns["unified_1row"] = (lambda: _one_row_in_flight(lambda: ut.gather(
-                    tw, idx, out=out, validate=args.validate)), check, "cuda")
+                    tw, idx, out=out, validate=args.validate, sorted_order=False)), check, "cuda")
             for cap in args.caps:   # the gather with at most `cap` resident threads
                 fns[f"unified_cap{cap}"] = ((lambda cap=cap: ut.gather(tw, idx, out=out, max_threads=cap,
-                                                                       validate=args.validate)),
+                                                                       validate=args.validate,
+                                                                       sorted_order=False)),
                                             check, "cuda")
             modes: Dict[str, object] = {}
             extra = (["unified_1row"] if "unified" in args.modes else []) + [f"unified_cap{c}" for c in args.caps]
@@ -308,14 +313,15 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
                 "unified/cpu_gather_copy": _ratio(modes, "unified", "cpu_gather_copy"),
                 "unified/uva_torch": _ratio(modes, "unified", "uva_torch"),
                 "unified/gpu_resident": _ratio(modes, "unified", "gpu_resident"),
-                "unified/unified_unaligned": _ratio(modes, "unified", "unified_unaligned"),
-                "unified/unified_1row": _ratio(modes, "unified", "unified_1row"),
-                "unified_sorted/unified": _ratio(modes, "unified_sorted", "unified"),
+                "unified/unified_unsorted": _ratio(modes, "unified", "unified_unsorted"),
+                "unified_unsorted/unified_unaligned": _ratio(modes, "unified_unsorted", "unified_unaligned"),
+                "unified_unsorted/unified_1row": _ratio(modes, "unified_unsorted", "unified_1row"),
+                "unified_sorted/unified_unsorted": _ratio(modes, "unified_sorted", "unified_unsorted"),
             }.items() if v is not None}
             for cap in args.caps:
-                r = _ratio(modes, f"unified_cap{cap}", "pcie_h2d")
+                r = _ratio(modes, f"unified_cap{cap}", "unified_unsorted")
                 if r is not None:
-                    ratios[f"unified_cap{cap}/pcie_h2d"] = r
+                    ratios[f"unified_cap{cap}/unified_unsorted"] = r
             rows.append({"row_bytes": row_bytes, "width": w, "dtype": "float32", "pattern": pattern,
                          "base_offset": base_off, "table_addr_mod128": plain.data_ptr() % 128,
                          "num_indices": m, "gathered_bytes": nbytes, "modes": modes, "ratios": ratios})

@@ -170,7 +170,8 @@ def headlines(out_dir: str, tag: str) -> Dict[str, object]:
         for row in g.get("rows", []):
             r = row.get("ratios", {})
             key = f"{row['row_bytes']}B@{row.get('base_offset', 0)}"
-            for k in ("unified/pcie_h2d", "unified/cpu_gather_copy", "unified/unified_unaligned"):
+            for k in ("unified/pcie_h2d", "unified/cpu_gather_copy", "unified/unified_unsorted",
+                      "unified_unsorted/unified_unaligned"):
                 if k in r:
                     h[f"gather {key} {k}"] = round(r[k], 3)
             mods = row.get("modes", {})
@@ -187,7 +188,7 @@ def headlines(out_dir: str, tag: str) -> Dict[str, object]:
         for k, v in sps.items():
             h[f"e2e {k} seeds/s"] = round(v, 1)
         for a, b in (("unified", "baseline"), ("gpu_resident", "unified"), ("unified", "unified_no_overlap"),
-                     ("unified_capped", "unified")):
+                     ("unified_capped", "unified"), ("unified", "unified_unsorted")):
             if sps.get(a) and sps.get(b):
                 h[f"e2e {a}/{b}"] = round(sps[a] / sps[b], 3)
     except (OSError, ValueError, KeyError):
@@ -259,7 +260,7 @@ def main(argv=None) -> int:
                        "--no-plot", "--out", r.path(f"gather_{tag}_thp.json")],
         "overlap": ["--out", r.path(f"overlap_{tag}.json")],
         "e2e": ["--nodes", str(nodes), "--configs",
-                "baseline,unified,unified_capped,unified_no_overlap,gpu_resident",
+                "baseline,unified,unified_unsorted,unified_capped,unified_no_overlap,gpu_resident",
                 "--warmup", "3", "--batches", "10", "--rounds", "3", "--cache", "none", "--no-plot",
                 "--out", r.path(f"e2e_{tag}.json")],
         "sampler": ["--nodes", "2000000", "--edges", "30000000", "--no-dgl", "--rounds", "3",
