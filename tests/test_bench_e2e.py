@@ -63,3 +63,17 @@ def test_e2e_quick_gpu(tmp_path):
     _check_rows(d, {"baseline", "unified", "unified_no_overlap", "gpu_resident"})
     assert set(d["targets"]) == {"unified >= 2x baseline",
                                  "unified time within 1.15x of gpu_resident"}
+
+
+def test_guarded_records_system_exit_and_the_run_goes_on():
+    """A configuration that exits (e.g. --loader gpu without CUDA) is recorded, not fatal."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+    import e2e
+
+    def boom():
+        raise SystemExit("needs a CUDA device")
+    row = e2e.guarded("gpu_resident", boom)
+    assert row["status"] == "error" and "needs a CUDA device" in row["error"]

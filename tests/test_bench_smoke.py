@@ -16,8 +16,8 @@ import _common  # noqa: E402
 from testing import run_script  # noqa: E402
 
 CPU_MODES = {"x_idx", "index_select_out", "ut_gather_cpu"}
-GPU_MODES = {"pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_unaligned",
-             "unified_sorted", "gpu_resident"}
+GPU_MODES = {"pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_unsorted", "unified_unaligned",
+             "unified_sorted", "gpu_resident", "unified_1row"}
 
 
 def _run_quick(tmp_path, device, extra=(), timeout=120):
@@ -118,3 +118,23 @@ def test_summary_of_gather_json(tmp_path):
     assert "Fake GPU" in s and "24.00" in s and "0.95" in s and "met" in s
     q = _common.write_json(str(tmp_path / "o.json"), {"benchmark": "sampler", "summary": {"x": 1}})
     assert "x: 1" in _common.summarize(q)
+
+
+@pytest.mark.parametrize("offset", [0, 8, 64, 100])
+def test_gather_table_base_offset_is_set_not_inherited(offset):
+    """Large torch CPU tensors start at 64 mod 128: the benchmark places its table explicitly."""
+    import torch
+
+    import gather
+
+    buf = torch.empty(4096 + 128, dtype=torch.uint8)
+    v = gather.aligned_view(buf, 4096, offset)
+    assert v.numel() == 4096 and v.data_ptr() % 128 == offset
+    assert buf.data_ptr() <= v.data_ptr() and v.data_ptr() + 4096 <= buf.data_ptr() + buf.numel()
+
+
+def test_hugepage_table_is_2mib_aligned_and_writable():
+    t = _common.hugepage_empty(5 << 20)
+    assert t.numel() == 5 << 20 and t.data_ptr() % (2 << 20) == 0
+    t.fill_(7)
+    assert int(t[-1]) == 7

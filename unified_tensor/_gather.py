@@ -7,7 +7,9 @@ index's device.
 """
 from __future__ import annotations
 
+import collections
 import math
+import threading
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -57,6 +59,22 @@ def as_index_tensor(index: IndexLike, name: str = "index") -> torch.Tensor:
         raise TypeError(f"{name} must hold integer row ids, got a bool tensor; for a mask use "
                         f"{name}.nonzero().flatten() to turn it into ids")
     raise TypeError(f"{name} must be an int32 or int64 tensor, got dtype {index.dtype}")
+
+
+# Tables pinned by PyTorch (not registered by this library) hold no registration that would sync
+# before their memory goes: each gather from one keeps the table alive until an event recorded
+# after the kernel has completed (polled without blocking at the next such gather).
+_inflight: "collections.deque" = collections.deque()
+_inflight_lock = threading.Lock()
+
+
+def _keep_until_done(obj, device: torch.device) -> None:
+    ev = torch.cuda.Event()
+    ev.record(torch.cuda.current_stream(device))
+    with _inflight_lock:
+        while _inflight and _inflight[0][0].query():
+            _inflight.popleft()
+        _inflight.append((ev, obj))
 
 
 def _check_range(index: torch.Tensor, n: int) -> None:
@@ -214,4 +232,6 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     _pinning.note_device_use(device.index if device.index is not None else torch.cuda.current_device())
     gather_rows_cuda(dev_ptr, n, row_bytes, flat, res, perm=perm, aligned=aligned,
                      max_threads=max_threads)
+    if reg is None:   # pinned by PyTorch: keep the memory alive until the kernel is done
+        _keep_until_done(plain, device)
     return res

@@ -178,3 +178,21 @@ def test_from_dgl(idtype):
     hg = dgl.heterograph({("a", "x", "b"): (torch.tensor([0]), torch.tensor([0]))})
     with pytest.raises(ValueError, match=r"g must be homogeneous"):
         CSCGraph.from_dgl(hg)
+
+
+def test_plain_view_of_registered_memory_is_placed_on_the_cpu(monkeypatch):
+    """pinned.to_placement("cpu") hands out plain tensors over memory that a UnifiedTensor registered;
+    they answer is_pinned(), but hold no registration: the graph must sample on the CPU, not over
+    UVA (it would read unregistered memory once the pinned graph is collected)."""
+    from unified_tensor import _pinning
+    from samplers import _graph
+
+    g = CSCGraph.from_edge_index(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]), 4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self, *a, **k: True)
+    ip = g.indptr
+    monkeypatch.setattr(_pinning.registry(), "overlaps",
+                        lambda ptr, n: ptr == ip.data_ptr())
+    assert _graph._placement_of(ip) == "cpu"        # registered by us, not held: CPU
+    other = torch.arange(5)
+    assert _graph._placement_of(other) == "pinned"  # pinned by PyTorch itself

@@ -230,3 +230,34 @@ def test_cuda_runs_on_current_stream():
         res = t[idx]
     s.synchronize()
     assert_same(res, table[idx.cpu()].cuda())
+
+
+@gpu
+def test_cuda_torch_pinned_table_kept_alive_until_the_kernel_is_done():
+    """A table pinned by PyTorch holds no registration of ours: the gather keeps it alive until the
+    kernel has run, so dropping the last reference right after the call is safe."""
+    from unified_tensor import _gather
+
+    table = make_table(200_000, (64,), torch.float32).pin_memory()
+    ref = table.clone()
+    t = ut.unified(table)
+    assert not t.is_registered          # used as PyTorch pinned it
+    idx = torch.randint(0, 200_000, (100_000,), device="cuda")
+    res = t[idx]
+    assert any(obj is t._ut_plain for _, obj in _gather._inflight)
+    del t, table
+    torch.cuda.synchronize()
+    assert_same(res, ref[idx.cpu()].cuda())
+
+
+@gpu
+@pytest.mark.parametrize("row_bytes", [4, 64, 512, 1028, 4096])
+def test_cuda_sorted_and_index_order_agree(row_bytes):
+    """sorted_order=None (auto), True and False give the same rows in the caller's order."""
+    n = 5000
+    table = make_table(n, (row_bytes,), torch.uint8)
+    t = ut.unified(table)
+    idx = torch.randint(-n, n, (3000,), device="cuda")
+    ref = table[idx.cpu()].cuda()
+    for so in (None, True, False):
+        assert_same(ut.gather(t, idx, sorted_order=so), ref)
