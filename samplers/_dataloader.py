@@ -199,6 +199,8 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         self.num_workers = int(num_workers)
         self.max_threads = _check_max_threads(max_threads)
         self._is_dgl = _dgl_compat.is_dgl_graph(graph)
+        from ._sampler import NeighborSampler
+        self._own_sampler = isinstance(graph_sampler, NeighborSampler) and not self._is_dgl
         self._epoch = 0
         self._tables: dict = {}
         self._tables_lock = threading.Lock()
@@ -269,8 +271,9 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         # --- seeds -----------------------------------------------------------------------------
         self._num_nodes = _dgl_compat.graph_num_nodes(graph)
         idx = _check_indices(indices, self._num_nodes)
-        if self._is_dgl:
-            idx = idx.to(graph.idtype)
+        idtype = getattr(graph, "idtype", None)
+        if idtype in (torch.int32, torch.int64):
+            idx = idx.to(idtype)     # in range (checked above): the sampler needs no cast or check
         self.indices = idx
         self._indices_dev = idx.to(self._sample_device)
 
@@ -422,7 +425,10 @@ class _Epoch:
 
     def produce(self, seeds: Tensor) -> Any:
         loader = self.loader
-        result = loader.graph_sampler.sample(loader.graph, seeds)
+        if loader._own_sampler:   # seeds checked distinct and in range once, at construction
+            result = loader.graph_sampler.sample_distinct(loader.graph, seeds)
+        else:
+            result = loader.graph_sampler.sample(loader.graph, seeds)
         if loader._is_dgl:
             _dgl_compat.resolve_lazy_features(result, self._fetch_parent)
         if loader.device != loader._sample_device:
@@ -433,7 +439,8 @@ class _Epoch:
 
     def _fetch_parent(self, kind: str, name: str, type_: Any, ids: Tensor) -> Tensor:
         table = self.loader._parent_table(kind, name, type_)
-        return _gather(table, ids.to(self.device, non_blocking=True), self.loader.max_threads)
+        return _gather(table, ids.to(self.device, non_blocking=True), self.loader.max_threads,
+                       validate=True)
 
     def _attach(self, result: Any) -> None:
         if not (isinstance(result, (tuple, list)) and len(result) == 3
@@ -443,10 +450,14 @@ class _Epoch:
                             f"{type(result).__name__}")
         input_nodes, output_nodes, blocks = result
         mt = self.loader.max_threads
+        # Ids from this library's sampler are in range by construction (graph validated, seeds
+        # checked at construction): no range check, so no host sync per table. Any other sampler's
+        # ids are checked.
+        check = not self.loader._own_sampler
         for key, table in self.loader._features.items():
-            blocks[0].srcdata[key] = _gather(table, _on(input_nodes, self.device), mt)
+            blocks[0].srcdata[key] = _gather(table, _on(input_nodes, self.device), mt, check)
         for key, table in self.loader._labels.items():
-            blocks[-1].dstdata[key] = _gather(table, _on(output_nodes, self.device), mt)
+            blocks[-1].dstdata[key] = _gather(table, _on(output_nodes, self.device), mt, check)
 
 
 class _End:
@@ -572,12 +583,12 @@ class _LoaderIter:
 
 
 # ----------------------------------------------------------------------------------------------
-def _gather(table: Tensor, idx: Tensor, max_threads: Optional[int]) -> Tensor:
+def _gather(table: Tensor, idx: Tensor, max_threads: Optional[int], validate: bool) -> Tensor:
     """Rows ``idx`` of ``table`` on ``idx``'s device (GPU tables: ``index_select``)."""
     if table.is_cuda:
         return torch.index_select(table, 0, idx.to(table.device, non_blocking=True))
     import unified_tensor as ut
-    return ut.gather(table, idx, max_threads=max_threads)
+    return ut.gather(table, idx, max_threads=max_threads, validate=validate)
 
 
 def _on(t: Any, device: torch.device) -> Tensor:
@@ -675,6 +686,16 @@ def _check_indices(indices: Any, num_nodes: Optional[int]) -> Tensor:
         if lo < 0 or (num_nodes is not None and hi >= num_nodes):
             bad = lo if lo < 0 else hi
             raise IndexError(f"DataLoader: indices must be in [0, {num_nodes}), got {bad}")
+        # Decided once, here: a repeated seed would make some shuffles put it twice in one batch
+        # (the samplers need distinct seeds) and others not, failing mid-training at random.
+        srt, order = torch.sort(indices.cpu(), stable=True)
+        rep = torch.nonzero(srt[1:] == srt[:-1])
+        if rep.numel():
+            j = int(rep[0, 0])
+            v, a, b = int(srt[j]), int(order[j]), int(order[j + 1])
+            raise ValueError(f"DataLoader: indices must be distinct node ids (every seed once per "
+                             f"epoch), got node {v} at positions {a} and {b}; pass "
+                             f"torch.unique(indices)")
     return indices.contiguous()
 
 

@@ -179,13 +179,23 @@ class NeighborSampler:
             One per fanout, input layer first; all tensors on the seeds' device (or
             ``output_device``).
         """
+        return self._sample(graph, seeds, check_distinct=True)
+
+    def sample_distinct(self, graph: CSCGraph, seeds: Any) -> Tuple[torch.Tensor, torch.Tensor, List[Block]]:
+        """:meth:`sample` for seeds the caller knows to be distinct (the DataLoader checks its
+        indices once, at construction). On the GPU it skips the duplicate check, one host sync per
+        batch (repeated seeds there give blocks with repeated destination nodes instead of an
+        error); on the CPU the check costs nothing and stays."""
+        return self._sample(graph, seeds, check_distinct=False)
+
+    def _sample(self, graph: CSCGraph, seeds: Any, check_distinct: bool):
         if not isinstance(graph, CSCGraph):
             raise TypeError(f"graph must be a samplers.CSCGraph (see CSCGraph.from_dgl / "
                             f"from_edge_index), got {type(graph).__name__}")
         seeds = self._check_seeds(graph, seeds)
         key = self._next_key()
         if seeds.is_cuda:
-            input_nodes, blocks = self._sample_cuda(graph, seeds, key)
+            input_nodes, blocks = self._sample_cuda(graph, seeds, key, check_distinct)
         else:
             input_nodes, blocks = self._sample_cpu(graph, seeds, key)
         output_nodes = seeds
@@ -222,13 +232,14 @@ class NeighborSampler:
         blocks.reverse()
         return dst, blocks
 
-    def _sample_cuda(self, graph: CSCGraph, seeds: torch.Tensor, key: int):
+    def _sample_cuda(self, graph: CSCGraph, seeds: torch.Tensor, key: int, check_distinct: bool):
         blocks: List[Block] = []
         dst = seeds
         for layer in range(len(self.fanouts)):
             fanout = self.fanouts[-1 - layer]
             src, edge_index, eid = sample_layer_cuda(graph, dst, fanout, self.replace,
-                                                     self._layer_key(key, layer), check=layer == 0)
+                                                     self._layer_key(key, layer),
+                                                     check=check_distinct and layer == 0)
             blocks.append(Block._from_edge_index(src, dst, edge_index, eid))
             dst = src
         blocks.reverse()

@@ -295,9 +295,23 @@ def test_producer_exception_propagates(graph, prefetch):
     assert epoch_seeds(dl).numel() == 100
 
 
+@pytest.mark.parametrize("indices", [[1, 1, 2], [5, 3, 9, 3], np.array([7, 0, 7])])
+def test_duplicate_indices_rejected_at_construction(graph, indices):
+    """Decided once, at construction, whatever the shuffle: never mid-training."""
+    with pytest.raises(ValueError, match=r"distinct.*node (1|3|7) at positions"):
+        DataLoader(graph, indices, NeighborSampler([2]), batch_size=2, shuffle=True)
+
+
 def test_sampler_error_surfaces_in_loop(graph):
-    # duplicate seeds are a sampler error (raised in the producer, surfaced in the loop)
-    dl = DataLoader(graph, torch.tensor([1, 1, 2]), NeighborSampler([2]), batch_size=3)
+    # duplicate seeds given to the sampler directly are its error (raised in the producer,
+    # surfaced in the loop) when a custom sampler forwards them
+    class Forward:
+        def __init__(self):
+            self.inner = NeighborSampler([2])
+
+        def sample(self, g, seeds):
+            return self.inner.sample(g, torch.cat([seeds, seeds[:1]]))
+    dl = DataLoader(graph, torch.tensor([1, 2, 3]), Forward(), batch_size=3)
     with pytest.raises(ValueError, match="distinct"):
         next(iter(dl))
 
