@@ -63,3 +63,24 @@ def test_compile_error_names_kernel_and_carries_log(tmp_path, monkeypatch):
 def test_headers_are_inlined():
     src = _kernels.load_source("gather.cu")
     assert '#include "' not in src and "lane_unit" in src and "pragma once" not in src
+
+
+def test_launch_stream_uses_the_cuda_stream_protocol_without_deprecation_warnings():
+    """CuPy 14 deprecates ExternalStream: where Stream.from_external exists it is used, and the
+    wrapper hands CuPy the raw handle of PyTorch's stream (cached per handle and device)."""
+    import warnings
+
+    cupy = pytest.importorskip("cupy")
+    if not hasattr(cupy.cuda.Stream, "from_external"):
+        pytest.skip("this CuPy has no Stream.from_external")
+
+    class TorchStreamLike:
+        cuda_stream = 0x1234
+
+    _kernels._ext_streams.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = _kernels._cupy_stream(TorchStreamLike(), 0)
+    assert int(s.ptr) == 0x1234
+    assert _kernels._cupy_stream(TorchStreamLike(), 0) is s
+    _kernels._ext_streams.clear()
