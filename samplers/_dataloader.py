@@ -309,7 +309,10 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
                 out[key] = t
             else:
                 import unified_tensor as ut
-                out[key] = ut.unified(t)   # pins in place (no copy) where CUDA is available
+                try:
+                    out[key] = ut.unified(_contiguous_table(t, arg))   # pins in place, no copy
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"DataLoader: {arg}: {exc}") from None
         return out
 
     def _parent_table(self, kind: str, name: str, type_: Any) -> Tensor:
@@ -322,7 +325,7 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
             hit = self._tables.get(key)
             if hit is None or hit[0] is not col:
                 import unified_tensor as ut
-                hit = (col, ut.unified(col))
+                hit = (col, ut.unified(_contiguous_table(col, f"the graph's {kind} column {name!r}")))
                 self._tables[key] = hit
         return hit[1]
 
@@ -385,9 +388,10 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
 # One epoch of work: what the producer runs. It holds the loader, never the iterator, so dropping
 # the iterator triggers its finaliser even while the producer thread is alive.
 class _Epoch:
-    def __init__(self, loader: DataLoader, order: Tensor) -> None:
+    def __init__(self, loader: DataLoader, order: Tensor, number: int) -> None:
         self.loader = loader
         self.order = order
+        self.number = number
         self.device = loader.device
         self.cuda = loader.device.type == "cuda"
         self.stream = None
@@ -415,9 +419,9 @@ class _Epoch:
             order = self.order.to(loader._sample_device, non_blocking=True)
             seeds_all = loader._indices_dev.index_select(0, order)
         bs = loader.batch_size
-        for start in range(0, seeds_all.numel(), bs):
+        for index, start in enumerate(range(0, seeds_all.numel(), bs)):
             with self._cuda_context():
-                batch = self.produce(seeds_all[start:start + bs])
+                batch = self.produce(seeds_all[start:start + bs], (self.number << 32) + index)
                 event = None
                 if self.cuda:
                     from unified_tensor._streams import record_event
@@ -425,10 +429,11 @@ class _Epoch:
             yield batch, event
             del batch, event   # the consumer owns the batch now
 
-    def produce(self, seeds: Tensor) -> Any:
+    def produce(self, seeds: Tensor, batch: int) -> Any:
         loader = self.loader
-        if loader._own_sampler:   # seeds checked distinct and in range once, at construction
-            result = loader.graph_sampler.sample_distinct(loader.graph, seeds)
+        if loader._own_sampler:   # seeds checked distinct and in range once, at construction;
+            # draws keyed by (seed, epoch, batch index): independent of prefetch depth and breaks
+            result = loader.graph_sampler.sample_distinct(loader.graph, seeds, batch=batch)
         else:
             result = loader.graph_sampler.sample(loader.graph, seeds)
         if loader._is_dgl:
@@ -500,7 +505,8 @@ class _LoaderIter:
     def __init__(self, loader: DataLoader) -> None:
         self._device = loader.device
         self._num_batches = len(loader)
-        epoch = _Epoch(loader, loader._epoch_order())
+        number = loader._epoch
+        epoch = _Epoch(loader, loader._epoch_order(), number)
         self._thread: Optional[threading.Thread] = None
         self._done = False
         if epoch.cuda:
@@ -663,6 +669,9 @@ def _check_indices(indices: Any, num_nodes: Optional[int]) -> Tensor:
             raise TypeError(f"DataLoader: indices must hold integer node ids, got dtype "
                             f"{indices.dtype}" + (" (a boolean mask: pass mask.nonzero()[0])"
                                                   if indices.dtype == np.bool_ else ""))
+        if indices.dtype.kind == "u" and indices.size and int(indices.max()) > np.iinfo(np.int64).max:
+            raise IndexError(f"DataLoader: indices must be in [0, {num_nodes}), got "
+                             f"{int(indices.max())}")
         indices = torch.from_numpy(np.ascontiguousarray(indices).astype(np.int64, copy=False))
     elif not isinstance(indices, torch.Tensor):
         if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__"):
@@ -699,6 +708,20 @@ def _check_indices(indices: Any, num_nodes: Optional[int]) -> Tensor:
                              f"epoch), got node {v} at positions {a} and {b}; pass "
                              f"torch.unique(indices)")
     return indices.contiguous()
+
+
+def _contiguous_table(t: Any, what: str) -> Any:
+    """``t`` itself, or for a non-contiguous tensor (a column slice, a transposed or expanded
+    tensor) a contiguous copy, with a warning that says what it costs (DGL gathers from such
+    tables; the zero-copy path needs contiguous rows)."""
+    if isinstance(t, torch.Tensor) and t.layout == torch.strided and not t.is_contiguous() \
+            and not t.requires_grad:
+        mib = t.numel() * t.element_size() / 2**20
+        warnings.warn(f"DataLoader: {what} is not contiguous; gathering from a contiguous copy "
+                      f"({mib:.1f} MiB more host memory). Pass a contiguous tensor to avoid it.",
+                      UserWarning, stacklevel=4)
+        return t.contiguous()
+    return t
 
 
 def _check_max_threads(max_threads: Any) -> Optional[int]:

@@ -15,6 +15,9 @@ from ._sampler_cuda import sample_layer_cuda  # registers the sample.cu instance
 __all__ = ["NeighborSampler"]
 
 _MASK = (1 << 64) - 1
+# Largest fanout: seeds (< 2**31 per batch) x fanout stays far inside int64 in the kernels'
+# counts and offsets; -1 (all neighbours) is the way to ask for more.
+_MAX_FANOUT = (1 << 31) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
@@ -30,6 +33,9 @@ def _check_fanouts(fanouts: Any) -> List[int]:
                             f"got {f!r} of type {type(f).__name__}")
         if f == 0 or f < -1:
             raise ValueError(f"fanouts[{i}] must be a positive int or -1 (all neighbours), got {f}")
+        if f > _MAX_FANOUT:
+            raise ValueError(f"fanouts[{i}] must be at most {_MAX_FANOUT} (-1 takes all neighbours), "
+                             f"got {f}")
         out.append(int(f))
     return out
 
@@ -111,7 +117,10 @@ class NeighborSampler:
         with self._lock:
             b = self._batch
             self._batch += 1
-        return mix64_py(mix64_py(self._seed) ^ ((b * _GOLDEN) & _MASK))
+        return self._batch_key(b)
+
+    def _batch_key(self, batch: int) -> int:
+        return mix64_py(mix64_py(self._seed) ^ ((int(batch) * _GOLDEN) & _MASK))
 
     @staticmethod
     def _layer_key(batch_key: int, layer: int) -> int:
@@ -181,19 +190,26 @@ class NeighborSampler:
         """
         return self._sample(graph, seeds, check_distinct=True)
 
-    def sample_distinct(self, graph: CSCGraph, seeds: Any) -> Tuple[torch.Tensor, torch.Tensor, List[Block]]:
+    def sample_distinct(self, graph: CSCGraph, seeds: Any, batch: Optional[int] = None
+                        ) -> Tuple[torch.Tensor, torch.Tensor, List[Block]]:
         """:meth:`sample` for seeds the caller knows to be distinct (the DataLoader checks its
         indices once, at construction). On the GPU it skips the duplicate check, one host sync per
         batch (repeated seeds there give blocks with repeated destination nodes instead of an
-        error); on the CPU the check costs nothing and stays."""
-        return self._sample(graph, seeds, check_distinct=False)
+        error); on the CPU the check costs nothing and stays.
 
-    def _sample(self, graph: CSCGraph, seeds: Any, check_distinct: bool):
+        ``batch``: the batch's identity (the DataLoader passes ``(epoch << 32) + index``); the
+        draws are keyed by ``(seed, batch, layer, node)``, so they do not depend on how many
+        batches were sampled before (prefetch depth, a ``break`` in an earlier epoch). ``None``
+        counts calls as :meth:`sample` does.
+        """
+        return self._sample(graph, seeds, check_distinct=False, batch=batch)
+
+    def _sample(self, graph: CSCGraph, seeds: Any, check_distinct: bool, batch: Optional[int] = None):
         if not isinstance(graph, CSCGraph):
             raise TypeError(f"graph must be a samplers.CSCGraph (see CSCGraph.from_dgl / "
                             f"from_edge_index), got {type(graph).__name__}")
         seeds = self._check_seeds(graph, seeds)
-        key = self._next_key()
+        key = self._next_key() if batch is None else self._batch_key(batch)
         if seeds.is_cuda:
             input_nodes, blocks = self._sample_cuda(graph, seeds, key, check_distinct)
         else:

@@ -33,6 +33,27 @@ SORT_MIN_ROWS = 1024
 _UPCAST = {torch.int8: torch.int32, torch.int16: torch.int32}
 
 
+def _first_non_int(seq) -> object:
+    """The first element of a (nested) list/tuple that is not an int (bools and floats included),
+    or ``None`` when all are ints."""
+    if isinstance(seq, range):
+        return None
+    stack = [iter(seq)]
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, (list, tuple)):
+                stack.append(iter(v))
+                break
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_floating_point() \
+                        and v.dtype != torch.bool:
+                    continue
+                return v
+        else:
+            stack.pop()
+    return None
+
+
 def as_index_tensor(index: IndexLike, name: str = "index") -> torch.Tensor:
     """``index`` as an int32/int64 tensor (no copy for int32/int64 tensors).
 
@@ -44,6 +65,10 @@ def as_index_tensor(index: IndexLike, name: str = "index") -> torch.Tensor:
             raise TypeError(f"{name} must hold integers, got a NumPy array of dtype {index.dtype}")
         index = torch.from_numpy(np.ascontiguousarray(index).astype(np.int64, copy=False))
     elif isinstance(index, (list, tuple, range)):
+        bad = _first_non_int(index)
+        if bad is not None:
+            raise TypeError(f"{name} must be a sequence of integers, got {bad!r} of type "
+                            f"{type(bad).__name__} (no implicit truncation to row ids)")
         try:
             index = torch.as_tensor(index, dtype=torch.int64) if len(index) else torch.empty(0, dtype=torch.int64)
         except (TypeError, ValueError, RuntimeError) as exc:
@@ -116,7 +141,24 @@ def _prepare_out(out: Optional[torch.Tensor], shape, dtype, device) -> torch.Ten
                          f"(the index's device)")
     if not out.is_contiguous():
         raise ValueError("out must be contiguous")
+    if out.requires_grad:
+        raise RuntimeError("gather(): out= arguments don't support automatic differentiation, but "
+                           "out requires grad")
     return out
+
+
+def _check_out_overlap(out: torch.Tensor, table: torch.Tensor) -> None:
+    """RuntimeError, as torch.index_select raises, when ``out`` shares memory with ``table``."""
+    if out.device != table.device or out.numel() == 0 or table.numel() == 0:
+        return
+    a0 = out.data_ptr()
+    a1 = a0 + out.numel() * out.element_size()
+    b0 = table.data_ptr()
+    b1 = b0 + table.numel() * table.element_size()
+    if a0 < b1 and b0 < a1:
+        raise RuntimeError("unsupported operation: some elements of the input tensor and the "
+                           "written-to tensor refer to a single memory location. Please clone() "
+                           "the tensor before performing the operation.")
 
 
 def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = None, *,
@@ -174,10 +216,17 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     row_shape = tuple(plain.shape[1:])
     shape = tuple(index.shape) + row_shape
     device = index.device
-    if not plain.is_contiguous():
-        raise ValueError("table is not contiguous; call table.contiguous() first "
-                         "(that copies it) or gather from the original tensor")
+    strided = not plain.is_contiguous()
+    if strided and device.type != "cpu" and plain.device.type == "cpu":
+        raise ValueError("table is a non-contiguous host tensor: the zero-copy gather needs "
+                         "contiguous rows; pass ut.unified(table.contiguous()) (a copy) or gather "
+                         "with a CPU index")
     flat = index.reshape(-1)
+    if out is not None and isinstance(out, torch.Tensor):
+        _check_out_overlap(out, plain)
+        from ._tensor import check_writable
+
+        check_writable(out, "out")
 
     if device.type == "cpu":
         if plain.device.type != "cpu":
@@ -185,6 +234,11 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
                              f"move the index to {plain.device}")
         res = _prepare_out(out, shape, plain.dtype, device)
         flat = flat.contiguous()
+        if strided:   # any strided table (a column slice, a transpose): torch's strided gather
+            _check_range(flat, n)
+            wrapped = torch.where(flat < 0, flat + n, flat)
+            torch.index_select(plain, 0, wrapped, out=res.view((flat.shape[0],) + row_shape))
+            return res
         bad = gather_rows_cpu(plain, flat, res.view((flat.shape[0],) + row_shape)) if flat.numel() else 0
         if bad:
             _check_range(flat, n)

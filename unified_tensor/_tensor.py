@@ -1,8 +1,10 @@
 """``UnifiedTensor``: a host tensor pinned in place whose CUDA-indexed reads are zero-copy gathers."""
 from __future__ import annotations
 
+import threading
 import warnings
-from typing import Any, Optional, Union
+import weakref
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -14,6 +16,51 @@ from ._gather import gather
 __all__ = ["UnifiedTensor", "unified", "unpin", "device_pointer", "is_unified"]
 
 _INDEX_SELECTS = (torch.index_select, torch.Tensor.index_select)
+
+# Byte ranges of read-only sources (a read-only NumPy array, np.load(..., mmap_mode="r"),
+# np.frombuffer over bytes) that UnifiedTensors were made over; dropped when the source dies.
+# Writing there through torch would change immutable data or fault on PROT_READ pages.
+_readonly_ranges: Dict[int, Tuple[int, int]] = {}
+_readonly_lock = threading.Lock()
+_READONLY_KEY = iter(range(1 << 62))
+# Tensor methods named like in-place ops that only touch metadata, not the data.
+_METADATA_INPLACE = {"requires_grad_", "share_memory_", "rename_", "refine_names_", "retain_grad"}
+
+
+def _note_readonly(source: Any, start: int, nbytes: int) -> None:
+    if nbytes <= 0:
+        return
+    with _readonly_lock:
+        key = next(_READONLY_KEY)
+        _readonly_ranges[key] = (start, start + nbytes)
+    weakref.finalize(source, _forget_readonly, key)
+
+
+def _forget_readonly(key: int) -> None:
+    with _readonly_lock:
+        _readonly_ranges.pop(key, None)
+
+
+def check_writable(t: torch.Tensor, name: str) -> None:
+    """RuntimeError when ``t`` (a CPU tensor) lies over a read-only table's memory."""
+    if not _readonly_ranges or not isinstance(t, torch.Tensor) or t.device.type != "cpu" \
+            or t.numel() == 0:
+        return
+    a0 = t.data_ptr()
+    a1 = a0 + t.numel() * t.element_size()
+    with _readonly_lock:
+        hit = any(a0 < e and s < a1 for s, e in _readonly_ranges.values())
+    if hit:
+        raise RuntimeError(f"{name} points into a read-only table (its source is read-only, e.g. "
+                           f"np.load(..., mmap_mode='r') or np.frombuffer over bytes); write into "
+                           f"another tensor or pass a writable copy to ut.unified")
+
+
+def _is_inplace(func) -> bool:
+    name = getattr(func, "__name__", "")
+    if name == "__setitem__" or (name.startswith("__i") and name.endswith("__")):
+        return True
+    return name.endswith("_") and not name.startswith("_") and name not in _METADATA_INPLACE
 
 
 def _unwrap(x: Any) -> Any:
@@ -33,7 +80,10 @@ def _is_row_index(key: Any) -> bool:
     if isinstance(key, np.ndarray):
         return key.ndim > 0
     if isinstance(key, list):
-        return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in key)
+        # ints are row ids; floats go to the gather too, which refuses them (plain torch would
+        # truncate [1.9, 0.2] to rows 1 and 0 silently); bool lists stay torch masks
+        return bool(key) and not any(isinstance(v, (bool, np.bool_)) for v in key) and all(
+            isinstance(v, (int, float, np.integer, np.floating)) for v in key)
     return False
 
 
@@ -50,10 +100,17 @@ class UnifiedTensor(torch.Tensor):
 
     _ut_plain: torch.Tensor
     _ut_reg: Optional[Any]
+    _ut_readonly: bool = False
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if args and isinstance(args[0], UnifiedTensor) and args[0]._ut_readonly and _is_inplace(func):
+            raise RuntimeError(f"{getattr(func, '__name__', func)}: this UnifiedTensor is read-only "
+                               f"(its source is read-only, e.g. np.load(..., mmap_mode='r')); "
+                               f"modify a copy (t.clone()) instead")
+        if "out" in kwargs:
+            check_writable(kwargs["out"], "out")
         if func is torch.Tensor.__getitem__ and len(args) == 2 and isinstance(args[0], UnifiedTensor):
             key = args[1]
             if _is_row_index(key):
@@ -118,6 +175,9 @@ def _as_host_tensor(x: Union[torch.Tensor, np.ndarray]) -> tuple:
                              "(that copies it) or a contiguous array")
         if x.dtype.hasobject or x.dtype.kind not in "biufc":
             raise TypeError(f"unsupported NumPy dtype {x.dtype}")
+        if not x.dtype.isnative:
+            raise TypeError(f"the array's byte order is not the machine's (dtype {x.dtype.str}); "
+                            f"convert it with x.astype(x.dtype.newbyteorder('=')) (that copies it)")
         readonly = not x.flags.writeable
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not writable.*")
@@ -125,8 +185,17 @@ def _as_host_tensor(x: Union[torch.Tensor, np.ndarray]) -> tuple:
         return t, readonly, x
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"ut.unified expects a torch.Tensor or NumPy array, got {type(x).__name__}")
+    if x.is_quantized:
+        raise TypeError(f"ut.unified expects a plain dense tensor, got a quantized tensor "
+                        f"({x.dtype}); pass x.dequantize() or x.int_repr()")
+    if getattr(x, "is_nested", False):
+        raise TypeError("ut.unified expects a plain dense tensor, got a nested tensor; pass a "
+                        "padded dense tensor (x.to_padded_tensor(0))")
     if x.layout != torch.strided:
         raise TypeError(f"ut.unified expects a dense (strided) tensor, got layout {x.layout}")
+    if x.device.type == "meta":
+        raise ValueError("ut.unified expects a CPU tensor with data, got a meta tensor (shape and "
+                         "dtype only, no memory)")
     if x.device.type != "cpu":
         raise ValueError(f"ut.unified expects a CPU tensor, got one on {x.device}; it is already in "
                          f"GPU memory, index it directly")
@@ -197,6 +266,10 @@ def unified(x: Union[torch.Tensor, np.ndarray, UnifiedTensor]) -> UnifiedTensor:
     out._ut_reg = reg
     out._ut_external_pin = external
     out._ut_source = source
+    out._ut_readonly = readonly
+    if readonly:
+        _note_readonly(source if source is not None else plain, plain.data_ptr(),
+                       plain.numel() * plain.element_size())
     return out
 
 

@@ -449,3 +449,56 @@ def test_gpu_side_stream_shared_and_threads_cleaned(graph):
     dl = DataLoader(graph, torch.arange(N), NeighborSampler([3]), batch_size=64, use_uva=True)
     assert dl.device.type == "cuda" and dl._sample_device.type == "cuda"
     assert epoch_seeds(dl).numel() == N
+
+
+def _epoch_edges(dl, limit=None):
+    out = []
+    for i, (inp, outp, blocks) in enumerate(dl):
+        if limit is not None and i >= limit:
+            break
+        out.append([inp.clone()] + [b.edge_index.clone() for b in blocks])
+    return out
+
+
+def test_neighbourhoods_do_not_depend_on_prefetch_or_a_break(graph):
+    """Batch draws are keyed by (seed, epoch, batch index): a break in epoch 0 and any prefetch
+    depth give the same epoch-1 neighbourhoods."""
+    runs = []
+    for prefetch in (0, 1, 3):
+        dl = DataLoader(graph, torch.arange(200), NeighborSampler([3, 2], seed=5), batch_size=16,
+                        shuffle=True, seed=1, prefetch=prefetch)
+        _epoch_edges(dl, limit=2)          # break early in epoch 0
+        runs.append(_epoch_edges(dl))      # epoch 1
+        wait_no_producers()
+    for other in runs[1:]:
+        assert len(other) == len(runs[0])
+        for a, b in zip(runs[0], other):
+            assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_uint64_indices_beyond_int64_are_reported_as_given(graph):
+    with pytest.raises(IndexError, match=str(2**64 - 1)):
+        DataLoader(graph, np.array([2**64 - 1], np.uint64), NeighborSampler([2]), batch_size=1)
+
+
+@pytest.mark.parametrize("bad, kind", [
+    (lambda t: t.numpy().astype(">f4"), TypeError),                  # big-endian
+    (lambda t: t.clone().requires_grad_(), ValueError),             # requires grad
+])
+def test_feature_errors_name_the_argument(graph, tables, bad, kind):
+    feats = bad(tables[0])
+    with pytest.raises(kind, match="features"):
+        DataLoader(graph, torch.arange(10), NeighborSampler([2]), batch_size=4, features=feats)
+
+
+@pytest.mark.parametrize("make", [
+    lambda t: t.t().contiguous().t(),          # transposed storage
+    lambda t: torch.cat([t, t], 1)[:, ::2],    # strided columns
+    lambda t: t[:, :1].expand(-1, 5),          # expanded
+])
+def test_non_contiguous_features_gathered_from_a_copy_with_a_warning(graph, tables, make):
+    feats = make(tables[0])
+    with pytest.warns(UserWarning, match="not contiguous.*MiB more host memory"):
+        dl = DataLoader(graph, torch.arange(40), NeighborSampler([2]), batch_size=8, features=feats)
+    for inp, _, blocks in dl:
+        assert torch.equal(blocks[0].srcdata["feat"], feats[inp.long()])

@@ -447,3 +447,13 @@ def test_torch_relabel_matches_cpu_relabel(idtype):
     _, _, dup_local = relabel_first_appearance(torch.tensor([3, 5, 3], dtype=idtype),
                                                torch.tensor([5, 9], dtype=idtype))
     assert dup_local.tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize("fanout", [2**31, 2**62 + 1, 2**63, 2**64])
+def test_huge_fanouts_rejected_at_construction(fanout):
+    """seeds x fanout must fit the kernels' int64 counts: bounded at construction, never a
+    segfault or an OverflowError mid-training."""
+    with pytest.raises(ValueError, match="at most"):
+        NeighborSampler([fanout], replace=True)
+    with pytest.raises(ValueError, match="at most"):
+        NeighborSampler([5, fanout])

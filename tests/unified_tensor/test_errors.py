@@ -129,3 +129,110 @@ def test_cuda_unregistrable_memory_raises_runtime_error_with_cuda_text():
     torch.cuda.synchronize()
     t = ut.unified(torch.randn(10, 4))
     assert t[torch.tensor([1], device="cuda")].shape == (1, 4)
+
+
+# ------------------------------------------------------------------- silent wrong data, crashes
+def test_out_overlapping_the_table_raises_like_torch():
+    x = torch.randn(50, 4)
+    t = ut.unified(x)
+    before = x.clone()
+    idx = torch.tensor([3, 1, 4, 1])
+    with pytest.raises(RuntimeError, match="single memory location"):
+        ut.gather(t, idx, out=x[0:4])
+    with pytest.raises(RuntimeError, match="single memory location"):
+        torch.index_select(t, 0, idx, out=x[10:14])
+    assert torch.equal(x, before)                       # the table is untouched
+    with pytest.raises(RuntimeError):                   # plain torch agrees
+        torch.index_select(x, 0, idx, out=x[0:4])
+
+
+@pytest.mark.parametrize("bad", [[1.9, 0.2], [True, False], (1.5,), [np.float64(2.7)], [1, 2.0],
+                                 [[1, 2], [0.5, 1]], [np.bool_(True)]])
+def test_sequences_of_floats_or_bools_are_not_truncated(table, bad):
+    with pytest.raises(TypeError, match="integers"):
+        ut.gather(table, bad)
+    if isinstance(bad, list) and any(isinstance(v, (float, np.floating)) for v in bad):
+        with pytest.raises(TypeError, match="integers"):   # plain torch would truncate silently
+            table[bad]
+
+
+def test_sequences_of_ints_still_work(table):
+    assert torch.equal(ut.gather(table, [1, -1, np.int64(2)]), table._ut_plain[[1, -1, 2]])
+    assert ut.gather(table, [[0, 1], [2, 3]]).shape == (2, 2, 4)
+
+
+def test_read_only_source_stays_read_only():
+    src = (np.arange(40, dtype=np.float32)).tobytes()
+    t = ut.unified(np.frombuffer(src, np.float32).reshape(10, 4))
+    ops = {"setitem": lambda: t.__setitem__(0, 1.0), "add_": lambda: t.add_(1), "zero_": lambda: t.zero_(),
+           "iadd": lambda: t.__iadd__(1), "copy_": lambda: t.copy_(torch.zeros(10, 4)),
+           "out=": lambda: torch.add(torch.ones(10, 4), 1, out=t)}
+    for name, op in ops.items():
+        with pytest.raises(RuntimeError, match="read-only"):
+            op()
+    assert np.frombuffer(src, np.float32)[0] == 0.0 and t[torch.tensor([0])][0, 0] == 0.0
+    # reading works as before
+    assert torch.equal(t[torch.tensor([9])], torch.arange(36, 40, dtype=torch.float32).view(1, 4))
+
+
+def test_out_into_a_read_only_table_raises(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(40, dtype=np.float32).reshape(10, 4))
+    ro = ut.unified(np.load(tmp_path / "a.npy", mmap_mode="r"))
+    other = ut.unified(torch.randn(10, 4))
+    with pytest.raises(RuntimeError, match="read-only"):
+        ut.gather(other, torch.tensor([1, 2]), out=ro[0:2])
+
+
+def test_read_only_memmap_writes_raise_in_a_child_process(tmp_path):
+    """np.load(mmap_mode='r') pages are PROT_READ: a write that got through would segfault, so
+    this runs in a child process and must exit cleanly with every write refused."""
+    import subprocess
+    import sys
+    import textwrap
+
+    np.save(tmp_path / "a.npy", np.arange(40, dtype=np.float32).reshape(10, 4))
+    code = textwrap.dedent(f"""
+        import numpy as np, torch, unified_tensor as ut
+        t = ut.unified(np.load({str(tmp_path / 'a.npy')!r}, mmap_mode="r"))
+        n = 0
+        for op in (lambda: t.__setitem__(0, 1.0), lambda: t.add_(1), lambda: t.zero_(),
+                   lambda: ut.gather(t, torch.tensor([1, 2]), out=t[0:2]),
+                   lambda: ut.gather(t, torch.tensor([5, 6]), out=t[0:2])):
+            try:
+                op()
+            except RuntimeError:
+                n += 1
+        assert float(t[torch.tensor([0])][0, 0]) == 0.0
+        print("refused", n)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "refused 5" in p.stdout
+
+
+def test_out_requiring_grad_raises_like_torch(table):
+    out = torch.empty(2, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="automatic differentiation"):
+        ut.gather(table, torch.tensor([0, 1]), out=out)
+
+
+def test_exotic_tensor_kinds_get_type_errors():
+    q = torch.quantize_per_tensor(torch.randn(4, 3), 0.1, 0, torch.qint8)
+    with pytest.raises(TypeError, match="quantized"):
+        ut.unified(q)
+    nested = torch.nested.nested_tensor([torch.randn(2, 3), torch.randn(4, 3)])
+    with pytest.raises(TypeError, match="nested"):
+        ut.unified(nested)
+    with pytest.raises(ValueError, match="meta tensor"):
+        ut.unified(torch.empty(4, 3, device="meta"))
+    with pytest.raises(TypeError, match="byte order"):
+        ut.unified(np.zeros((4, 3), dtype=">f4"))
+
+
+def test_strided_tables_gather_on_the_cpu():
+    x = torch.randn(30, 8)
+    for strided in (x[:, ::2], x.t().contiguous().t(), x[:, :1].expand(-1, 6)):
+        idx = torch.tensor([0, 29, -1, 7])
+        assert torch.equal(ut.gather(strided, idx), strided[idx])
+        with pytest.raises(IndexError):
+            ut.gather(strided, torch.tensor([30]))
