@@ -4,28 +4,81 @@ A minibatch gather on the CPU writes a fresh ``[num_input_nodes, feat]`` table e
 (hundreds of MB for GraphSAGE on a large graph). glibc serves blocks that large with ``mmap`` and
 returns them with ``munmap``, so every batch pays the kernel for zeroed pages on first touch:
 measured on a 2-core VM, a 186 MB gather took 200-490 ms into a new tensor against 53 ms into a
-reused one. This pool keeps a few large buffers and hands one out again once nothing references
-it any more.
+reused one. This pool keeps a few large buffers and hands one out again once nothing holds it.
 
-"Nothing references it" is read from CPython's reference count of the pooled NumPy array: the
-tensor handed out is ``torch.from_numpy`` of a view of that array, so the array's count stays up
-while the tensor, any view of it, or autograd's saved copy of it is alive. No buffer is ever
-handed out twice while in use; a buffer that a user keeps for good is simply forgotten by the pool.
+Each buffer is an ordinary storage allocated by ``torch.empty``; the pool keeps one tensor over it
+(its handle) and hands out tensors that share that storage. Results are therefore plain resizable
+torch storages with torch's own data pointer: ``resize_``, ``torch._lazy_clone``, pickling,
+``.numpy()``, ``share_memory_()`` and ``pin_memory()`` behave as for ``torch.empty`` results. The
+one visible difference: the storage may be larger than the tensor (the buffer's headroom).
+
+A buffer is free when torch's use count of its storage is 1, i.e. the pool's handle is its only
+owner. Everything through which the memory can be reached (a tensor or view, a storage object, a
+NumPy array from ``.numpy()``, a DLPack capsule, a tensor saved by autograd, in any thread) owns a
+strong reference to the storage, since that is what keeps the memory alive in torch; so the count
+never reads lower than the number of holders, whatever CPython's reference counts do. A count that
+reads higher (a storage object that torch keeps alive with its storage, a temporary not yet freed)
+only keeps the buffer out of the pool. A buffer whose memory torch replaced (``resize_`` beyond it,
+``share_memory_()``, a copy-on-write copy) is dropped, so the pool only ever hands out memory it
+allocated itself.
 """
 from __future__ import annotations
 
 import math
-import sys
 import threading
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
 
 __all__ = ["HostBufferPool", "host_pool"]
 
-# sys.getrefcount(self._bufs[i]) of a buffer no one else holds: the list's reference + the argument.
-_FREE_REFS = 2
+# torch has no public storage use count; these are the calls its own CUDA-graph memory reuse makes
+# (torch/_inductor/cudagraph_trees.py). Checked once before first use; without them (or if they
+# misbehave) the pool is off and every request gets a plain torch.empty.
+_storage_id = getattr(torch._C, "_storage_id", None)
+_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
+_COUNTS_OK: Optional[bool] = None
+
+
+def _counts_ok() -> bool:
+    """Whether torch reports storage addresses and use counts as the pool relies on."""
+    global _COUNTS_OK
+    if _COUNTS_OK is None:
+        _COUNTS_OK = False
+        if _storage_id is not None and _storage_use_count is not None:
+            probe = torch.empty(8, dtype=torch.uint8)
+            if _storage_id(probe) == probe.untyped_storage()._cdata:   # an address, not an id
+                t = torch.empty(8, dtype=torch.uint8)
+                sid = _storage_id(t)
+                alone = _storage_use_count(sid)
+                view = t[2:]
+                shared = _storage_use_count(sid)
+                del view
+                _COUNTS_OK = (alone, shared, _storage_use_count(sid)) == (1, 2, 1)
+    return _COUNTS_OK
+
+
+class _Buffer:
+    """One pooled storage: the pool's only reference to it, and the address it was allocated at."""
+
+    __slots__ = ("handle", "sid", "addr", "nbytes")
+
+    def __init__(self, nbytes: int) -> None:
+        self.handle = torch.empty(nbytes, dtype=torch.uint8)   # never read: only keeps the storage
+        self.sid = _storage_id(self.handle)
+        self.addr = self.handle.data_ptr()
+        self.nbytes = nbytes
+
+    def in_use(self) -> bool:
+        return _storage_use_count(self.sid) != 1
+
+    def replaced(self) -> bool:
+        """Whether torch gave the storage other memory; asked only while it is not in use."""
+        return self.handle.data_ptr() != self.addr
+
+    def tensor(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        """A contiguous tensor at the start of the storage (not a view: ``_base`` is None)."""
+        return torch.empty(0, dtype=dtype).set_(self.handle[:0].view(dtype)).resize_(shape)
 
 
 class HostBufferPool:
@@ -53,55 +106,79 @@ class HostBufferPool:
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
         self.max_free_bytes = max_free_bytes
-        self._bufs: List[np.ndarray] = []     # uint8, oldest first
+        self._bufs: List[_Buffer] = []     # oldest first
         self._lock = threading.Lock()
 
     def empty(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-        """An uninitialised contiguous CPU tensor of ``shape`` and ``dtype`` (like ``torch.empty``)."""
+        """An uninitialised contiguous tensor on the CPU, like ``torch.empty(shape, dtype=dtype)``.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            Shape of the result.
+        dtype : torch.dtype
+            Its dtype.
+
+        Returns
+        -------
+        torch.Tensor
+            A CPU tensor; from a recycled buffer when its size is in ``[min_bytes, max_bytes]``.
+
+        Examples
+        --------
+        >>> pool = HostBufferPool(min_bytes=1024)
+        >>> a = pool.empty((1000, 4), torch.float32)
+        >>> ptr = a.data_ptr()
+        >>> del a                                   # the last holder is gone: the buffer is free
+        >>> pool.empty((990, 4), torch.float32).data_ptr() == ptr
+        True
+        """
         shape = tuple(int(s) for s in shape)
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        nbytes = math.prod(shape) * itemsize
-        if nbytes < self.min_bytes or nbytes > self.max_bytes:
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes == 0 or not self.min_bytes <= nbytes <= self.max_bytes or not _counts_ok():
             return torch.empty(shape, dtype=dtype)
         with self._lock:
-            buf = self._take(nbytes)
-            view = buf[:nbytes]
-            del buf
+            out = self._take(nbytes).tensor(shape, dtype)   # in use from here on
             self._trim()
-        return torch.from_numpy(view).view(dtype).view(shape)
+        return out
 
-    def _take(self, nbytes: int) -> np.ndarray:
-        best = -1
-        for i in range(len(self._bufs)):
-            if sys.getrefcount(self._bufs[i]) == _FREE_REFS and self._bufs[i].nbytes >= nbytes \
-                    and (best < 0 or self._bufs[i].nbytes < self._bufs[best].nbytes):
-                best = i
-        if best >= 0:
-            buf = self._bufs.pop(best)
+    def _free(self) -> List[_Buffer]:
+        """The buffers no one else holds, oldest first; drops those whose memory was replaced."""
+        free = []
+        for buf in list(self._bufs):
+            if buf.in_use():
+                continue
+            if buf.replaced():
+                self._bufs.remove(buf)
+            else:
+                free.append(buf)
+        return free
+
+    def _take(self, nbytes: int) -> _Buffer:
+        free = self._free()
+        fits = [buf for buf in free if buf.nbytes >= nbytes]
+        if fits:
+            buf = min(fits, key=lambda b: b.nbytes)
+            self._bufs.remove(buf)
             self._bufs.append(buf)                 # most recently used last
             return buf
         if len(self._bufs) >= self.max_buffers:
-            free = [i for i in range(len(self._bufs))
-                    if sys.getrefcount(self._bufs[i]) == _FREE_REFS]
-            del self._bufs[free[0] if free else 0]
+            self._bufs.remove(free[0] if free else self._bufs[0])
         # Headroom: minibatch sizes vary by a few percent, so round up by 1/8 and to 2 MiB.
         cap = -(-(nbytes + nbytes // 8) // (2 << 20)) * (2 << 20)
-        buf = np.empty(cap, dtype=np.uint8)
+        buf = _Buffer(cap)
         self._bufs.append(buf)
         return buf
 
     def _trim(self) -> None:
         """Release the oldest free buffers while the free ones hold more than max_free_bytes."""
-        free = [i for i in range(len(self._bufs)) if sys.getrefcount(self._bufs[i]) == _FREE_REFS]
-        total = sum(self._bufs[i].nbytes for i in free)
-        drop = []
-        for i in free:
+        free = self._free()
+        total = sum(buf.nbytes for buf in free)
+        for buf in free:
             if total <= self.max_free_bytes:
                 break
-            total -= self._bufs[i].nbytes
-            drop.append(i)
-        for i in reversed(drop):
-            del self._bufs[i]
+            total -= buf.nbytes
+            self._bufs.remove(buf)
 
     def clear(self) -> None:
         """Forget every buffer (those in use stay alive with their tensors)."""
@@ -112,10 +189,9 @@ class HostBufferPool:
         return len(self._bufs)
 
     def retained_bytes(self) -> int:
-        """Bytes held by buffers that nothing outside the pool references."""
+        """Bytes held by buffers that nothing outside the pool holds."""
         with self._lock:
-            return sum(self._bufs[i].nbytes for i in range(len(self._bufs))
-                       if sys.getrefcount(self._bufs[i]) == _FREE_REFS)
+            return sum(buf.nbytes for buf in self._free())
 
 
 #: The process-wide pool used by the CPU gather when no ``out=`` is given.

@@ -1,8 +1,13 @@
 """The recycled host buffers behind large CPU gathers: reuse only when nothing holds a buffer."""
+import gc
+import pickle
+import queue
+import sys
 import threading
 
 import pytest
 import torch
+import torch.utils.dlpack
 
 import unified_tensor as ut
 from unified_tensor import _host_pool
@@ -19,7 +24,7 @@ def test_released_buffer_is_reused():
     assert p.retained_bytes() >= 16000
     b = p.empty((990, 4), torch.float32)    # a little smaller: fits the same buffer
     assert b.data_ptr() == ptr and b.shape == (990, 4) and b.is_contiguous()
-    assert b.untyped_storage().nbytes() == 990 * 4 * 4   # the tensor sees only its own bytes
+    assert b._base is None and b.storage_offset() == 0       # not a view of a pool-owned tensor
 
 
 @pytest.mark.parametrize("hold", ["tensor", "view", "numpy", "autograd", "unified"])
@@ -131,3 +136,201 @@ def test_free_memory_held_by_the_pool_is_bounded():
     small = p.empty((1 << 20,), torch.uint8)                                    # reuses one, trims
     assert p.retained_bytes() <= 5 << 20
     assert small.numel() == 1 << 20
+
+
+# --- Reuse is decided by who holds the storage, not by CPython reference counts (issue 11). ---
+
+def _hold(kind: str, a: torch.Tensor):
+    """Something that keeps ``a``'s memory reachable after the name ``a`` is gone."""
+    if kind == "tensor":
+        return a
+    if kind == "view":
+        return a[10:20, 1]
+    if kind == "numpy":
+        return a.numpy()[5:]
+    if kind == "list":
+        return [a.view(-1)]
+    if kind == "autograd":
+        w = torch.ones(4, requires_grad=True)
+        return (a * w).sum(), w                # the graph saves `a` for the backward pass
+    if kind == "storage":
+        return a.untyped_storage()
+    if kind == "dlpack":
+        return torch.utils.dlpack.to_dlpack(a)
+    raise ValueError(kind)
+
+
+# Holders that never take the storage's Python object: their buffer is reused once they are gone.
+# (Recent torch, 2.13 here, keeps a storage's Python object alive with the storage, so a buffer
+# whose storage object was ever taken counts as in use for good: never reused, which is safe.)
+RELEASABLE = ["tensor", "view", "numpy", "list", "autograd", "dlpack"]
+
+
+@pytest.mark.parametrize("hold", RELEASABLE + ["storage"])
+def test_buffer_is_reused_only_after_every_holder_is_gone(hold):
+    p = HostBufferPool(max_buffers=4, min_bytes=1024)
+    a = p.empty((1000, 4), torch.float32)
+    a.fill_(7.0)
+    ptr = a.data_ptr()
+    keep = _hold(hold, a)
+    del a
+    b = p.empty((1000, 4), torch.float32)
+    assert b.data_ptr() != ptr
+    b.fill_(-1.0)
+    if hold == "storage":
+        assert bool((torch.empty(0).set_(keep, 0, (4000,)) == 7.0).all())
+    elif hold == "autograd":
+        keep[0].backward()
+        assert torch.equal(keep[1].grad, torch.full((4,), 7000.0))
+    elif hold == "numpy":
+        assert (keep == 7.0).all()
+    elif hold in ("tensor", "view"):
+        assert bool((keep == 7.0).all())
+    del keep, b
+    c = p.empty((1000, 4), torch.float32)
+    if hold in RELEASABLE:
+        assert c.data_ptr() == ptr
+
+
+class _Cycle:
+    def __init__(self, item):
+        self.item = item
+        self.me = self
+
+
+def test_buffer_held_by_a_reference_cycle_waits_for_the_collector():
+    p = HostBufferPool(max_buffers=4, min_bytes=1024)
+    a = p.empty((1000, 4), torch.float32)
+    ptr = a.data_ptr()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _Cycle(a)
+        del a
+        assert p.empty((1000, 4), torch.float32).data_ptr() != ptr
+        gc.collect()
+        assert p.empty((1000, 4), torch.float32).data_ptr() == ptr
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def test_reuse_does_not_read_python_reference_counts(monkeypatch):
+    # A CPython that reports fewer references than there are (counts are an implementation detail).
+    monkeypatch.setattr(sys, "getrefcount", lambda obj: 2)
+    p = HostBufferPool(max_buffers=4, min_bytes=1024)
+    a = p.empty((1000, 4), torch.float32)
+    a.fill_(7.0)
+    b = p.empty((1000, 4), torch.float32)
+    assert b.data_ptr() != a.data_ptr()
+    b.fill_(-1.0)
+    assert bool((a == 7.0).all())
+
+
+def test_buffer_held_by_another_thread_is_not_reused():
+    p = HostBufferPool(max_buffers=4, min_bytes=1024)
+    handoff, release, done = queue.Queue(), threading.Event(), threading.Event()
+
+    def worker():
+        held = handoff.get()                    # the only holders now live in this thread
+        view = held.numpy()[::2]
+        del held
+        release.wait()
+        assert (view == 3.0).all()
+        del view
+        done.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    a = p.empty((1000, 4), torch.float32)
+    a.fill_(3.0)
+    ptr = a.data_ptr()
+    handoff.put(a)
+    del a
+    for _ in range(3):                          # held in the thread: never handed out here
+        b = p.empty((1000, 4), torch.float32)
+        assert b.data_ptr() != ptr
+        b.fill_(-1.0)
+        del b
+    release.set()
+    t.join()
+    assert done.is_set()
+    assert p.empty((1000, 4), torch.float32).data_ptr() == ptr
+
+
+def test_pool_is_off_when_torch_counts_are_unavailable(monkeypatch):
+    monkeypatch.setattr(_host_pool, "_COUNTS_OK", False)
+    p = HostBufferPool(max_buffers=4, min_bytes=1024)
+    t = p.empty((1000, 4), torch.float32)
+    assert t.shape == (1000, 4) and len(p) == 0
+
+
+# --- Pooled results are ordinary tensors (issue 10). ---
+
+def _pooled_and_plain(shape=(1000, 4), dtype=torch.float32):
+    p = HostBufferPool(max_buffers=4, min_bytes=1024)
+    x = p.empty(shape, dtype)
+    y = torch.empty(shape, dtype=dtype)
+    for t in (x, y):
+        t.copy_(torch.arange(t.numel()).view(shape).to(dtype))
+    return p, x, y
+
+
+@pytest.mark.parametrize("factor", [2, 1000])   # within the buffer's headroom, and far beyond it
+def test_pooled_result_resizes_like_torch_empty(factor):
+    p, x, y = _pooled_and_plain()
+    before = x.clone()
+    for t in (x, y):
+        t.resize_(factor * 1000, 4)
+        t[1000:] = 1.5
+    assert x.shape == y.shape == (factor * 1000, 4)
+    assert torch.equal(x[:1000], before) and torch.equal(x, y)
+    assert x._base is None
+    del x
+    # Grown within its buffer, the memory is still the pool's; grown beyond it, torch gave it new
+    # memory, which the pool never takes back.
+    assert (p.retained_bytes() > 0) == (factor == 2)
+    assert len(p) == (1 if factor == 2 else 0)
+
+
+@pytest.mark.skipif(not hasattr(torch, "_lazy_clone"), reason="torch without _lazy_clone")
+def test_pooled_result_lazy_clones():
+    p, x, _ = _pooled_and_plain()
+    expect = x.clone()
+    c = torch._lazy_clone(x)
+    assert torch.equal(c, expect)
+    del x                                        # the clone still shares the buffer's memory
+    y = p.empty((1000, 4), torch.float32)
+    y.numpy()[:] = -1.0                          # raw writes, as the CPU gather does
+    assert torch.equal(c, expect)
+    c2 = torch._lazy_clone(y)
+    y.fill_(5.0)                                 # copy-on-write: the clone keeps its values
+    assert bool((c2 == -1.0).all()) and bool((y == 5.0).all())
+    z = p.empty((1000, 4), torch.float32)
+    ptr = z.data_ptr()
+    del c2
+    torch._lazy_clone(z)                         # a clone that dies first leaves the buffer ours
+    del z
+    assert p.empty((1000, 4), torch.float32).data_ptr() == ptr
+
+
+def test_pooled_result_pickles_and_shares_like_torch_empty():
+    p, x, y = _pooled_and_plain()
+    for t in (x, y):
+        u = pickle.loads(pickle.dumps(t))
+        assert u.dtype == t.dtype and torch.equal(u, t)
+        t.numpy()[0, 0] = 42.0                   # .numpy() shares memory
+        assert t[0, 0].item() == 42.0
+        t.share_memory_()
+        assert t.is_shared() and t[0, 0].item() == 42.0 and torch.equal(t[1:], y[1:])
+    del x
+    z = p.empty((1000, 4), torch.float32)        # shared memory never comes back as a result
+    assert p.retained_bytes() == 0 and not z.is_shared()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pin_memory needs CUDA")
+def test_pooled_result_pins_like_torch_empty():
+    _, x, y = _pooled_and_plain()
+    px, py = x.pin_memory(), y.pin_memory()
+    assert px.is_pinned() and py.is_pinned() and torch.equal(px, py)
+    assert px.data_ptr() != x.data_ptr()
