@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from unified_tensor._deps import has_numba
+from unified_tensor._numba_guard import ParallelKernel
 
 __all__ = ["sample_layer", "mix64_py", "draw_py", "NUMBA"]
 
@@ -88,8 +89,7 @@ def draw_numba(key, node, t):
     return _draw(key, node, t)
 
 
-@njit(parallel=True, nogil=True, cache=True)
-def _sample_layer(indptr, indices, eids, has_eids, seeds, fanout, replace, key, scratch):
+def _sample_layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, scratch):
     n = seeds.shape[0]
     # Pass 1: edges per seed.
     counts = np.empty(n + 1, np.int64)
@@ -162,6 +162,12 @@ def _sample_layer(indptr, indices, eids, has_eids, seeds, fanout, replace, key, 
         scratch[uniq[j]] = -1
     return uniq[:num_src], edge_index, eid, dup
 
+
+@ParallelKernel
+def _sample_layer():
+    """Source of the sampling kernel: compiled parallel and serial, called under the library's
+    thread / fork guard (see ``unified_tensor._numba_guard``)."""
+    return _sample_layer_py
 
 _warned = False
 

@@ -8,37 +8,34 @@ from __future__ import annotations
 import torch
 
 from ._deps import has_numba
-from ._numba_guard import parallel_guard
+from ._numba_guard import ParallelKernel
 
 __all__ = ["gather_rows_cpu"]
 
 _WORD = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
-_kernel = None
 
 
-def _get_kernel():
-    global _kernel
-    if _kernel is None:
-        from numba import njit, prange
+@ParallelKernel
+def _kernel():
+    """Source of the gather kernel (built on first use, so importing this module needs no Numba)."""
+    from numba import prange
 
-        @njit(parallel=True, nogil=True, cache=True)
-        def gather_words(table, idx, out):  # pragma: no cover - compiled
-            n = table.shape[0]
-            w = table.shape[1]
-            bad = 0
-            for i in prange(idx.shape[0]):
-                r = idx[i]
-                if r < 0:
-                    r += n
-                if r < 0 or r >= n:
-                    bad += 1
-                else:
-                    for j in range(w):
-                        out[i, j] = table[r, j]
-            return bad
+    def gather_words(table, idx, out):  # pragma: no cover - compiled
+        n = table.shape[0]
+        w = table.shape[1]
+        bad = 0
+        for i in prange(idx.shape[0]):
+            r = idx[i]
+            if r < 0:
+                r += n
+            if r < 0 or r >= n:
+                bad += 1
+            else:
+                for j in range(w):
+                    out[i, j] = table[r, j]
+        return bad
 
-        _kernel = gather_words
-    return _kernel
+    return gather_words
 
 
 def _as_words(t: torch.Tensor, rows: int, row_bytes: int) -> torch.Tensor:
@@ -77,5 +74,4 @@ def gather_rows_cpu(table: torch.Tensor, index: torch.Tensor, out: torch.Tensor)
         width = min(src.element_size(), dst.element_size())
         src = table.view(torch.uint8).view(-1).view(_WORD[width]).view(n, row_bytes // width)
         dst = out.view(torch.uint8).view(-1).view(_WORD[width]).view(m, row_bytes // width)
-    with parallel_guard():
-        return int(_get_kernel()(src.numpy(), index.numpy(), dst.numpy()))
+    return int(_kernel(src.numpy(), index.numpy(), dst.numpy()))
