@@ -40,7 +40,8 @@ def _placement_of(t: torch.Tensor) -> str:
     if t.is_cuda:
         return "cuda"
     if type(t) is not torch.Tensor and type(t).__name__ == "UnifiedTensor":
-        return "pinned"
+        # registered, or pinned by PyTorch; one made while the CUDA path was off is plain memory
+        return "pinned" if (t.is_registered or t._ut_external_pin) else "cpu"
     if torch.cuda.is_available() and t.is_pinned():
         # Memory registered by unified_tensor answers is_pinned() too, but only a UnifiedTensor
         # holds that registration: a plain tensor over it (e.g. pinned.to_placement("cpu")) is a

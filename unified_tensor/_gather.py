@@ -258,20 +258,22 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         torch.index_select(plain.view(n, -1), 0, wrapped, out=res.view(flat.shape[0], -1))
         return res
 
+    # Say what is actually wrong, most specific first.
+    if not is_unified and not plain.is_pinned():
+        raise ValueError("table is a plain CPU tensor that is not pinned; wrap it with "
+                         "ut.unified(table) (pins in place, no copy) to gather with a CUDA index")
     if cuda_disabled_by_env():
-        raise RuntimeError("the CUDA path is disabled (UNIFIED_TENSOR_DISABLE_CUDA is set); "
-                           "gather with a CPU index instead")
+        raise RuntimeError("index is on CUDA but the CUDA path is disabled (UNIFIED_TENSOR_DISABLE_CUDA "
+                           "is set); gather with a CPU index instead")
     if not cuda_available():
-        raise RuntimeError("index is on CUDA but the zero-copy CUDA path is unavailable "
-                           "(needs CuPy: pip install unified-tensor[cuda12] or [cuda13])")
+        raise RuntimeError(f"index is on CUDA but the zero-copy CUDA path is unavailable: CuPy does not "
+                           f"import; install the CuPy extra matching torch.version.cuda "
+                           f"({torch.version.cuda}), see the README's install section")
     from ._tensor import device_pointer
 
     if is_unified and reg is None and not table._ut_external_pin:
         raise RuntimeError("this UnifiedTensor was created while the CUDA path was unavailable, so "
                            "it is not registered; call ut.unified(x) again now that CUDA is available")
-    if not is_unified and not plain.is_pinned():
-        raise ValueError("table is a plain CPU tensor that is not pinned; wrap it with "
-                         "ut.unified(table) (pins in place, no copy) to gather with a CUDA index")
     dev_ptr = device_pointer(table)
     if validate:
         _check_range(flat, n)

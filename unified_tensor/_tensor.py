@@ -299,6 +299,11 @@ def device_pointer(t: torch.Tensor) -> int:
                 raise RuntimeError("this UnifiedTensor was unpinned (ut.unpin); it has no device "
                                    "address; call ut.unified(t) again to re-register it")
             return int(t._ut_reg.dev_ptr)
+        if not t._ut_external_pin:
+            raise RuntimeError("this UnifiedTensor is not registered with CUDA: the CUDA path was "
+                               "unavailable when it was made (no GPU, no CuPy, or "
+                               "UNIFIED_TENSOR_DISABLE_CUDA set); call ut.unified(x) again where "
+                               "the CUDA path is available")
         t = t._ut_plain
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"expected a tensor, got {type(t).__name__}")

@@ -196,3 +196,10 @@ def test_plain_view_of_registered_memory_is_placed_on_the_cpu(monkeypatch):
     assert _graph._placement_of(ip) == "cpu"        # registered by us, not held: CPU
     other = torch.arange(5)
     assert _graph._placement_of(other) == "pinned"  # pinned by PyTorch itself
+
+
+def test_pin_without_the_cuda_path_reports_cpu(monkeypatch):
+    """With the CUDA path off nothing is registered: pin() must not claim 'pinned'."""
+    monkeypatch.setenv("UNIFIED_TENSOR_DISABLE_CUDA", "1")
+    g = CSCGraph.from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3).pin()
+    assert g.placement == "cpu"

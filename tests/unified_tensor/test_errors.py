@@ -236,3 +236,25 @@ def test_strided_tables_gather_on_the_cpu():
         assert torch.equal(ut.gather(strided, idx), strided[idx])
         with pytest.raises(IndexError):
             ut.gather(strided, torch.tensor([30]))
+
+
+def test_device_pointer_of_an_unregistered_table_says_why(monkeypatch):
+    monkeypatch.setenv("UNIFIED_TENSOR_DISABLE_CUDA", "1")
+    t = ut.unified(torch.randn(4, 2))
+    with pytest.raises(RuntimeError, match="not registered with CUDA: the CUDA path was unavailable"):
+        ut.device_pointer(t)
+
+
+@pytest.mark.gpu
+def test_cuda_index_errors_name_the_actual_problem(monkeypatch):
+    from unified_tensor import _gather
+
+    idx = torch.tensor([0], device="cuda")
+    monkeypatch.setattr(_gather, "cuda_available", lambda: False)
+    with pytest.raises(ValueError, match="wrap it with ut.unified"):
+        ut.gather(torch.randn(4, 2), idx)                 # plain pageable table
+    with pytest.raises(RuntimeError, match="CuPy does not import"):
+        ut.gather(torch.randn(4, 2).pin_memory(), idx)    # pinned, but no CuPy
+    monkeypatch.setenv("UNIFIED_TENSOR_DISABLE_CUDA", "1")
+    with pytest.raises(RuntimeError, match="UNIFIED_TENSOR_DISABLE_CUDA"):
+        ut.gather(torch.randn(4, 2).pin_memory(), idx)
