@@ -255,7 +255,7 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         if validate:
             _check_range(flat, n)
         wrapped = torch.where(flat < 0, flat + n, flat)
-        torch.index_select(plain.view(n, -1), 0, wrapped, out=res.view(flat.shape[0], -1))
+        torch.index_select(plain, 0, wrapped, out=res.view((flat.shape[0],) + row_shape))
         return res
 
     # Say what is actually wrong, most specific first.
