@@ -502,3 +502,31 @@ def test_non_contiguous_features_gathered_from_a_copy_with_a_warning(graph, tabl
         dl = DataLoader(graph, torch.arange(40), NeighborSampler([2]), batch_size=8, features=feats)
     for inp, _, blocks in dl:
         assert torch.equal(blocks[0].srcdata["feat"], feats[inp.long()])
+
+
+@pytest.mark.gpu
+def test_gpu_loader_host_syncs_per_batch(graph, tables):
+    """Host syncs per batch of the GPU producer (run in this thread: prefetch=0), counted by
+    torch.cuda.set_sync_debug_mode: at most 2 per layer (the sampled-edge count and
+    torch.unique's output size); seeds, features and labels are checked once at construction,
+    not per batch."""
+    import warnings
+
+    import unified_tensor as ut
+
+    feats, labels = ut.unified(tables[0]), tables[1]
+    g = graph.pin()
+    dl = DataLoader(g, torch.arange(400), NeighborSampler([4, 3]), batch_size=64, device="cuda",
+                    features=feats, labels=labels, prefetch=0, shuffle=True, seed=0)
+    it = iter(dl)
+    next(it)                                    # kernels compiled, tables registered
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(4):
+                next(it)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum(1 for x in w if "synchroniz" in str(x.message).lower())
+    assert syncs <= 4 * 2 * 2, f"{syncs} host syncs in 4 batches of a 2-layer sampler"
