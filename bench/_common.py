@@ -5,7 +5,7 @@ Import from a script in bench/ with::
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _common import time_cuda, time_host, env_info, write_json, format_table, is_oom
 
-Timing follows STYLE.md "Benchmarks": the caller checks correctness first; then ``warmup`` untimed
+Timing follows the project's benchmark habits: the caller checks correctness first; then ``warmup`` untimed
 calls; then up to ``iters`` timed calls (fewer when one call is slow, never fewer than
 ``min_iters``), reported as the median. GPU work is timed with CUDA events on the current stream;
 mixed host+GPU work with the wall clock between two ``torch.cuda.synchronize()``.

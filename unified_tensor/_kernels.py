@@ -9,9 +9,15 @@ A module declares its kernel instances once with :func:`register` (no compilatio
 ``#include "x.cuh"`` lines are inlined before compilation, so a header change changes the source
 CuPy hashes for its cache and never serves a stale binary. The CPU test suite compiles every
 registered instance with NVRTC (:func:`compile_cubin`), which needs no GPU.
+
+NVRTC comes from NVIDIA's pip wheel for the CUDA major CuPy was built for (``nvidia-cuda-nvrtc-cu12``
+for CUDA 12, ``nvidia-cuda-nvrtc`` for CUDA 13). A missing NVRTC, or a GPU older than both
+:data:`MIN_ARCH` and the oldest architecture that NVRTC compiles for, raises
+:class:`KernelCompileError` saying what to install or which GPUs work.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
@@ -20,10 +26,11 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 __all__ = ["KernelCompileError", "kernel_dir", "register", "registered", "load_source",
-           "get_function", "launch", "compile_cubin", "NVRTC_OPTIONS", "CUPY_ADDED_OPTIONS"]
+           "get_function", "launch", "compile_cubin", "NVRTC_OPTIONS", "CUPY_ADDED_OPTIONS",
+           "MIN_ARCH"]
 
 ENV_KERNEL_DIR = "UNIFIED_TENSOR_KERNEL_DIR"
 NVRTC_OPTIONS: Tuple[str, ...] = ("-std=c++17",)
@@ -31,6 +38,12 @@ NVRTC_OPTIONS: Tuple[str, ...] = ("-std=c++17",)
 # arch flag aside). compile_cubin passes them too, so CI compiles what the GPU machine compiles:
 # with --device-as-default-execution-space every unannotated entity is __device__.
 CUPY_ADDED_OPTIONS: Tuple[str, ...] = ("-ftz=true", "--device-as-default-execution-space")
+# Oldest GPU architecture the library supports (Volta, sm_70). NVRTC may set a higher floor:
+# CUDA 13's NVRTC compiles for sm_75 (Turing) and newer only.
+MIN_ARCH = 70
+# The NVRTC wheel on PyPI for each CUDA major CuPy can be built for, and the extra that brings it.
+NVRTC_PACKAGES: Dict[int, Tuple[str, str]] = {12: ("nvidia-cuda-nvrtc-cu12", "cuda12"),
+                                              13: ("nvidia-cuda-nvrtc", "cuda13")}
 
 _registry: Dict[str, List[str]] = {}
 _cache: Dict[Tuple[int, str, str], object] = {}
@@ -142,15 +155,93 @@ def _ensure_nvrtc() -> None:
         _preloaded = True
 
 
+def _is_nvrtc_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` says that CuPy's NVRTC bindings or libnvrtc itself could not be loaded."""
+    if isinstance(exc, KernelCompileError):
+        return False
+    if isinstance(exc, ImportError):  # CuPy, its NVRTC bindings or cuda-pathfinder
+        return True
+    if any(cls.__name__ == "NVRTCError" for cls in type(exc).__mro__):  # NVRTC loaded, then failed
+        return False
+    # ctypes: OSError("libnvrtc.so.12: cannot open shared object file"); CuPy 13:
+    # RuntimeError("CuPy failed to load libnvrtc.so.12: ..."); CuPy 14 finds libraries with
+    # cuda-pathfinder: DynamicLibNotFoundError (a RuntimeError) 'Failure finding "libnvrtc.so.13..."'.
+    return isinstance(exc, (OSError, RuntimeError)) and "nvrtc" in str(exc).lower()
+
+
+def _nvrtc_install_hint() -> str:
+    major = _cupy_cuda_major()
+    if major in NVRTC_PACKAGES:
+        pkg, extra = NVRTC_PACKAGES[major]
+        return (f"CuPy here is built for CUDA {major}: install NVRTC with `pip install '{pkg}'` "
+                f"(or the package's `{extra}` extra)")
+    return ("install CuPy and NVRTC for the CUDA major of torch.version.cuda: the `cuda12` extra "
+            "(cupy-cuda12x, nvidia-cuda-nvrtc-cu12) or the `cuda13` extra (cupy-cuda13x, "
+            "nvidia-cuda-nvrtc)")
+
+
+@contextlib.contextmanager
+def _nvrtc_load_errors(source: str, names: Sequence[str]) -> Iterator[None]:
+    """Turn "NVRTC could not be loaded" into a :class:`KernelCompileError` naming the package."""
+    try:
+        yield
+    except (ImportError, OSError, RuntimeError) as exc:
+        if not _is_nvrtc_missing(exc):
+            raise
+        raise KernelCompileError(source, names, f"NVRTC (the CUDA runtime compiler) could not be "
+                                 f"loaded: {type(exc).__name__}: {exc}\n"
+                                 f"{_nvrtc_install_hint()}") from exc
+
+
+def _nvrtc_archs() -> Tuple[Tuple[int, int], Tuple[int, ...]]:
+    """The version of the NVRTC in use and the architectures it compiles for (``()`` if unknown)."""
+    _ensure_nvrtc()
+    from cupy_backends.cuda.libs import nvrtc
+
+    version = tuple(nvrtc.getVersion())
+    get = getattr(nvrtc, "getSupportedArchs", None)  # NVRTC 11.2+
+    return version, tuple(sorted(int(a) for a in get())) if get is not None else ()
+
+
+def _device_arch(device: int) -> int:
+    """Compute capability of CUDA ``device`` as an int (``90`` for sm_90)."""
+    import cupy
+
+    return int(cupy.cuda.Device(device).compute_capability)
+
+
+def _check_arch(source: str, names: Sequence[str], device: int) -> None:
+    """Raise :class:`KernelCompileError` if ``device`` is older than what we and NVRTC support."""
+    arch = _device_arch(device)
+    version, archs = _nvrtc_archs()
+    lowest = max([MIN_ARCH] + ([archs[0]] if archs else []))
+    if arch >= lowest:
+        return
+    nv = f"NVRTC {version[0]}.{version[1]}"
+    span = f"{nv} compiles for sm_{archs[0]} to sm_{archs[-1]}" if archs else f"{nv} is in use"
+    if arch < MIN_ARCH:
+        why = f"unified-tensor supports sm_{MIN_ARCH} (Volta) and newer ({span})"
+    else:
+        why = (f"{span}; sm_{arch} needs CUDA 12: install torch built for CUDA 12 and the "
+               f"`cuda12` extra (cupy-cuda12x, nvidia-cuda-nvrtc-cu12)")
+    raise KernelCompileError(source, names, f"CUDA device {device} is sm_{arch}, which is not "
+                             f"supported: {why}. Set UNIFIED_TENSOR_DISABLE_CUDA=1 to use the CPU "
+                             f"path instead.")
+
+
 def compile_cubin(source: str, name_expressions: Sequence[str], arch: str = "sm_80") -> Tuple[bytes, Dict[str, str]]:
     """Compile ``source`` for ``arch`` with NVRTC directly (no GPU or driver needed).
 
     Compiled with the options CuPy's RawModule uses at run time (:data:`NVRTC_OPTIONS` plus
     :data:`CUPY_ADDED_OPTIONS`). Returns the cubin and the lowered (mangled) name of every
-    instance. Raises :class:`KernelCompileError` carrying the NVRTC log on failure.
+    instance. Raises :class:`KernelCompileError` carrying the NVRTC log on failure, or saying
+    which package to install when NVRTC cannot be loaded.
     """
     _ensure_nvrtc()
-    from cupy_backends.cuda.libs import nvrtc
+    with _nvrtc_load_errors(source, name_expressions):
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()  # loads libnvrtc: a missing library fails here, not mid-compile
 
     code = load_source(source)
     prog = nvrtc.createProgram(code, source, (), ())
@@ -173,16 +264,15 @@ def get_function(source: str, name: str, device: int):
     """The compiled kernel ``name`` (a registered instance of ``source``) for CUDA ``device``.
 
     Compiled with CuPy's RawModule on first use (all registered instances of the source at once)
-    and cached per device.
+    and cached per device. Raises :class:`KernelCompileError` when the source fails to compile,
+    when NVRTC cannot be loaded (naming the package to install) or when the GPU's architecture is
+    older than what the library and the NVRTC in use support.
     """
     key = (device, source, name)
     fn = _cache.get(key)
     if fn is not None:
         return fn
     _ensure_nvrtc()
-    import cupy
-    from cupy.cuda import compiler
-
     with _lock:
         fn = _cache.get(key)
         if fn is not None:
@@ -190,14 +280,20 @@ def get_function(source: str, name: str, device: int):
         names = list(_registry.get(source, []))
         if name not in names:
             raise KeyError(f"kernel instance '{name}' of '{source}' is not registered")
-        with cupy.cuda.Device(device):
-            try:
-                mod = cupy.RawModule(code=load_source(source), options=NVRTC_OPTIONS,
-                                     name_expressions=names)
-                for n in names:
-                    _cache[(device, source, n)] = mod.get_function(n)
-            except compiler.CompileException as exc:
-                raise KernelCompileError(source, names, str(exc)) from None
+        code = load_source(source)
+        with _nvrtc_load_errors(source, names):
+            import cupy
+            from cupy.cuda import compiler
+
+            _check_arch(source, names, device)
+            with cupy.cuda.Device(device):
+                try:
+                    mod = cupy.RawModule(code=code, options=NVRTC_OPTIONS,
+                                         name_expressions=names)
+                    for n in names:
+                        _cache[(device, source, n)] = mod.get_function(n)
+                except compiler.CompileException as exc:
+                    raise KernelCompileError(source, names, str(exc)) from None
         return _cache[key]
 
 

@@ -1,4 +1,9 @@
-"""Every registered kernel instance compiles with NVRTC (no GPU needed), for the GPUs we target."""
+"""Every registered kernel instance compiles with NVRTC (no GPU needed), for the GPUs we target;
+a missing NVRTC or an unsupported GPU fails with a message that says what to do."""
+import ctypes
+import sys
+from pathlib import Path
+
 import pytest
 
 import unified_tensor._gather_cuda  # noqa: F401  (registers gather.cu)
@@ -27,9 +32,12 @@ def test_expected_sources_registered():
     assert "gather.cu" in names and len(names["gather.cu"]) == 40   # 5 widths x aligned x idtype x batch 1|4
 
 
-@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("arch", ["sm_70", "sm_75", "sm_80", "sm_90"])   # Volta (CUDA 12 only) .. Hopper
 @pytest.mark.parametrize("source,instances", _sources(), ids=[s for s, _ in _sources()])
 def test_every_instance_compiles(source, instances, arch):
+    _, archs = _kernels._nvrtc_archs()
+    if archs and int(arch[3:]) not in archs:
+        pytest.skip(f"this NVRTC does not compile for {arch}")
     cubin, lowered = _kernels.compile_cubin(source, instances, arch=arch)
     assert cubin[:4] == b"\x7fELF"
     assert set(lowered) == set(instances)
@@ -84,3 +92,158 @@ def test_launch_stream_uses_the_cuda_stream_protocol_without_deprecation_warning
     assert int(s.ptr) == 0x1234
     assert _kernels._cupy_stream(TorchStreamLike(), 0) is s
     _kernels._ext_streams.clear()
+
+
+# ---- NVRTC discovery, a missing NVRTC, unsupported GPUs (faked: no GPU needed) ----------------
+
+def test_nvrtc_reports_version_and_supported_archs():
+    version, archs = _kernels._nvrtc_archs()
+    assert version[0] in (12, 13)
+    assert {80, 90} <= set(archs) and list(archs) == sorted(archs)
+    assert (70 in archs) == (version[0] == 12)   # CUDA 13's NVRTC dropped Volta
+
+
+# File names as NVIDIA's wheels ship them: nvidia-cuda-nvrtc-cu12 12.9.86 (nvidia/cuda_nvrtc/lib),
+# nvidia-cuda-nvrtc 13.0.48 and 13.5.37 (nvidia/cu13/lib, 13.0 with ".alt." variants).
+_WHEEL_LIBS = {
+    ("cuda_nvrtc", "lib"): ["libnvrtc.so.12", "libnvrtc-builtins.so.12.9", "libnvrtc.alt.so.12",
+                            "libnvrtc-builtins.alt.so.12.9"],
+    ("cu13", "lib"): ["libnvrtc.so.13", "libnvrtc-builtins.so.13.0", "libnvrtc.alt.so.13",
+                      "libnvrtc-builtins.alt.so.13.0"],
+}
+
+
+@pytest.mark.parametrize("major,expected", [
+    (12, ["cuda_nvrtc/lib/libnvrtc-builtins.so.12.9", "cuda_nvrtc/lib/libnvrtc.so.12"]),
+    (13, ["cu13/lib/libnvrtc-builtins.so.13.0", "cu13/lib/libnvrtc.so.13"]),
+])
+def test_preload_finds_the_wheel_of_cupys_cuda_major(tmp_path, monkeypatch, major, expected):
+    """With both wheels installed, only the CUDA major CuPy was built for is loaded, builtins first,
+    never the ".alt." variants."""
+    for sub, names in _WHEEL_LIBS.items():
+        d = tmp_path.joinpath("nvidia", *sub)
+        d.mkdir(parents=True)
+        for n in names:
+            (d / n).write_bytes(b"")
+    loaded = []
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    monkeypatch.setattr(_kernels, "_cupy_cuda_major", lambda: major)
+    monkeypatch.setattr(ctypes, "CDLL", lambda path, mode=0: loaded.append(path))
+    _kernels._preload_nvrtc()
+    assert [Path(p).relative_to(tmp_path / "nvidia").as_posix() for p in loaded] == expected
+
+
+def _not_found_errors():
+    """What CuPy raises when libnvrtc is missing: cuda-pathfinder's DynamicLibNotFoundError (CuPy
+    14), a RuntimeError (CuPy 13), ctypes' OSError."""
+    try:
+        from cuda.pathfinder import DynamicLibNotFoundError
+    except ImportError:  # CuPy 13 has no cuda-pathfinder
+        class DynamicLibNotFoundError(RuntimeError):
+            pass
+    return [
+        DynamicLibNotFoundError('Failure finding "libnvrtc.so.13 or libnvrtc.so.12": No such file'),
+        RuntimeError("CuPy failed to load libnvrtc.so.12: OSError: libnvrtc.so.12: cannot open "
+                     "shared object file: No such file or directory"),
+        OSError("libnvrtc.so.13: cannot open shared object file: No such file or directory"),
+    ]
+
+
+def _break_nvrtc(monkeypatch, exc):
+    from cupy_backends.cuda.libs import nvrtc as mod
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(mod, "getVersion", fail)
+    monkeypatch.setattr(mod, "createProgram", fail)
+
+
+_PACKAGES = [(12, "nvidia-cuda-nvrtc-cu12", "cuda12"), (13, "nvidia-cuda-nvrtc", "cuda13")]
+
+
+@pytest.mark.parametrize("major,package,extra", _PACKAGES)
+@pytest.mark.parametrize("exc", _not_found_errors(), ids=lambda e: type(e).__name__)
+def test_missing_nvrtc_in_compile_cubin_names_the_package(monkeypatch, exc, major, package, extra):
+    _break_nvrtc(monkeypatch, exc)
+    monkeypatch.setattr(_kernels, "_cupy_cuda_major", lambda: major)
+    with pytest.raises(_kernels.KernelCompileError) as info:
+        _kernels.compile_cubin("gather.cu", ["x"])
+    msg = str(info.value)
+    assert "gather.cu" in msg and "NVRTC" in msg and f"pip install '{package}'" in msg
+    assert f"CUDA {major}" in msg and extra in msg
+    assert info.value.__cause__ is exc
+
+
+def test_missing_cupy_bindings_in_compile_cubin_names_both_extras(monkeypatch):
+    import cupy_backends.cuda.libs as libs
+
+    monkeypatch.delattr(libs, "nvrtc")
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.nvrtc", None)
+    monkeypatch.setattr(_kernels, "_cupy_cuda_major", lambda: 0)
+    with pytest.raises(_kernels.KernelCompileError) as info:
+        _kernels.compile_cubin("gather.cu", ["x"])
+    msg = str(info.value)
+    assert "cuda12" in msg and "cuda13" in msg and "nvidia-cuda-nvrtc-cu12" in msg
+    assert isinstance(info.value.__cause__, ImportError)
+
+
+def test_nvrtc_errors_after_loading_are_not_reported_as_missing(monkeypatch):
+    """Only "could not load" is translated; other failures keep their type."""
+    _break_nvrtc(monkeypatch, RuntimeError("cudaErrorInsufficientDriver"))
+    with pytest.raises(RuntimeError, match="InsufficientDriver") as info:
+        _kernels.compile_cubin("gather.cu", ["x"])
+    assert not isinstance(info.value, _kernels.KernelCompileError)
+
+
+def _first_instance():
+    source = "gather.cu"
+    return source, _kernels.registered()[source][0]
+
+
+@pytest.mark.parametrize("major,package,extra", _PACKAGES)
+def test_missing_nvrtc_in_get_function_names_the_package(monkeypatch, major, package, extra):
+    _break_nvrtc(monkeypatch, _not_found_errors()[0])
+    monkeypatch.setattr(_kernels, "_cupy_cuda_major", lambda: major)
+    monkeypatch.setattr(_kernels, "_device_arch", lambda device: 90)
+    source, name = _first_instance()
+    with pytest.raises(_kernels.KernelCompileError, match=f"pip install '{package}'") as info:
+        _kernels.get_function(source, name, 0)
+    assert extra in str(info.value) and (0, source, name) not in _kernels._cache
+
+
+# NVRTC 12.9 and 13.0 as nvrtcGetSupportedArchs() reports them (13.5 adds sm_107).
+_ARCHS_12 = ((12, 9), (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 103, 120, 121))
+_ARCHS_13 = ((13, 0), (75, 80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121))
+
+
+@pytest.mark.parametrize("arch,nvrtc_info,expected", [
+    (70, _ARCHS_13, ["sm_70", "NVRTC 13.0", "sm_75 to sm_121", "cuda12", "UNIFIED_TENSOR_DISABLE_CUDA"]),
+    (72, _ARCHS_13, ["sm_72", "sm_75 to sm_121", "cuda12"]),
+    (61, _ARCHS_12, ["sm_61", "sm_70 (Volta) and newer", "NVRTC 12.9"]),
+    (61, _ARCHS_13, ["sm_61", "sm_70 (Volta) and newer", "NVRTC 13.0"]),
+])
+def test_unsupported_gpu_fails_before_compiling_and_names_sm_and_range(monkeypatch, arch, nvrtc_info,
+                                                                       expected):
+    import cupy
+
+    monkeypatch.setattr(_kernels, "_device_arch", lambda device: arch)
+    monkeypatch.setattr(_kernels, "_nvrtc_archs", lambda: nvrtc_info)
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled for an unsupported GPU")
+
+    monkeypatch.setattr(cupy, "RawModule", no_compile)
+    source, name = _first_instance()
+    with pytest.raises(_kernels.KernelCompileError) as info:
+        _kernels.get_function(source, name, 0)
+    for part in expected:
+        assert part in str(info.value), (part, str(info.value))
+
+
+@pytest.mark.parametrize("arch,nvrtc_info", [(70, _ARCHS_12), (75, _ARCHS_13), (90, _ARCHS_13),
+                                             (121, _ARCHS_12)])
+def test_supported_gpus_pass_the_arch_check(monkeypatch, arch, nvrtc_info):
+    monkeypatch.setattr(_kernels, "_device_arch", lambda device: arch)
+    monkeypatch.setattr(_kernels, "_nvrtc_archs", lambda: nvrtc_info)
+    assert _kernels._check_arch("gather.cu", ["x"], 0) is None
