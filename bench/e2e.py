@@ -59,30 +59,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--nodes", type=int, default=None,
-                   help="synthetic graph nodes (default: 10M on a GPU, 1M on the CPU)")
-    p.add_argument("--avg-degree", type=float, default=15.0)
-    p.add_argument("--feat-dim", type=int, default=128)
-    p.add_argument("--classes", type=int, default=16)
-    p.add_argument("--fanouts", default="15,10,5")
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps (default 5 GPU, 2 CPU)")
+                   help="synthetic graph nodes; if not given, 10M on a GPU, 1M on the CPU")
+    p.add_argument("--avg-degree", type=float, default=15.0, help="synthetic graph: mean degree")
+    p.add_argument("--feat-dim", type=int, default=128, help="synthetic graph: feature width")
+    p.add_argument("--classes", type=int, default=16, help="synthetic graph: number of classes")
+    p.add_argument("--fanouts", default="15,10,5",
+                   help="comma-separated neighbours per layer (input layer first)")
+    p.add_argument("--batch-size", type=int, default=1024, help="seed nodes per training step")
+    p.add_argument("--hidden", type=int, default=256, help="hidden width of the GraphSAGE layers")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed steps; if not given, 5 on a GPU, 2 on the CPU")
     p.add_argument("--batches", type=int, default=None,
-                   help="steps per timed round (default 30 GPU, 5 CPU)")
-    p.add_argument("--rounds", type=int, default=3)
+                   help="steps per timed round; if not given, 30 on a GPU, 5 on the CPU")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds; the median is reported")
     p.add_argument("--configs", default=None,
-                   help=f"comma-separated subset of {','.join(CONFIGS)} (default: all that apply)")
-    p.add_argument("--device", default="cuda" if cuda else "cpu")
+                   help=f"comma-separated subset of {','.join(CONFIGS)}; if not given, all that "
+                        f"apply")
+    p.add_argument("--device", default="cuda" if cuda else "cpu",
+                   help="'cuda[:i]' or 'cpu'; cuda where available, else cpu")
     p.add_argument("--max-threads", type=int, default=None,
-                   help="cap on resident GPU threads of the feature gather (unified)")
+                   help="cap on resident GPU threads of the feature gather (unified); if not "
+                        "given, no cap")
     p.add_argument("--capped-threads", type=int, default=16384,
                    help="max_threads of the unified_capped configuration's feature gather")
     p.add_argument("--cache", default=os.environ.get("UT_DATA_ROOT",
                                                      "~/.cache/unified-tensor/datasets"),
                    help="folder for the generated graph (.npy memmaps, made once); 'none': RAM")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="JSON result path (a .png chart is written beside)")
-    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the graph, the model and the sampler")
+    p.add_argument("--out", default=None,
+                   help="JSON result path (a .png chart is written beside); if not given, print "
+                        "only")
+    p.add_argument("--no-plot", action="store_true", help="write no .png chart beside the JSON")
     args = p.parse_args(argv)
     gpu = torch.device(args.device).type == "cuda"
     if args.nodes is None:

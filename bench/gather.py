@@ -1,7 +1,7 @@
 """Row-gather benchmark: zero-copy ``ut.gather`` against the ways users move host rows to a GPU.
 
-GPU machine (``ut.cuda_available()``), per row size x index pattern, in one run (DESIGN.md,
-"Performance protocol"):
+GPU machine (``ut.cuda_available()``), per row size x index pattern, in one run (the project's
+performance protocol, bench/README.md):
 
   pcie_h2d           contiguous pinned host->device copy of the same number of bytes (the limit)
   cpu_gather_copy    torch.index_select on the CPU into a pinned staging buffer + non_blocking
@@ -484,36 +484,54 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
                    help="auto: cuda when ut.cuda_available(), else the CPU modes")
-    p.add_argument("--out", default=None, help="JSON path (default bench/results/gather_<device>.json)")
-    p.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
-    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--out", default=None,
+                   help="JSON path; if not given, bench/results/gather_<device>.json")
+    p.add_argument("--plot", default=None, help="PNG path; if not given, the JSON path with .png")
+    p.add_argument("--no-plot", action="store_true", help="write no PNG chart")
     p.add_argument("--replot", metavar="JSON", default=None,
-                   help="only redraw the PNG of an existing result JSON (to --plot or next to it)")
+                   help="only redraw the PNG of an existing result JSON (to --plot or next to "
+                        "it); if not given, run the benchmark")
     p.add_argument("--quick", action="store_true", help="tiny run (seconds): small table, 4 widths")
-    p.add_argument("--table-gb", type=float, default=None, help="table size in GiB (default 8 on GPU, 2 on CPU)")
+    p.add_argument("--table-gb", type=float, default=None,
+                   help="table size in GiB; if not given, 8 on a GPU, 2 on the CPU (--quick: 0.25, "
+                        "0.0625)")
     p.add_argument("--gather-mb", type=float, default=None,
-                   help="bytes moved per gather, MiB (default 128 on GPU, 32 on CPU)")
+                   help="bytes moved per gather, MiB; if not given, 128 on a GPU, 32 on the CPU "
+                        "(--quick: 8, 2)")
     p.add_argument("--widths", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                   help="float32 row widths, comma separated")
-    p.add_argument("--patterns", type=lambda s: s.split(","), default=PATTERNS)
-    p.add_argument("--modes", type=lambda s: s.split(","), default=None)
+                   help="float32 row widths, comma separated; if not given, "
+                        f"{','.join(map(str, DEFAULT_WIDTHS))} "
+                        f"(--quick: {','.join(map(str, QUICK_WIDTHS))})")
+    p.add_argument("--patterns", type=lambda s: s.split(","), default=",".join(PATTERNS),
+                   help=f"index patterns, comma-separated subset of {','.join(PATTERNS)}")
+    p.add_argument("--modes", type=lambda s: s.split(","), default=None,
+                   help=f"modes to time, comma separated (GPU: {','.join(GPU_MODES)}; CPU: "
+                        f"{','.join(CPU_MODES)}; see the module docstring); if not given, all of "
+                        f"the device's")
     p.add_argument("--alpha", type=float, default=1.0, help="power-law exponent of the powerlaw pattern")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed calls per mode and configuration (1 where the first call took "
+                        "over 0.5 s; --quick: at most 1)")
+    p.add_argument("--iters", type=int, default=10,
+                   help="timed calls per mode and configuration, fewer past --budget-s; the "
+                        "median is reported (--quick: at most 3)")
     p.add_argument("--budget-s", type=float, default=1.5, help="max seconds of timed calls per mode")
     p.add_argument("--max-minutes", type=float, default=None,
-                   help="skip the remaining configurations after this long (default 4 on GPU, 15 on CPU)")
+                   help="skip the remaining configurations after this long; if not given, 4 on a "
+                        "GPU, 15 on the CPU")
     p.add_argument("--validate", action="store_true",
                    help="time ut.gather with validate=True (a range check + host sync per call)")
-    p.add_argument("--base-offsets", type=lambda s: [int(x) % 128 for x in s.split(",")], default=[0],
+    p.add_argument("--base-offsets", type=lambda s: [int(x) % 128 for x in s.split(",")], default="0",
                    help="table base address mod 128 (GPU); e.g. 0,64 measures both alignments")
     p.add_argument("--hugepages", action="store_true",
                    help="allocate the GPU-run table with madvise(MADV_HUGEPAGE) (2 MiB pages where THP "
                         "is enabled): fewer address translations per random row")
     p.add_argument("--caps", type=lambda s: [int(x) for x in s.split(",") if x], default=[],
-                   help="also time ut.gather with these max_threads caps (modes unified_cap<N>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", action="store_true")
+                   help="also time ut.gather with these max_threads caps, comma separated (modes "
+                        "unified_cap<N>); if not given, none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the index generator")
+    p.add_argument("--verbose", action="store_true",
+                   help="print the traceback of a mode that fails")
     return p.parse_args(argv)
 
 

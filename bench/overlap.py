@@ -42,11 +42,11 @@ def parse_args(argv=None):
     p.add_argument("--caps", default="none,4096,8192,16384,32768,65536,131072",
                    help="comma-separated max_threads values ('none' = no cap)")
     p.add_argument("--train-ms", type=float, default=None,
-                   help="length of the stand-in training step (default: about the uncapped gather)")
+                   help="length of the stand-in training step in ms; if not given, about the uncapped gather")
     p.add_argument("--tables", default="torch,hugepages",
                    help="table allocations to try: torch (torch.empty) and/or hugepages "
                         "(madvise(MADV_HUGEPAGE), 2 MiB pages where THP is enabled)")
-    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--reps", type=int, default=7, help="timed repetitions per measurement (median)")
     p.add_argument("--out", default=None, help="JSON path")
     return p.parse_args(argv)
 

@@ -39,20 +39,24 @@ logger = logging.getLogger("bench.sampler")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--nodes", type=int, default=1_000_000)
-    p.add_argument("--edges", type=int, default=20_000_000)
-    p.add_argument("--degree-exponent", type=float, default=2.5, help="power-law exponent")
-    p.add_argument("--fanouts", type=str, default="15,10,5")
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--feat-dim", type=int, default=128)
-    p.add_argument("--warmup", type=int, default=3)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--nodes", type=int, default=1_000_000, help="nodes of the power-law graph")
+    p.add_argument("--edges", type=int, default=20_000_000, help="edges of the power-law graph")
+    p.add_argument("--degree-exponent", type=float, default=2.5,
+                   help="power-law exponent of the degree distribution")
+    p.add_argument("--fanouts", type=str, default="15,10,5",
+                   help="comma-separated neighbours per layer (input layer first)")
+    p.add_argument("--batch-size", type=int, default=1024, help="seed nodes per batch")
+    p.add_argument("--feat-dim", type=int, default=128,
+                   help="float32 feature width of the loader+feat rows")
+    p.add_argument("--warmup", type=int, default=3, help="untimed batches before each row")
     p.add_argument("--batches", type=int, default=10, help="batches per timed round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds; the median is reported")
+    p.add_argument("--seed", type=int, default=0, help="seed of the graph, features and samplers")
     p.add_argument("--no-dgl", action="store_true", help="skip DGL even when it imports")
     p.add_argument("--no-gpu", action="store_true", help="skip the GPU rows")
-    p.add_argument("--out", type=str, default=None, help="JSON result path")
+    p.add_argument("--out", type=str, default=None, help="JSON result path; if not given, print only")
     return p.parse_args(argv)
 
 

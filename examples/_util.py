@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, NoReturn, Optional
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,9 @@ def add_data_args(p: argparse.ArgumentParser, nodes: int = 100_000) -> None:
     g.add_argument("--cache", default=str(DEFAULT_CACHE),
                    help="folder where the synthetic graph is written once as .npy memmaps and "
                         "reopened afterwards ('none': keep it in RAM; env UT_DATA_ROOT)")
-    g.add_argument("--ogb-root", default=None, help="folder holding the OGB dataset folder")
+    g.add_argument("--ogb-root", default=None,
+                   help="folder holding the OGB dataset folder (e.g. <root>/ogbn_products/), "
+                        "needed for an ogbn-... dataset")
 
 
 def add_train_args(p: argparse.ArgumentParser, epochs: int = 3) -> argparse._ArgumentGroup:
@@ -46,21 +48,44 @@ def add_train_args(p: argparse.ArgumentParser, epochs: int = 3) -> argparse._Arg
     t = p.add_argument_group("training")
     t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:i]'")
     t.add_argument("--fanouts", default=None,
-                   help="comma-separated neighbours per layer (input layer first); default "
-                        "15,10,5 on a GPU, 10,5 on the CPU")
-    t.add_argument("--batch-size", type=int, default=1024)
-    t.add_argument("--hidden", type=int, default=256)
-    t.add_argument("--dropout", type=float, default=0.5)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--epochs", type=int, default=epochs)
+                   help="comma-separated neighbours per layer (input layer first); if not given, "
+                        "15,10,5 on a GPU and 10,5 on the CPU")
+    t.add_argument("--batch-size", type=int, default=1024, help="seed nodes per minibatch")
+    t.add_argument("--hidden", type=int, default=256, help="hidden width of the GraphSAGE layers")
+    t.add_argument("--dropout", type=float, default=0.5, help="dropout between layers")
+    t.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    t.add_argument("--epochs", type=int, default=epochs, help="training epochs")
     t.add_argument("--max-batches", type=int, default=None,
-                   help="stop each epoch after this many batches (benchmarks, smoke tests)")
+                   help="stop each epoch after this many batches (benchmarks, smoke tests); "
+                        "if not given, the whole epoch")
     t.add_argument("--eval-batches", type=int, default=None,
-                   help="evaluate on at most this many batches of val/test seeds")
-    t.add_argument("--seed", type=int, default=0)
+                   help="evaluate on at most this many batches of val/test seeds; if not given, "
+                        "on all of them")
+    t.add_argument("--seed", type=int, default=0,
+                   help="seed of the model, the shuffling and the sampler")
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
-    t.add_argument("--json", default=None, help="write per-epoch records to this JSON file")
+    t.add_argument("--json", default=None,
+                   help="write per-epoch records to this JSON file; if not given, print only")
     return t
+
+
+def fail(message: str) -> NoReturn:
+    """Exit like an argparse error, in one line and with status 2: ``<script>: error: message``
+    on stderr (no usage block, no traceback)."""
+    print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def require_framework(name: str, error: Optional[BaseException], install: str) -> None:
+    """Exit with one line (status 2) when the framework a script needs did not import.
+
+    The scripts import their framework in a ``try`` at the top and keep the exception, so that
+    ``--help`` works without it; ``main()`` calls this right after parsing the arguments.
+    """
+    if error is not None:
+        detail = " ".join(f"{type(error).__name__}: {error}".split())  # one line
+        fail(f"this script needs {name}, which does not import here ({detail}); "
+             f"install it with `{install}`")
 
 
 def parse_fanouts(args: argparse.Namespace, device: torch.device) -> List[int]:
@@ -79,10 +104,13 @@ def load_dataset(args: argparse.Namespace) -> NodeDataset:
                              feat_dim=args.feat_dim, seed=args.data_seed, root=root)
     elif args.dataset.startswith("ogbn-"):
         if args.ogb_root is None:
-            raise SystemExit(f"--dataset {args.dataset} needs --ogb-root (nothing is downloaded)")
-        ds = load_ogb(args.dataset, args.ogb_root)
+            fail(f"--dataset {args.dataset} needs --ogb-root (nothing is downloaded)")
+        try:
+            ds = load_ogb(args.dataset, args.ogb_root)
+        except FileNotFoundError as exc:      # the dataset is not under --ogb-root (message says)
+            fail(f"--ogb-root {args.ogb_root}: {exc}")
     else:
-        raise SystemExit(f"--dataset must be 'synthetic' or 'ogbn-...', got {args.dataset!r}")
+        fail(f"--dataset must be 'synthetic' or 'ogbn-...', got {args.dataset!r}")
     print(f"dataset: {ds} (ready in {time.perf_counter() - t0:.1f} s)", flush=True)
     return ds
 
@@ -106,7 +134,7 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available here")
+        fail(f"--device {name}: CUDA is not available here")
     return dev
 
 

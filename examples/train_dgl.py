@@ -31,19 +31,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _util import (History, add_data_args, add_train_args, evaluate, load_dataset,
-                   parse_fanouts, pick_device, sync, train_epoch)
+from _util import (History, add_data_args, add_train_args, evaluate, fail, load_dataset,
+                   parse_fanouts, pick_device, require_framework, sync, train_epoch)
 
-import dgl
-import dgl.dataloading
-import dgl.nn as dglnn
-from dgl.dataloading import NeighborSampler
+try:  # a failed import is reported by main(), so that --help works without DGL
+    import dgl
+    import dgl.dataloading
+    import dgl.nn as dglnn
+    from dgl.dataloading import NeighborSampler
+except (ImportError, OSError) as exc:   # not installed, or built for another torch
+    dgl, DGL_ERROR = None, exc
+else:
+    DGL_ERROR = None
 
 # from dgl.dataloading import DataLoader      # DGL's loader
 from samplers import DataLoader                # unified-tensor: the one-line swap
 
-# --loader picks the class; everything else in the script is the same for both.
-LOADERS = {"unified": DataLoader, "dgl": dgl.dataloading.DataLoader}
+
+def loader_class(name: str) -> type:
+    """``--loader`` picks the class; everything else in the script is the same for both."""
+    return {"unified": DataLoader, "dgl": dgl.dataloading.DataLoader}[name]
 
 
 # ------------------------------------------------------------------------------------ model
@@ -81,8 +88,8 @@ def pick_dgl_device(name: str) -> torch.device:
     device = pick_device(name)
     if device.type == "cuda" and not dgl_has_cuda():
         if name != "auto":
-            raise SystemExit(f"--device {name}: this DGL build has no CUDA support "
-                             f"(DGL {dgl.__version__}); use --device cpu")
+            fail(f"--device {name}: this DGL build has no CUDA support "
+                 f"(DGL {dgl.__version__}); use --device cpu")
         print(f"DGL {dgl.__version__} has no CUDA support: running on the CPU", flush=True)
         device = torch.device("cpu")
     return device
@@ -102,13 +109,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_args(p, nodes=100_000)
     t = add_train_args(p, epochs=3)
-    t.add_argument("--loader", choices=tuple(LOADERS), default="unified",
-                   help="'unified': samplers.DataLoader; 'dgl': dgl.dataloading.DataLoader")
+    t.add_argument("--loader", choices=("unified", "dgl"), default="unified",
+                   help="'unified': samplers.DataLoader (the one-line import swap: features "
+                        "gathered zero-copy, one batch ahead); 'dgl': dgl.dataloading.DataLoader, "
+                        "the same script with DGL's own loader, for comparison")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> History:
     args = parse_args(argv)
+    require_framework("DGL", DGL_ERROR,
+                      "pip install dgl (CUDA builds: https://www.dgl.ai/pages/start.html)")
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)            # DGL's loader shuffles with NumPy
     dgl.seed(args.seed)                  # DGL's sampler
@@ -117,11 +128,11 @@ def main(argv=None) -> History:
     ds = load_dataset(args)
     g = build_graph(ds)
     use_uva = device.type == "cuda"      # DGL's "mixed" mode: graph and features pinned in place
-    print(f"device {device} | loader {args.loader} ({LOADERS[args.loader].__module__}) | "
+    Loader = loader_class(args.loader)
+    print(f"device {device} | loader {args.loader} ({Loader.__module__}) | "
           f"fanouts {fanouts} | batch {args.batch_size} | hidden {args.hidden} | "
           f"DGL {dgl.__version__}", flush=True)
 
-    Loader = LOADERS[args.loader]
     sampler = NeighborSampler(fanouts, prefetch_node_feats=["feat"], prefetch_labels=["label"])
     train_loader = Loader(g, ds.train_idx, sampler, device=device, batch_size=args.batch_size,
                           shuffle=True, drop_last=False, num_workers=0, use_uva=use_uva)

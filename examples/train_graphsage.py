@@ -35,8 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _util import (History, add_data_args, add_train_args, load_dataset, parse_fanouts,
-                   evaluate, pick_device, sync, train_epoch, unified_table)
+from _util import (History, add_data_args, add_train_args, evaluate, fail, load_dataset,
+                   parse_fanouts, pick_device, sync, train_epoch, unified_table)
 
 import unified_tensor as ut
 from samplers import CSCGraph, DataLoader, NeighborSampler
@@ -111,7 +111,7 @@ class Pipeline:
             self.graph = graph.pin() if device.type == "cuda" else graph
         else:
             if device.type != "cuda":
-                raise SystemExit("--loader gpu needs a CUDA device")
+                fail("--loader gpu needs a CUDA device")
             self.graph = graph.to_placement("cuda", device)
             self.feats = ds.features.to(device)
             self.labels = ds.labels.to(device)
@@ -148,11 +148,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_args(p, nodes=200_000)
     t = add_train_args(p, epochs=4)
-    t.add_argument("--loader", choices=("baseline", "unified", "gpu"), default="unified")
+    t.add_argument("--loader", choices=("baseline", "unified", "gpu"), default="unified",
+                   help="how minibatches reach the model: 'baseline': CPU sampling, "
+                        "feats[input_nodes] on the CPU in the training loop, then a copy (what "
+                        "users do today); 'unified': ut.unified(feats), sampling on the GPU over "
+                        "UVA (Numba on the CPU), features gathered zero-copy by the loader while "
+                        "the previous batch trains; 'gpu': graph and features copied into GPU "
+                        "memory (the upper bound; needs them to fit)")
     t.add_argument("--no-overlap", action="store_true",
                    help="unified/gpu: produce each batch in the training thread (no prefetch)")
     t.add_argument("--max-threads", type=int, default=None,
-                   help="cap on the resident GPU threads of the feature gather")
+                   help="cap on the resident GPU threads of the feature gather; if not given, "
+                        "the gather picks its own")
     return p.parse_args(argv)
 
 

@@ -32,9 +32,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _util import (History, add_data_args, add_train_args, load_dataset, parse_fanouts,
-                   evaluate, pick_device, sync, train_epoch, unified_table)
+                   evaluate, pick_device, require_framework, sync, train_epoch, unified_table)
 
-from torch_geometric.nn import SAGEConv
+try:  # PyG supplies the layers; a failed import is reported by main(), so that --help works
+    from torch_geometric.nn import SAGEConv
+except (ImportError, OSError) as exc:   # not installed, or built for another torch
+    SAGEConv, PYG_ERROR = None, exc
+else:
+    PYG_ERROR = None
 
 import unified_tensor as ut
 from samplers import DataLoader, NeighborSampler
@@ -67,12 +72,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_args(p, nodes=100_000)
-    t = add_train_args(p, epochs=3)
+    add_train_args(p, epochs=3)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> History:
     args = parse_args(argv)
+    require_framework("PyG", PYG_ERROR, "pip install torch_geometric")
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
     fanouts = parse_fanouts(args, device)

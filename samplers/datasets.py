@@ -383,7 +383,10 @@ def load_ogb(name: str, root: PathLike, add_reverse: bool = True, split: Optiona
     Returns
     -------
     NodeDataset
-        All tensors on the CPU; ``labels`` is ``-1`` for unlabelled nodes.
+        All tensors on the CPU; ``labels`` is ``-1`` for unlabelled nodes. With the built-in
+        reader the CSV files are parsed once, in bounded memory, into ``.npy`` files under
+        ``<root>/<name>/npy_cache/`` (rebuilt when a CSV changes); ``features`` is then a
+        memmap of ``features_path`` there (writes to it change the cached file).
 
     Raises
     ------
@@ -438,12 +441,14 @@ def load_ogb(name: str, root: PathLike, add_reverse: bool = True, split: Optiona
     del src, dst
     valid = labels[labels >= 0]
     num_classes = int(valid.max()) + 1 if valid.size else 0
+    features_path = Path(feat.filename) if isinstance(feat, np.memmap) else None
     feat = np.ascontiguousarray(feat, dtype=np.float32 if feat.dtype == np.float64 else None)
     return NodeDataset(name=name, num_nodes=num_nodes, indptr=torch.from_numpy(indptr),
                        indices=torch.from_numpy(indices), features=torch.from_numpy(feat),
                        labels=torch.from_numpy(labels), train_idx=torch.from_numpy(parts["train"]),
                        val_idx=torch.from_numpy(parts["valid"]),
-                       test_idx=torch.from_numpy(parts["test"]), num_classes=num_classes)
+                       test_idx=torch.from_numpy(parts["test"]), num_classes=num_classes,
+                       features_path=features_path)
 
 
 def _has_ogb() -> bool:

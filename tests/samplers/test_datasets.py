@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
+import tracemalloc
 
 import numpy as np
 import pytest
 import torch
 
-from samplers import datasets
+from samplers import _ogb, datasets
 from samplers.datasets import NodeDataset, csc_from_edges, load_ogb, synthetic_graph
 
 
@@ -344,3 +346,161 @@ def test_load_ogb_bad_arguments(tmp_path):
         _write_ogb_csv(tmp_path)
         with pytest.raises(ValueError, match="use_ogb"):
             load_ogb("ogbn-products", tmp_path, use_ogb=True)
+
+
+# ------------------------------------------------------------------- OGB CSV reader and .npy cache
+@pytest.fixture
+def no_pandas(monkeypatch):
+    """Make ``import pandas`` fail, so the reader takes its NumPy path."""
+    monkeypatch.setitem(sys.modules, "pandas", None)
+
+
+def _cache_files(ddir):
+    cache = ddir / _ogb.CACHE_DIR
+    return {str(p.relative_to(cache)): p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+
+
+def _assert_same_dataset(a: NodeDataset, b: NodeDataset) -> None:
+    assert a.num_nodes == b.num_nodes and a.num_classes == b.num_classes
+    for field in ("indptr", "indices", "features", "labels", "train_idx", "val_idx", "test_idx"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.dtype == y.dtype and torch.equal(x, y), field
+
+
+def test_ogb_cache_written_once_and_reused(tmp_path, monkeypatch):
+    edges, feat, labels, split = _write_ogb_csv(tmp_path)
+    ddir = tmp_path / "ogbn_products"
+    first = load_ogb("ogbn-products", tmp_path)
+    files = _cache_files(ddir)
+    expect = {f"raw/{n}.{e}" for n in ("edge", "node-feat", "node-label", "num-node-list")
+              for e in ("npy", "json")}
+    expect |= {f"split/sales_ranking/{p}.{e}" for p in split for e in ("npy", "json")}
+    assert set(files) == expect                                   # no temporary leftovers
+    assert first.features_path == ddir / _ogb.CACHE_DIR / "raw" / "node-feat.npy"
+    np.testing.assert_allclose(first.features.numpy(), feat, rtol=1e-6)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("parsed a CSV again instead of opening the cache")
+
+    monkeypatch.setattr(_ogb, "_parse_into", boom)
+    again = load_ogb("ogbn-products", tmp_path)
+    assert _cache_files(ddir) == files                            # nothing rewritten
+    _assert_same_dataset(first, again)
+    assert isinstance(_ogb.read_raw(ddir)[3], np.memmap)
+    # the feature tensor is a view of the cache file: a write shows through another mapping
+    again.features[3, 2] = 42.0
+    assert np.load(again.features_path, mmap_mode="r")[3, 2] == 42.0
+
+
+def test_ogb_cache_rebuilt_when_the_csv_changes(tmp_path):
+    _, feat, _, _ = _write_ogb_csv(tmp_path)
+    raw = tmp_path / "ogbn_products" / "raw"
+    load_ogb("ogbn-products", tmp_path)
+    _write_csv_gz(raw / "node-feat.csv.gz", feat * 2, "%.8g")
+    st = os.stat(raw / "node-feat.csv.gz")
+    os.utime(raw / "node-feat.csv.gz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    np.testing.assert_allclose(load_ogb("ogbn-products", tmp_path).features.numpy(), feat * 2,
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no record", "bad record", "wrong shape"])
+def test_ogb_cache_rebuilt_when_incomplete(tmp_path, damage):
+    _, feat, _, _ = _write_ogb_csv(tmp_path)
+    ref = load_ogb("ogbn-products", tmp_path)
+    npy = ref.features_path
+    record = npy.with_suffix(".json")
+    del ref
+    if damage == "truncated":                 # e.g. a disk that filled up under another writer
+        npy.write_bytes(npy.read_bytes()[:200])
+    elif damage == "no record":               # stopped between the .npy and its record
+        record.unlink()
+    elif damage == "bad record":
+        record.write_text("{")
+    else:
+        np.save(npy, np.zeros((3, F_OGB), np.float32))
+    ds = load_ogb("ogbn-products", tmp_path)
+    np.testing.assert_allclose(ds.features.numpy(), feat, rtol=1e-6)
+    assert ds.features_path == npy
+    assert _ogb._open_cache(npy, npy.parents[2] / "raw" / "node-feat.csv.gz",
+                            np.dtype(np.float32)) is not None
+
+
+def test_ogb_cache_folder_not_writable(tmp_path, caplog):
+    """Where the cache cannot be written the CSVs are parsed into memory, with a warning."""
+    _, feat, _, _ = _write_ogb_csv(tmp_path)
+    (tmp_path / "ogbn_products" / _ogb.CACHE_DIR).write_text("a file, not a folder")
+    with caplog.at_level("WARNING", logger="samplers.datasets"):
+        ds = load_ogb("ogbn-products", tmp_path)
+    assert "cannot write the cache folder" in caplog.text
+    assert ds.features_path is None
+    np.testing.assert_allclose(ds.features.numpy(), feat, rtol=1e-6)
+
+
+# Blank lines are skipped, empty fields and 'nan' read as NaN, as pandas does.
+_ODD_CSV = "1.5,,3\n\nnan,2,-4e-3\n7,8,9\n"
+
+
+def test_ogb_csv_odd_fields_without_pandas(tmp_path, no_pandas):
+    path = tmp_path / "odd.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write(_ODD_CSV)
+    want = np.array([[1.5, np.nan, 3], [np.nan, 2, -4e-3], [7, 8, 9]])
+    for chunk_rows in (1, 2, None):
+        np.testing.assert_array_equal(_ogb._read_csv(path, np.float64, chunk_rows=chunk_rows), want)
+
+
+def test_ogb_same_results_with_and_without_pandas(tmp_path, monkeypatch):
+    pytest.importorskip("pandas")
+    odd = tmp_path / "odd.csv.gz"
+    with gzip.open(odd, "wt") as fh:
+        fh.write(_ODD_CSV)
+    _write_ogb_csv(tmp_path / "a")
+    _write_ogb_csv(tmp_path / "b")
+    with_pd = load_ogb("ogbn-products", tmp_path / "a")
+    odd_pd = _ogb._read_csv(odd, np.float32, chunk_rows=2)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    assert _ogb._pandas() is None
+    _assert_same_dataset(with_pd, load_ogb("ogbn-products", tmp_path / "b"))
+    np.testing.assert_array_equal(odd_pd, _ogb._read_csv(odd, np.float32, chunk_rows=2))
+
+
+@pytest.mark.parametrize("use_pandas", [False, True])
+def test_ogb_csv_parsed_in_chunks(tmp_path, monkeypatch, use_pandas):
+    """The reader never holds more than ``chunk_rows`` parsed rows at a time."""
+    if use_pandas:
+        pytest.importorskip("pandas")
+    else:
+        monkeypatch.setitem(sys.modules, "pandas", None)
+    _, feat, _, _ = _write_ogb_csv(tmp_path)
+    path = tmp_path / "ogbn_products" / "raw" / "node-feat.csv.gz"
+    name = "_chunks_pandas" if use_pandas else "_chunks_numpy"
+    real, sizes = getattr(_ogb, name), []
+
+    def spy(*args):
+        for chunk in real(*args):
+            sizes.append(chunk.shape)
+            yield chunk
+
+    monkeypatch.setattr(_ogb, name, spy)
+    out = _ogb._read_csv(path, np.float32, cache=tmp_path / "feat.npy", chunk_rows=7)
+    assert sizes == [(7, F_OGB)] * 5 + [(5, F_OGB)]
+    assert isinstance(out, np.memmap) and out.dtype == np.float32
+    np.testing.assert_allclose(out, feat, rtol=1e-6)
+    np.testing.assert_array_equal(_ogb._read_csv(path, np.float32, chunk_rows=7), out)
+
+
+def test_ogb_csv_peak_memory_bounded(tmp_path, no_pandas):
+    """Peak Python/NumPy memory while parsing into the cache stays a small fraction of the result
+    (``np.genfromtxt`` needed about 110 bytes per field, 25x a float32 result)."""
+    rows, cols = 20_000, 25
+    feat = np.random.default_rng(0).standard_normal((rows, cols)).astype(np.float32)
+    path = tmp_path / "feat.csv.gz"
+    _write_csv_gz(path, feat, "%.8g")
+    tracemalloc.start()
+    try:
+        out = _ogb._read_csv(path, np.float32, cache=tmp_path / "feat.npy", chunk_rows=256)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(out, feat, rtol=1e-6)
+    assert peak < feat.nbytes / 4, (peak, feat.nbytes)
