@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from . import _dgl_compat
+from ._seeds import SeedSet, seed_kind
 
 __all__ = ["DataLoader"]
 
@@ -50,12 +51,25 @@ _TORCH_LOADER_KWARGS = frozenset({
     "pin_memory_device", "sampler", "batch_sampler", "in_order", "dataset",
 })
 
+_workers_warned = False
+
+
+def _warn_workers_once(num_workers: int) -> None:
+    global _workers_warned
+    if not _workers_warned:
+        _workers_warned = True
+        warnings.warn(f"DataLoader: num_workers={num_workers} is not used: one producer thread "
+                      f"replaces worker processes (it samples and gathers the next batch on a side "
+                      f"stream while this one trains; the CPU sampler is itself multi-threaded)",
+                      UserWarning, stacklevel=3)
+
+
 _JOIN_TIMEOUT_S = 10.0     # how long a stopped producer may take to finish its current batch
 _POLL_S = 0.05             # producer put / consumer get poll period (checks the stop flag)
 _thread_ids = itertools.count()
 
 
-class DataLoader:
+class DataLoader(torch.utils.data.DataLoader):
     r"""Iterate over minibatches of sampled blocks, prefetching one step ahead.
 
     A drop-in for :class:`dgl.dataloading.DataLoader`: the same positional arguments, every DGL
@@ -69,10 +83,14 @@ class DataLoader:
     ----------
     graph : CSCGraph, dgl.DGLGraph or any graph ``graph_sampler`` understands
         Graph to sample from.
-    indices : torch.Tensor, numpy.ndarray or sequence of int
-        1-D seed node ids (int8..int64, on any device), every one of them used exactly once per
-        epoch. Boolean masks are rejected with ``TypeError`` (DGL takes ids too): pass
-        ``mask.nonzero().squeeze(1)``. Heterogeneous (dict) seeds are not supported.
+    indices : torch.Tensor, numpy.ndarray, sequence of int, or dict of those
+        1-D seed ids (int8..int64, on any device), every one of them used exactly once per
+        epoch; distinct, checked once at construction. Node ids, or edge ids when
+        ``graph_sampler`` is an edge-prediction sampler (DGL's ``as_edge_prediction_sampler``, or
+        a sampler with ``seed_kind = "edge"``). For a DGL heterograph a dict ``{node_type: ids}``
+        (``{edge_type: ids}`` for edge seeds), checked per type; batches are then dicts of the
+        types present, as DGL's. Boolean masks are rejected with ``TypeError`` (DGL takes ids
+        too): pass ``mask.nonzero().squeeze(1)``.
     graph_sampler : object with ``sample(graph, seeds)``
         ``samplers.NeighborSampler``, ``dgl.dataloading.NeighborSampler`` or a custom sampler.
     device : torch.device, str, int or None
@@ -133,7 +151,9 @@ class DataLoader:
     num_workers, persistent_workers, pin_memory, timeout, worker_init_fn, \
 multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         Accepted for compatibility and not used: there are no worker processes; one producer thread
-        runs the sampler, whose CPU kernels are themselves parallel.
+        runs the sampler, whose CPU kernels are themselves parallel (``num_workers > 0`` says so
+        once, with a ``UserWarning``). The loader is a ``torch.utils.data.DataLoader`` subclass
+        (as DGL's is), so trainers that check ``isinstance`` accept it.
     collate_fn, sampler, batch_sampler, dataset
         Accepted only as ``None`` (batching is done here); anything else raises ``ValueError``.
 
@@ -199,6 +219,8 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         self.use_ddp = bool(use_ddp)
         self.ddp_seed = int(ddp_seed)
         self.num_workers = int(num_workers)
+        if self.num_workers > 0:
+            _warn_workers_once(self.num_workers)
         self.max_threads = _check_max_threads(max_threads)
         self._is_dgl = _dgl_compat.is_dgl_graph(graph)
         from ._sampler import NeighborSampler
@@ -272,12 +294,11 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
 
         # --- seeds -----------------------------------------------------------------------------
         self._num_nodes = _dgl_compat.graph_num_nodes(graph)
-        idx = _check_indices(indices, self._num_nodes)
-        idtype = getattr(graph, "idtype", None)
-        if idtype in (torch.int32, torch.int64):
-            idx = idx.to(idtype)     # in range (checked above): the sampler needs no cast or check
-        self.indices = idx
-        self._indices_dev = idx.to(self._sample_device)
+        # Validated once against what they index (nodes or edges, per type), cast to the graph's
+        # idtype; the core below only permutes positions and cuts batches.
+        self._seeds = SeedSet(indices, graph, seed_kind(graph_sampler))
+        self.indices = self._seeds.user
+        self._seed_ids_dev, self._seed_types_dev = self._seeds.to(self._sample_device)
 
         # --- features / labels -----------------------------------------------------------------
         self._features = self._check_tables(features, "features", "feat")
@@ -331,7 +352,7 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
 
     # ------------------------------------------------------------------------------------------
     def _num_local_seeds(self) -> int:
-        n = self.indices.numel()
+        n = len(self._seeds)
         if not self.use_ddp:
             return n
         world = _world_size()
@@ -346,7 +367,7 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
 
     def _epoch_order(self) -> Tensor:
         """Positions into ``indices`` for this epoch (CPU int64), shuffled / split per rank."""
-        n = self.indices.numel()
+        n = len(self._seeds)
         epoch, self._epoch = self._epoch, self._epoch + 1
         if self.use_ddp:
             gen = torch.Generator().manual_seed(self.ddp_seed + epoch)
@@ -378,7 +399,7 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         yield
 
     def __repr__(self) -> str:
-        return (f"DataLoader(num_seeds={self.indices.numel()}, batch_size={self.batch_size}, "
+        return (f"DataLoader(num_seeds={len(self._seeds)}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last}, device={self.device}, "
                 f"sample_device={self._sample_device}, prefetch={self.prefetch}, "
                 f"features={sorted(self._features)}, labels={sorted(self._labels)})")
@@ -417,11 +438,15 @@ class _Epoch:
         loader = self.loader
         with self._cuda_context():
             order = self.order.to(loader._sample_device, non_blocking=True)
-            seeds_all = loader._indices_dev.index_select(0, order)
+            ids_all = loader._seed_ids_dev.index_select(0, order)
+            types = loader._seed_types_dev
+            types_all = None if types is None else types.index_select(0, order)
         bs = loader.batch_size
-        for index, start in enumerate(range(0, seeds_all.numel(), bs)):
+        for index, start in enumerate(range(0, ids_all.numel(), bs)):
             with self._cuda_context():
-                batch = self.produce(seeds_all[start:start + bs], (self.number << 32) + index)
+                seeds = loader._seeds.batch(
+                    ids_all[start:start + bs], None if types_all is None else types_all[start:start + bs])
+                batch = self.produce(seeds, (self.number << 32) + index)
                 event = None
                 if self.cuda:
                     from unified_tensor._streams import record_event
@@ -429,7 +454,7 @@ class _Epoch:
             yield batch, event
             del batch, event   # the consumer owns the batch now
 
-    def produce(self, seeds: Tensor, batch: int) -> Any:
+    def produce(self, seeds: Any, batch: int) -> Any:
         loader = self.loader
         if loader._own_sampler:   # seeds checked distinct and in range once, at construction;
             # draws keyed by (seed, epoch, batch index): independent of prefetch depth and breaks
@@ -660,56 +685,6 @@ def _iter_tensors(obj: Any, _depth: int = 0) -> Iterator[Tensor]:
 
 
 # ----------------------------------------------------------------------------------------------
-def _check_indices(indices: Any, num_nodes: Optional[int]) -> Tensor:
-    if isinstance(indices, Mapping):
-        raise TypeError("DataLoader: indices must be a 1-D tensor of node ids; heterogeneous "
-                        "(dict) seeds are not supported")
-    if isinstance(indices, np.ndarray):
-        if indices.dtype == np.bool_ or not np.issubdtype(indices.dtype, np.integer):
-            raise TypeError(f"DataLoader: indices must hold integer node ids, got dtype "
-                            f"{indices.dtype}" + (" (a boolean mask: pass mask.nonzero()[0])"
-                                                  if indices.dtype == np.bool_ else ""))
-        if indices.dtype.kind == "u" and indices.size and int(indices.max()) > np.iinfo(np.int64).max:
-            raise IndexError(f"DataLoader: indices must be in [0, {num_nodes}), got "
-                             f"{int(indices.max())}")
-        indices = torch.from_numpy(np.ascontiguousarray(indices).astype(np.int64, copy=False))
-    elif not isinstance(indices, torch.Tensor):
-        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__"):
-            raise TypeError(f"DataLoader: indices must be a tensor, array or sequence of node ids, "
-                            f"got {type(indices).__name__}")
-        if any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer))
-               for i in indices):
-            raise TypeError("DataLoader: indices must hold integer node ids, got a sequence with "
-                            "non-integers")
-        indices = torch.as_tensor(list(indices), dtype=torch.int64)
-    if indices.dtype == torch.bool:
-        raise TypeError("DataLoader: indices must hold integer node ids, got a boolean mask; pass "
-                        "mask.nonzero().squeeze(1)")
-    if indices.is_floating_point() or indices.is_complex() or indices.dtype not in (
-            torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64):
-        raise TypeError(f"DataLoader: indices must hold integer node ids, got dtype {indices.dtype}")
-    if indices.dim() != 1:
-        raise ValueError(f"DataLoader: indices must be 1-D, got shape {tuple(indices.shape)}")
-    if indices.dtype not in (torch.int32, torch.int64):
-        indices = indices.to(torch.int64)
-    if indices.numel():
-        lo, hi = int(indices.min()), int(indices.max())
-        if lo < 0 or (num_nodes is not None and hi >= num_nodes):
-            bad = lo if lo < 0 else hi
-            raise IndexError(f"DataLoader: indices must be in [0, {num_nodes}), got {bad}")
-        # Decided once, here: a repeated seed would make some shuffles put it twice in one batch
-        # (the samplers need distinct seeds) and others not, failing mid-training at random.
-        srt, order = torch.sort(indices.cpu(), stable=True)
-        rep = torch.nonzero(srt[1:] == srt[:-1])
-        if rep.numel():
-            j = int(rep[0, 0])
-            v, a, b = int(srt[j]), int(order[j]), int(order[j + 1])
-            raise ValueError(f"DataLoader: indices must be distinct node ids (every seed once per "
-                             f"epoch), got node {v} at positions {a} and {b}; pass "
-                             f"torch.unique(indices)")
-    return indices.contiguous()
-
-
 def _contiguous_table(t: Any, what: str) -> Any:
     """``t`` itself, or for a non-contiguous tensor (a column slice, a transposed or expanded
     tensor) a contiguous copy, with a warning that says what it costs (DGL gathers from such
