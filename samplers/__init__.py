@@ -3,6 +3,7 @@
 from ._block import Block
 from ._dataloader import DataLoader
 from ._graph import CSCGraph
+from ._hetero import HeteroBlock, HeteroCSCGraph
 from ._sampler import NeighborSampler
 
-__all__ = ["CSCGraph", "NeighborSampler", "Block", "DataLoader"]
+__all__ = ["CSCGraph", "HeteroCSCGraph", "NeighborSampler", "Block", "HeteroBlock", "DataLoader"]

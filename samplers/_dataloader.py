@@ -81,8 +81,11 @@ class DataLoader(torch.utils.data.DataLoader):
 
     Parameters
     ----------
-    graph : CSCGraph, dgl.DGLGraph or any graph ``graph_sampler`` understands
-        Graph to sample from.
+    graph : CSCGraph, HeteroCSCGraph, dgl.DGLGraph or any graph ``graph_sampler`` understands
+        Graph to sample from. With a :class:`~samplers.HeteroCSCGraph`, ``indices`` is
+        ``{node_type: ids}``, ``features`` / ``labels`` are ``{node_type: table}`` (or
+        ``{name: {node_type: table}}``) and the blocks' ``srcdata[name]`` / ``dstdata[name]`` are
+        ``{node_type: rows}``.
     indices : torch.Tensor, numpy.ndarray, sequence of int, or dict of those
         1-D seed ids (int8..int64, on any device), every one of them used exactly once per
         epoch; distinct, checked once at construction. Node ids, or edge ids when
@@ -306,35 +309,58 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
 
     # ------------------------------------------------------------------------------------------
     def _check_tables(self, tables: Any, name: str, default_key: str) -> dict:
+        """``{key: table}`` (homogeneous) or ``{key: {ntype: table}}`` (a HeteroCSCGraph: pass
+        ``{ntype: table}``, or ``{key: {ntype: table}}`` for several keys), each table checked
+        and made unified in place."""
         if tables is None:
             return {}
+        from ._hetero import HeteroCSCGraph
+
+        if isinstance(self.graph, HeteroCSCGraph):
+            if not isinstance(tables, Mapping) or not tables:
+                raise TypeError(f"DataLoader: {name} for a heterogeneous graph must be a dict "
+                                f"{{node_type: table}} (or {{name: {{node_type: table}}}})")
+            if all(isinstance(v, Mapping) for v in tables.values()):
+                nested = tables
+            else:
+                nested = {default_key: tables}
+            out: dict = {}
+            for key, per_type in nested.items():
+                out[key] = {}
+                for nt, t in per_type.items():
+                    arg = f"{name}[{nt!r}]" if len(nested) == 1 else f"{name}[{key!r}][{nt!r}]"
+                    if nt not in self.graph.ntypes:
+                        raise KeyError(f"DataLoader: {arg}: node type {nt!r} is not in the graph "
+                                       f"(has {self.graph.ntypes})")
+                    out[key][nt] = self._one_table(t, arg, self.graph.num_nodes(nt))
+            return out
         if not isinstance(tables, Mapping):
             tables = {default_key: tables}
-        out = {}
-        for key, t in tables.items():
-            arg = name if len(tables) == 1 else f"{name}[{key!r}]"
-            if isinstance(t, np.ndarray):
-                pass
-            elif not isinstance(t, torch.Tensor):
-                raise TypeError(f"DataLoader: {arg} must be a torch.Tensor or numpy.ndarray, "
-                                f"got {type(t).__name__}")
-            if t.ndim == 0:
-                raise ValueError(f"DataLoader: {arg} must have one row per node, got a scalar")
-            if self._num_nodes is not None and t.shape[0] != self._num_nodes:
-                raise ValueError(f"DataLoader: {arg} has {t.shape[0]} rows but the graph has "
-                                 f"{self._num_nodes} nodes")
-            if isinstance(t, torch.Tensor) and t.is_cuda:
-                if self.device.type != "cuda" or t.device != self.device:
-                    raise ValueError(f"DataLoader: {arg} is on {t.device} but device={self.device}; "
-                                     f"keep the table in host memory (it is read zero-copy)")
-                out[key] = t
-            else:
-                import unified_tensor as ut
-                try:
-                    out[key] = ut.unified(_contiguous_table(t, arg))   # pins in place, no copy
-                except (TypeError, ValueError) as exc:
-                    raise type(exc)(f"DataLoader: {arg}: {exc}") from None
-        return out
+        return {key: self._one_table(t, name if len(tables) == 1 else f"{name}[{key!r}]",
+                                     self._num_nodes)
+                for key, t in tables.items()}
+
+    def _one_table(self, t: Any, arg: str, rows: Optional[int]) -> Any:
+        if isinstance(t, np.ndarray):
+            pass
+        elif not isinstance(t, torch.Tensor):
+            raise TypeError(f"DataLoader: {arg} must be a torch.Tensor or numpy.ndarray, "
+                            f"got {type(t).__name__}")
+        if t.ndim == 0:
+            raise ValueError(f"DataLoader: {arg} must have one row per node, got a scalar")
+        if rows is not None and t.shape[0] != rows:
+            raise ValueError(f"DataLoader: {arg} has {t.shape[0]} rows but the graph has "
+                             f"{rows} nodes")
+        if isinstance(t, torch.Tensor) and t.is_cuda:
+            if self.device.type != "cuda" or t.device != self.device:
+                raise ValueError(f"DataLoader: {arg} is on {t.device} but device={self.device}; "
+                                 f"keep the table in host memory (it is read zero-copy)")
+            return t
+        import unified_tensor as ut
+        try:
+            return ut.unified(_contiguous_table(t, arg))   # pins in place, no copy
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"DataLoader: {arg}: {exc}") from None
 
     def _parent_table(self, kind: str, name: str, type_: Any) -> Tensor:
         """A DGL graph's column as a gather table (unified in place when gathering to a GPU)."""
@@ -486,10 +512,17 @@ class _Epoch:
         # checked at construction): no range check, so no host sync per table. Any other sampler's
         # ids are checked.
         check = not self.loader._own_sampler
+
+        def rows(table: Any, ids: Any) -> Any:
+            if isinstance(table, Mapping):   # heterogeneous: {ntype: table}, ids {ntype: ids}
+                return {nt: _gather(t, _on(ids[nt], self.device), mt, check)
+                        for nt, t in table.items() if nt in ids}
+            return _gather(table, _on(ids, self.device), mt, check)
+
         for key, table in self.loader._features.items():
-            blocks[0].srcdata[key] = _gather(table, _on(input_nodes, self.device), mt, check)
+            blocks[0].srcdata[key] = rows(table, input_nodes)
         for key, table in self.loader._labels.items():
-            blocks[-1].dstdata[key] = _gather(table, _on(output_nodes, self.device), mt, check)
+            blocks[-1].dstdata[key] = rows(table, output_nodes)
 
 
 class _End:

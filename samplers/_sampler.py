@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from ._block import Block
 from ._graph import CSCGraph, _plain
+from ._hetero import HeteroCSCGraph, sample_hetero_layers
 from ._sampler_cpu import mix64_py, sample_layer
 from ._sampler_cuda import sample_layer_cuda  # registers the sample.cu instances (no compile)
 
@@ -21,22 +23,31 @@ _MAX_FANOUT = (1 << 31) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
-def _check_fanouts(fanouts: Any) -> List[int]:
+def _check_one_fanout(f: Any, where: str, allow_zero: bool) -> int:
+    if isinstance(f, (bool, np.bool_)) or not isinstance(f, (int, np.integer)):
+        raise TypeError(f"{where} must be an int (positive, or -1 for all neighbours), "
+                        f"got {f!r} of type {type(f).__name__}")
+    if f < -1 or (f == 0 and not allow_zero):
+        raise ValueError(f"{where} must be a positive int or -1 (all neighbours), got {f}")
+    if f > _MAX_FANOUT:
+        raise ValueError(f"{where} must be at most {_MAX_FANOUT} (-1 takes all neighbours), got {f}")
+    return int(f)
+
+
+def _check_fanouts(fanouts: Any) -> List[Union[int, Dict[Any, int]]]:
     if isinstance(fanouts, (str, bytes)) or not isinstance(fanouts, Sequence):
-        raise TypeError(f"fanouts must be a list of ints, got {type(fanouts).__name__}")
+        raise TypeError(f"fanouts must be a list of ints, got {type(fanouts).__name__} (per-edge-type "
+                        f"fanouts: a list of dicts {{edge_type: int}})")
     if len(fanouts) == 0:
         raise ValueError("fanouts must have at least one layer, got []")
-    out = []
+    out: List[Union[int, Dict[Any, int]]] = []
     for i, f in enumerate(fanouts):
-        if isinstance(f, (bool, np.bool_)) or not isinstance(f, (int, np.integer)):
-            raise TypeError(f"fanouts[{i}] must be an int (positive, or -1 for all neighbours), "
-                            f"got {f!r} of type {type(f).__name__}")
-        if f == 0 or f < -1:
-            raise ValueError(f"fanouts[{i}] must be a positive int or -1 (all neighbours), got {f}")
-        if f > _MAX_FANOUT:
-            raise ValueError(f"fanouts[{i}] must be at most {_MAX_FANOUT} (-1 takes all neighbours), "
-                             f"got {f}")
-        out.append(int(f))
+        if isinstance(f, Mapping):   # DGL's per-edge-type form; 0 skips an edge type
+            if not f:
+                raise ValueError(f"fanouts[{i}] is an empty dict")
+            out.append({et: _check_one_fanout(v, f"fanouts[{i}][{et!r}]", True) for et, v in f.items()})
+        else:
+            out.append(_check_one_fanout(f, f"fanouts[{i}]", False))
     return out
 
 
@@ -54,8 +65,13 @@ class NeighborSampler:
 
     Parameters
     ----------
-    fanouts : list of int
-        Neighbours per node per layer; ``-1`` takes all in-neighbours.
+    fanouts : list of int, or of dict
+        Neighbours per node per layer; ``-1`` takes all in-neighbours. For a
+        :class:`~samplers.HeteroCSCGraph` a layer may be DGL's dict ``{edge_type: int}`` naming
+        every edge type (relation name or canonical tuple; ``0`` skips one); an int applies to
+        every edge type. Heterogeneous seeds are ``{node_type: ids}`` and the blocks are
+        :class:`~samplers.HeteroBlock` (per-type ``srcdata`` / ``dstdata``, ``edge_index`` per
+        canonical edge type); each edge type draws from its own key, on the CPU and the GPU alike.
     replace : bool
         Sample with replacement (always ``fanout`` draws for a node with neighbours). Without
         replacement (default) nodes with at most ``fanout`` neighbours take them all.
@@ -205,9 +221,14 @@ class NeighborSampler:
         return self._sample(graph, seeds, check_distinct=False, batch=batch)
 
     def _sample(self, graph: CSCGraph, seeds: Any, check_distinct: bool, batch: Optional[int] = None):
+        if isinstance(graph, HeteroCSCGraph):
+            return self._sample_hetero(graph, seeds, check_distinct, batch)
         if not isinstance(graph, CSCGraph):
-            raise TypeError(f"graph must be a samplers.CSCGraph (see CSCGraph.from_dgl / "
-                            f"from_edge_index), got {type(graph).__name__}")
+            raise TypeError(f"graph must be a samplers.CSCGraph or HeteroCSCGraph (see "
+                            f"CSCGraph.from_dgl / from_edge_index), got {type(graph).__name__}")
+        if any(isinstance(f, dict) for f in self.fanouts):
+            raise ValueError("per-edge-type fanouts (dicts) need a heterogeneous graph "
+                             "(samplers.HeteroCSCGraph)")
         seeds = self._check_seeds(graph, seeds)
         key = self._next_key() if batch is None else self._batch_key(batch)
         if seeds.is_cuda:
@@ -219,6 +240,63 @@ class NeighborSampler:
             dev = self.output_device
             blocks = [b.to(dev) for b in blocks]
             input_nodes, output_nodes = input_nodes.to(dev), output_nodes.to(dev)
+        return input_nodes, output_nodes, blocks
+
+    def _hetero_fanouts(self, graph: HeteroCSCGraph) -> List[Dict[Any, int]]:
+        out = []
+        for i, f in enumerate(self.fanouts):
+            if isinstance(f, dict):
+                per = {graph.to_canonical_etype(et): v for et, v in f.items()}
+                missing = [et for et in graph.canonical_etypes if et not in per]
+                if missing:
+                    raise ValueError(f"fanouts[{i}] gives no fanout for edge types {missing} "
+                                     f"(DGL's dict form names every edge type; 0 skips one)")
+                out.append(per)
+            else:
+                out.append({et: f for et in graph.canonical_etypes})
+        return out
+
+    def _sample_hetero(self, graph: HeteroCSCGraph, seeds: Any, check_distinct: bool,
+                       batch: Optional[int]):
+        if not isinstance(seeds, Mapping) or not seeds:
+            raise TypeError(f"seeds for a heterogeneous graph must be a non-empty dict "
+                            f"{{node_type: ids}}, got {type(seeds).__name__}")
+        fanouts = self._hetero_fanouts(graph)
+        checked: Dict[str, torch.Tensor] = {}
+        devices = set()
+        for nt, ids in seeds.items():
+            if nt not in graph.ntypes:
+                raise KeyError(f"seeds has node type {nt!r}, which the graph lacks (has {graph.ntypes})")
+            n = graph.num_nodes(nt)
+            t = _plain(torch.as_tensor(ids) if not isinstance(ids, torch.Tensor) else ids)
+            if t.dtype not in (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8) or t.dim() != 1:
+                raise TypeError(f"seeds[{nt!r}] must be a 1-D integer tensor, got {t.dtype} "
+                                f"of shape {tuple(t.shape)}")
+            if t.numel() and (check_distinct or not t.is_cuda):
+                lo, hi = torch.stack([t.min().long(), t.max().long()]).tolist()
+                if lo < 0 or hi >= n:
+                    raise IndexError(f"seeds[{nt!r}] must be node ids in [0, {n}), got "
+                                     f"{lo if lo < 0 else hi}")
+                if check_distinct and torch.unique(t).numel() != t.numel():
+                    raise ValueError(f"seeds[{nt!r}] must be distinct")
+            if t.is_cuda and graph.placement == "cpu":
+                raise ValueError("seeds are on a GPU but the graph is in pageable CPU memory; use "
+                                 "graph.pin() (UVA) or graph.to('cuda'), or pass CPU seeds")
+            if not t.is_cuda and graph.placement == "cuda":
+                raise ValueError(f"seeds are on the CPU but the graph is on {graph.device}")
+            devices.add(t.device)
+            checked[nt] = t.to(graph.idtype).contiguous()
+        if len(devices) != 1:
+            raise ValueError(f"seeds of every node type must be on one device, got {sorted(map(str, devices))}")
+        key = self._next_key() if batch is None else self._batch_key(batch)
+        input_nodes, blocks = sample_hetero_layers(graph, checked, fanouts, self.replace,
+                                                   lambda layer: self._layer_key(key, layer))
+        output_nodes = checked
+        if self.output_device is not None:
+            dev = self.output_device
+            blocks = [b.to(dev) for b in blocks]
+            input_nodes = {k: v.to(dev) for k, v in input_nodes.items()}
+            output_nodes = {k: v.to(dev) for k, v in output_nodes.items()}
         return input_nodes, output_nodes, blocks
 
     def _sample_cpu(self, graph: CSCGraph, seeds: torch.Tensor, key: int):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import Optional
 
 import numpy as np
 
@@ -89,7 +90,8 @@ def draw_numba(key, node, t):
     return _draw(key, node, t)
 
 
-def _sample_layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, scratch):
+def _sample_layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, scratch,
+                     relabel):
     n = seeds.shape[0]
     # Pass 1: edges per seed.
     counts = np.empty(n + 1, np.int64)
@@ -135,6 +137,8 @@ def _sample_layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, ke
             edge_index[0, o + t] = indices[pos]
             eid[o + t] = eids[pos] if has_eids else pos
             edge_index[1, o + t] = i
+    if not relabel:   # raw: row 0 keeps the global source ids (heterogeneous relabel is per type)
+        return seeds[:0], edge_index, eid, -1
     # Relabel (sequential, first appearance): dst nodes first, then new sources in edge order.
     uniq = np.empty(n + total, seeds.dtype)
     dup = -1
@@ -173,13 +177,15 @@ _warned = False
 
 
 def sample_layer(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarray, fanout: int,
-                 replace: bool, key: int, scratch: np.ndarray):
+                 replace: bool, key: int, scratch: Optional[np.ndarray], relabel: bool = True):
     """Sample one layer on the CPU.
 
     Returns ``(src_nodes, edge_index, edge_ids, dup)``: the block's source nodes (``seeds`` first),
     ``[2, E]`` int64 local edges, int64 global edge ids, and ``dup`` = the position of the first
     repeated seed, or -1 (then the other outputs are meaningless). ``scratch`` is a node-sized
-    int32 array of -1, left as found.
+    int32 array of -1, left as found. With ``relabel=False`` (heterogeneous graphs, where sources
+    and destinations are different node types) ``src_nodes`` is empty, row 0 of ``edge_index``
+    holds the global source ids, ``dup`` is -1 and ``scratch`` is not used (may be ``None``).
     """
     global _warned
     if not NUMBA and not _warned:
@@ -189,5 +195,7 @@ def sample_layer(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarra
     has_eids = eids is not None
     if eids is None:
         eids = indices[:0]
+    if scratch is None:
+        scratch = np.empty(0, np.int32)
     return _sample_layer(indptr, indices, eids, has_eids, seeds, np.int64(fanout), bool(replace),
-                         np.uint64(key), scratch)
+                         np.uint64(key), scratch, bool(relabel))

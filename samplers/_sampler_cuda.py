@@ -59,7 +59,8 @@ def relabel_first_appearance(seeds: torch.Tensor, src: torch.Tensor
 
 
 def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, key: int,
-                      check: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      check: bool, relabel: bool = True
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample one layer on the GPU of ``seeds`` (CUDA tensor of the graph's idtype).
 
     Returns ``(src_nodes, edge_index, edge_ids)`` on the seeds' device: the block's source nodes
@@ -102,6 +103,9 @@ def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, ke
                          np.int64(fanout), np.int32(bool(replace)), np.uint64(key),
                          np.uint64(out_src.data_ptr()), np.uint64(out_eid.data_ptr()),
                          np.uint64(edge_index[1].data_ptr())), device)
+    if not relabel:   # heterogeneous graphs relabel per node type: global sources, local dsts
+        edge_index[0].copy_(out_src)
+        return seeds[:0], edge_index, out_eid
     src_nodes, src_local, seeds_local = relabel_first_appearance(seeds, out_src)
     if check and n:
         expect = torch.arange(n, device=dev)

@@ -104,9 +104,22 @@ def _count(graph: Any, kind: str, key: Any) -> Optional[int]:
             types = list(graph.ntypes) if kind == "node" else list(graph.canonical_etypes)
             raise KeyError(f"DataLoader: indices has {kind} type {key!r}, which the graph does not "
                            f"have (its {kind} types: {types})") from exc
+    from ._hetero import HeteroCSCGraph
+
+    if isinstance(graph, HeteroCSCGraph):
+        try:
+            if kind == "node":
+                return graph.num_nodes(key)
+            return graph.num_edges(graph.to_canonical_etype(key)) if key is not None else graph.num_edges()
+        except KeyError as exc:
+            raise KeyError(f"DataLoader: indices has {kind} type {key!r}, which the graph does not "
+                           f"have ({exc.args[0]})") from None
+        except TypeError:
+            raise TypeError(f"DataLoader: the graph has several node types {graph.ntypes}: pass "
+                            f"indices as a dict {{node_type: ids}}") from None
     if key is not None:
         raise TypeError(f"DataLoader: dict indices ({{type: ids}}) need a heterogeneous graph "
-                        f"(a DGL heterograph); got {type(graph).__name__}")
+                        f"(samplers.HeteroCSCGraph or a DGL heterograph); got {type(graph).__name__}")
     if kind == "node":
         return _dgl_compat.graph_num_nodes(graph)
     n = getattr(graph, "num_edges", None)
