@@ -4,6 +4,8 @@ from ._block import Block
 from ._dataloader import DataLoader
 from ._graph import CSCGraph
 from ._hetero import HeteroBlock, HeteroCSCGraph
+from ._link import EdgePredictionSampler, PairGraph, UniformNegativeSampler
 from ._sampler import NeighborSampler
 
-__all__ = ["CSCGraph", "HeteroCSCGraph", "NeighborSampler", "Block", "HeteroBlock", "DataLoader"]
+__all__ = ["CSCGraph", "HeteroCSCGraph", "NeighborSampler", "EdgePredictionSampler",
+           "UniformNegativeSampler", "Block", "HeteroBlock", "PairGraph", "DataLoader"]

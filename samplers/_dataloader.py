@@ -226,8 +226,10 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
             _warn_workers_once(self.num_workers)
         self.max_threads = _check_max_threads(max_threads)
         self._is_dgl = _dgl_compat.is_dgl_graph(graph)
+        from ._link import EdgePredictionSampler
         from ._sampler import NeighborSampler
-        self._own_sampler = isinstance(graph_sampler, NeighborSampler) and not self._is_dgl
+        self._own_sampler = isinstance(graph_sampler, (NeighborSampler, EdgePredictionSampler)) \
+            and not self._is_dgl
         self._epoch = 0
         self._tables: dict = {}
         self._tables_lock = threading.Lock()
@@ -501,12 +503,17 @@ class _Epoch:
                        validate=True)
 
     def _attach(self, result: Any) -> None:
-        if not (isinstance(result, (tuple, list)) and len(result) == 3
-                and isinstance(result[2], (list, tuple)) and len(result[2]) > 0):
+        if not (isinstance(result, (tuple, list)) and len(result) in (3, 4)
+                and isinstance(result[-1], (list, tuple)) and len(result[-1]) > 0):
             raise TypeError("DataLoader: features=/labels= need graph_sampler.sample() to return "
-                            "(input_nodes, output_nodes, blocks) with at least one block, got "
+                            "(input_nodes, output_nodes, blocks) or (input_nodes, pair_graph, "
+                            "[neg_pair_graph,] blocks) with at least one block, got "
                             f"{type(result).__name__}")
-        input_nodes, output_nodes, blocks = result
+        input_nodes, blocks = result[0], result[-1]
+        output_nodes = result[1] if self.loader._seeds.kind == "node" else None
+        if output_nodes is None and self.loader._labels:
+            raise ValueError("DataLoader: labels= apply to node seeds; with edge seeds (link "
+                             "prediction) the pair graphs are the targets")
         mt = self.loader.max_threads
         # Ids from this library's sampler are in range by construction (graph validated, seeds
         # checked at construction): no range check, so no host sync per table. Any other sampler's

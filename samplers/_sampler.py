@@ -129,11 +129,14 @@ class NeighborSampler:
         """The base seed in use."""
         return self._seed
 
-    def _next_key(self) -> int:
+    def _next_batch(self) -> int:
         with self._lock:
             b = self._batch
             self._batch += 1
-        return self._batch_key(b)
+        return b
+
+    def _next_key(self) -> int:
+        return self._batch_key(self._next_batch())
 
     def _batch_key(self, batch: int) -> int:
         return mix64_py(mix64_py(self._seed) ^ ((int(batch) * _GOLDEN) & _MASK))

@@ -1,0 +1,347 @@
+"""Link prediction without DGL: edge seeds, negative sampling, DGL's exclusion modes.
+
+:class:`EdgePredictionSampler` wraps a :class:`~samplers.NeighborSampler` as DGL's
+``as_edge_prediction_sampler`` does. Seeds are edge ids (``{edge_type: ids}`` for a
+:class:`~samplers.HeteroCSCGraph`); every batch becomes DGL's
+``(input_nodes, pair_graph, neg_pair_graph, blocks)`` (``neg_pair_graph`` left out without a
+negative sampler), with the library's :class:`PairGraph`. The pair graphs hold the seed edges and
+the negative edges over one compacted node set, and that node set is what the neighbour sampler
+samples from, so ``blocks[-1]``'s destination nodes are the pair graph's nodes in its order.
+
+Exclusion (``exclude``) drops, from every block, the edges that would leak the answer: the seed
+edges themselves (``"self"``), also their reverse edges by id (``"reverse_id"`` with
+``reverse_eids``) or by type (``"reverse_types"`` with ``reverse_etypes``), or whatever a callable
+returns for the seed edges. Edges are removed after the neighbour draws (DGL excludes them before
+drawing, so a node may then draw a replacement neighbour; here it gets one neighbour fewer).
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from ._graph import CSCGraph, _plain
+from ._hetero import EdgeType, HeteroCSCGraph
+from ._sampler import NeighborSampler
+from ._sampler_cpu import mix64_py
+
+__all__ = ["EdgePredictionSampler", "PairGraph", "UniformNegativeSampler"]
+
+Tensor = torch.Tensor
+_MASK = (1 << 64) - 1
+
+
+class UniformNegativeSampler:
+    """``k`` negative edges per positive edge ``(u, v)``: ``(u, v')`` with ``v'`` drawn uniformly
+    from the destination type's nodes (DGL's ``negative_sampler.Uniform``). Draws are keyed by
+    the batch, so a run is reproducible.
+
+    Parameters
+    ----------
+    k : int
+        Negatives per positive edge.
+    """
+
+    def __init__(self, k: int):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        self.k = int(k)
+
+    def __call__(self, src: Tensor, num_dst_nodes: int, key: int) -> Tuple[Tensor, Tensor]:
+        """``(neg_src, neg_dst)`` for positive sources ``src`` (global ids, any device)."""
+        gen = torch.Generator().manual_seed(key & ((1 << 63) - 1))
+        n = src.numel() * self.k
+        dst = torch.randint(0, max(num_dst_nodes, 1), (n,), generator=gen).to(src.device)
+        return src.repeat_interleave(self.k), dst.to(src.dtype)
+
+    def __repr__(self) -> str:
+        return f"UniformNegativeSampler(k={self.k})"
+
+
+class PairGraph:
+    """The seed (or negative) edges of a batch over the batch's compacted node set, with DGL's
+    accessors: ``edges(etype)`` gives local ``(u, v)``, ``ndata["_ID"]`` the global node ids
+    (``{ntype: ids}`` for heterogeneous graphs), ``edata["_ID"]`` the global edge ids (seed edges
+    only), :attr:`edge_index` ``[2, E]`` (or ``{etype: [2, E]}``) for PyG-style scoring."""
+
+    def __init__(self, nodes: Union[Tensor, Dict[str, Tensor]],
+                 edge_index: Union[Tensor, Dict[EdgeType, Tensor]],
+                 edge_ids: Union[None, Tensor, Dict[EdgeType, Tensor]] = None):
+        self.ndata = {"_ID": nodes}
+        self._edge_index = edge_index
+        self.edata = {} if edge_ids is None else {"_ID": edge_ids}
+        self.is_hetero = isinstance(nodes, dict)
+
+    @property
+    def edge_index(self):
+        return self._edge_index
+
+    @property
+    def canonical_etypes(self) -> List[EdgeType]:
+        return list(self._edge_index) if self.is_hetero else []
+
+    def _ei(self, etype: Any) -> Tensor:
+        if not self.is_hetero:
+            return self._edge_index
+        if etype is None:
+            if len(self._edge_index) != 1:
+                raise TypeError("the pair graph has several edge types: pass etype")
+            return next(iter(self._edge_index.values()))
+        if isinstance(etype, tuple):
+            return self._edge_index[etype]
+        hits = [et for et in self._edge_index if et[1] == etype]
+        if len(hits) != 1:
+            raise KeyError(f"edge type {etype!r} names {len(hits)} edge types of the pair graph")
+        return self._edge_index[hits[0]]
+
+    def edges(self, etype: Any = None) -> Tuple[Tensor, Tensor]:
+        ei = self._ei(etype)
+        return ei[0], ei[1]
+
+    def num_edges(self, etype: Any = None) -> int:
+        if self.is_hetero and etype is None:
+            return sum(int(e.shape[1]) for e in self._edge_index.values())
+        return int(self._ei(etype).shape[1])
+
+    def num_nodes(self, ntype: Optional[str] = None) -> int:
+        nodes = self.ndata["_ID"]
+        if not self.is_hetero:
+            return int(nodes.numel())
+        if ntype is None:
+            return sum(int(v.numel()) for v in nodes.values())
+        return int(nodes[ntype].numel()) if ntype in nodes else 0
+
+    def to(self, device, non_blocking: bool = False) -> "PairGraph":
+        mv = (lambda x: None if x is None else
+              ({k: v.to(device, non_blocking=non_blocking) for k, v in x.items()} if isinstance(x, dict)
+               else x.to(device, non_blocking=non_blocking)))
+        return PairGraph(mv(self.ndata["_ID"]), mv(self._edge_index), mv(self.edata.get("_ID")))
+
+    def __repr__(self) -> str:
+        return f"PairGraph(num_nodes={self.num_nodes()}, num_edges={self.num_edges()})"
+
+
+# ------------------------------------------------------------------------------- edge endpoints
+_endpoints: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_endpoints_lock = threading.Lock()
+
+
+def _edge_endpoints(g: CSCGraph) -> Tuple[Tensor, Tensor]:
+    """``(src, dst)`` of every edge id of ``g`` (int64 CPU tensors indexed by edge id), built
+    once per graph from its CSC arrays."""
+    with _endpoints_lock:
+        hit = _endpoints.get(g)
+    if hit is not None:
+        return hit
+    ip = _plain(g.indptr).cpu().long()
+    ix = _plain(g.indices).cpu().long()
+    deg = ip[1:] - ip[:-1]
+    dst_by_pos = torch.repeat_interleave(torch.arange(deg.numel()), deg)
+    if g.edge_ids is None:
+        src, dst = ix, dst_by_pos
+    else:
+        eids = _plain(g.edge_ids).cpu().long()
+        src = torch.empty_like(ix)
+        dst = torch.empty_like(ix)
+        src[eids] = ix
+        dst[eids] = dst_by_pos
+    with _endpoints_lock:
+        _endpoints[g] = (src, dst)
+    return src, dst
+
+
+def _compact(pieces: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+    """Unique nodes of the concatenated ``pieces`` in order of first appearance, and each
+    piece's local ids."""
+    from ._sampler_cuda import relabel_first_appearance
+
+    allv = torch.cat(pieces)
+    nodes, local, _ = relabel_first_appearance(allv[:0], allv)
+    out, pos = [], 0
+    for p in pieces:
+        out.append(local[pos:pos + p.numel()])
+        pos += p.numel()
+    return nodes, out
+
+
+class EdgePredictionSampler:
+    """A neighbour sampler for link prediction (DGL's ``as_edge_prediction_sampler``).
+
+    Parameters
+    ----------
+    sampler : NeighborSampler
+        Samples the blocks of the pair graphs' nodes.
+    exclude : None, "self", "reverse_id", "reverse_types" or callable
+        Edges removed from the blocks: none; the seed edges; the seed edges and their reverses
+        ``reverse_eids[e]`` (homogeneous); the seed edges and the same ids of the reverse edge
+        types ``reverse_etypes[etype]`` (heterogeneous); or ``exclude(seed_edges)`` (ids, or a
+        dict ``{etype: ids}``).
+    reverse_eids : Tensor, optional
+        Reverse edge id of every edge (``"reverse_id"``).
+    reverse_etypes : dict, optional
+        ``{etype: reverse etype}`` (``"reverse_types"``).
+    negative_sampler : callable, optional
+        ``UniformNegativeSampler(k)`` or any callable ``(src, num_dst_nodes, key) -> (src, dst)``;
+        an int ``k`` means ``UniformNegativeSampler(k)``.
+
+    Examples
+    --------
+    >>> g = CSCGraph.from_edge_index(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]), 4)
+    >>> s = EdgePredictionSampler(NeighborSampler([2], seed=0), exclude="self", negative_sampler=1)
+    >>> input_nodes, pair, neg, blocks = s.sample(g, torch.tensor([0, 2]))
+    >>> pair.num_edges(), neg.num_edges()
+    (2, 2)
+    """
+
+    seed_kind = "edge"
+
+    def __init__(self, sampler: NeighborSampler, exclude: Union[None, str, Callable] = None,
+                 reverse_eids: Optional[Tensor] = None, reverse_etypes: Optional[Mapping] = None,
+                 negative_sampler: Union[None, int, Callable] = None):
+        if not isinstance(sampler, NeighborSampler):
+            raise TypeError(f"sampler must be a samplers.NeighborSampler, got {type(sampler).__name__}")
+        if exclude not in (None, "self", "reverse_id", "reverse_types") and not callable(exclude):
+            raise ValueError(f"exclude must be None, 'self', 'reverse_id', 'reverse_types' or a "
+                             f"callable, got {exclude!r}")
+        if exclude == "reverse_id" and reverse_eids is None:
+            raise ValueError("exclude='reverse_id' needs reverse_eids")
+        if exclude == "reverse_types" and not isinstance(reverse_etypes, Mapping):
+            raise ValueError("exclude='reverse_types' needs reverse_etypes, a dict {etype: reverse etype}")
+        if isinstance(negative_sampler, (int, np.integer)) and not isinstance(negative_sampler, bool):
+            negative_sampler = UniformNegativeSampler(int(negative_sampler))
+        if negative_sampler is not None and not callable(negative_sampler):
+            raise TypeError(f"negative_sampler must be callable or an int, got {negative_sampler!r}")
+        self.sampler = sampler
+        self.exclude = exclude
+        self.reverse_eids = None if reverse_eids is None else torch.as_tensor(reverse_eids).long()
+        self.reverse_etypes = dict(reverse_etypes or {})
+        self.negative_sampler = negative_sampler
+
+    def sample(self, graph: Union[CSCGraph, HeteroCSCGraph], seed_edges: Any):
+        """One batch from seed edge ids (a tensor, or ``{etype: ids}`` for a heterogeneous graph):
+        ``(input_nodes, pair_graph, neg_pair_graph, blocks)``, or without a negative sampler
+        ``(input_nodes, pair_graph, blocks)``."""
+        return self._sample(graph, seed_edges, None)
+
+    def sample_distinct(self, graph: Any, seed_edges: Any, batch: Optional[int] = None):
+        """:meth:`sample` with the draws keyed by ``batch`` (the DataLoader's batch identity)."""
+        return self._sample(graph, seed_edges, batch)
+
+    # ------------------------------------------------------------------------------------------
+    def _sample(self, graph: Any, seed_edges: Any, batch: Optional[int]):
+        hetero = isinstance(graph, HeteroCSCGraph)
+        if not hetero and not isinstance(graph, CSCGraph):
+            raise TypeError(f"graph must be a CSCGraph or HeteroCSCGraph, got {type(graph).__name__}")
+        if hetero != isinstance(seed_edges, Mapping):
+            raise TypeError("seed edges must be a dict {edge_type: ids} for a heterogeneous graph "
+                            "and a tensor of ids for a homogeneous one")
+        b = self.sampler._next_batch() if batch is None else batch   # one identity for the batch
+        key = self.sampler._batch_key(b)
+        seeds = ({graph.to_canonical_etype(et): _plain(torch.as_tensor(v)).long() for et, v in seed_edges.items()}
+                 if hetero else {None: _plain(torch.as_tensor(seed_edges)).long()})
+        device = next(iter(seeds.values())).device
+        # Endpoints of the positive and negative edges, per edge type, in global ids.
+        pos, neg = {}, {}
+        for i, (et, eids) in enumerate(seeds.items()):
+            g = graph[et] if hetero else graph
+            src_all, dst_all = _edge_endpoints(g)
+            n_e = src_all.numel()
+            if eids.numel() and (int(eids.min()) < 0 or int(eids.max()) >= n_e):
+                raise IndexError(f"seed edges{'' if et is None else f'[{et!r}]'} must be edge ids in "
+                                 f"[0, {n_e}), got {int(eids.max()) if int(eids.min()) >= 0 else int(eids.min())}")
+            e = eids.cpu()
+            pos[et] = (src_all[e].to(device), dst_all[e].to(device))
+            if self.negative_sampler is not None:
+                num_dst = graph.num_nodes(et[2]) if hetero else graph.num_nodes
+                nkey = mix64_py(key ^ (((i + 1) * 0xD6E8FEB86659FD93) & _MASK))
+                neg[et] = self.negative_sampler(pos[et][0], num_dst, nkey)
+        # One compacted node set per node type for both pair graphs.
+        pieces: Dict[Any, List[Tensor]] = {}
+        for et in seeds:
+            s_t, d_t = (et[0], et[2]) if hetero else (None, None)
+            pieces.setdefault(s_t, []).append(pos[et][0])
+            pieces.setdefault(d_t, []).append(pos[et][1])
+            if et in neg:
+                pieces.setdefault(s_t, []).append(neg[et][0])
+                pieces.setdefault(d_t, []).append(neg[et][1])
+        nodes, local = {}, {}
+        for nt, ps in pieces.items():
+            nodes[nt], loc = _compact(ps)
+            local[nt] = iter(loc)
+        pos_ei, neg_ei = {}, {}
+        for et in seeds:
+            s_t, d_t = (et[0], et[2]) if hetero else (None, None)
+            pos_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
+            if et in neg:
+                neg_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
+        idtype = graph.idtype
+        if hetero:
+            node_ids = {nt: v.to(idtype) for nt, v in nodes.items()}
+            pair = PairGraph(node_ids, pos_ei, {et: seeds[et] for et in seeds})
+            neg_pair = PairGraph(node_ids, neg_ei) if self.negative_sampler is not None else None
+            seed_nodes: Any = node_ids
+        else:
+            node_ids = nodes[None].to(idtype)
+            pair = PairGraph(node_ids, pos_ei[None], seeds[None])
+            neg_pair = PairGraph(node_ids, neg_ei[None]) if self.negative_sampler is not None else None
+            seed_nodes = node_ids
+        input_nodes, _, blocks = self.sampler._sample(graph, seed_nodes, check_distinct=False,
+                                                      batch=b)
+        excluded = self._excluded(graph, seeds, hetero)
+        if excluded:
+            blocks = [_drop_edges(b, excluded, hetero) for b in blocks]
+        if neg_pair is None:
+            return input_nodes, pair, blocks
+        return input_nodes, pair, neg_pair, blocks
+
+    def _excluded(self, graph: Any, seeds: Dict[Any, Tensor], hetero: bool) -> Dict[Any, Tensor]:
+        ex = self.exclude
+        if ex is None:
+            return {}
+        if callable(ex):
+            got = ex({et: v for et, v in seeds.items()} if hetero else seeds[None])
+            if hetero:
+                if not isinstance(got, Mapping):
+                    raise TypeError("exclude(...) must return a dict {etype: ids} for a heterogeneous graph")
+                return {graph.to_canonical_etype(et): torch.as_tensor(v).long() for et, v in got.items()}
+            return {None: torch.as_tensor(got).long()}
+        out = {et: v for et, v in seeds.items()}
+        if ex == "reverse_id":
+            if hetero:
+                raise ValueError("exclude='reverse_id' is for homogeneous graphs; use 'reverse_types'")
+            rev = self.reverse_eids.to(seeds[None].device)
+            out[None] = torch.cat([seeds[None], rev[seeds[None]]])
+        elif ex == "reverse_types":
+            if not hetero:
+                raise ValueError("exclude='reverse_types' is for heterogeneous graphs; use 'reverse_id'")
+            for et, v in seeds.items():
+                r = self.reverse_etypes.get(et, self.reverse_etypes.get(et[1]))
+                if r is None:
+                    continue
+                r = graph.to_canonical_etype(r)
+                out[r] = torch.cat([out[r], v]) if r in out else v
+        return out
+
+
+def _drop_edges(block: Any, excluded: Dict[Any, Tensor], hetero: bool) -> Any:
+    """``block`` without the edges whose global ids are excluded (per edge type)."""
+    from ._block import Block
+    from ._hetero import HeteroBlock
+
+    if not hetero:
+        eid = block.edata["_ID"]
+        keep = ~torch.isin(eid.long(), excluded[None].to(eid.device))
+        ei = block.edge_index[:, keep]
+        return Block._from_edge_index(block.srcdata["_ID"], block.dstdata["_ID"], ei, eid[keep])
+    new_ei, new_eid = {}, {}
+    for et, ei in block.edge_index.items():
+        eid = block.edata["_ID"][et]
+        if et in excluded:
+            keep = ~torch.isin(eid.long(), excluded[et].to(eid.device))
+            ei, eid = ei[:, keep], eid[keep]
+        new_ei[et], new_eid[et] = ei, eid
+    return HeteroBlock(block.srcdata["_ID"], block.dstdata["_ID"], new_ei, new_eid)
