@@ -10,6 +10,7 @@ relabels once per node type, destination nodes first, as DGL's ``to_block`` does
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -93,6 +94,20 @@ class HeteroCSCGraph:
                              f"{sorted(placements)} and {sorted(map(str, idtypes))}")
         self._placement = placements.pop()
         self._idtype = idtypes.pop()
+        self._scratch: Dict[str, List[np.ndarray]] = {}
+        self._scratch_lock = threading.Lock()
+
+    def _take_scratch(self, ntype: str) -> np.ndarray:
+        """A node-sized int32 array of -1 for ``ntype`` (CPU relabel map); give it back when done."""
+        with self._scratch_lock:
+            pool = self._scratch.setdefault(ntype, [])
+            if pool:
+                return pool.pop()
+        return np.full(self._num_nodes[ntype], -1, dtype=np.int32)
+
+    def _give_scratch(self, ntype: str, s: np.ndarray) -> None:
+        with self._scratch_lock:
+            self._scratch.setdefault(ntype, []).append(s)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -334,7 +349,7 @@ def sample_hetero_layers(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
     Returns ``(input_nodes, blocks)``: ``{ntype: ids}`` of the first block's source nodes and the
     blocks, input layer first.
     """
-    from ._sampler_cpu import sample_layer
+    from ._sampler_cpu import relabel_cpu, sample_layer
     from ._sampler_cuda import relabel_first_appearance, sample_layer_cuda
 
     etypes = graph.canonical_etypes
@@ -375,7 +390,15 @@ def sample_hetero_layers(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
             if first is None:
                 first = raw[mine[0]][0][:0].to(graph.idtype)
             cat = torch.cat([raw[et][0] for et in mine]) if mine else first[:0]
-            nodes, local, _ = relabel_first_appearance(first, cat)
+            if first.is_cuda:
+                nodes, local, _ = relabel_first_appearance(first, cat)
+            else:   # sequential relabel over a node-sized map: far cheaper than torch.unique here
+                scratch = graph._take_scratch(s)
+                try:
+                    nodes_np, local_np = relabel_cpu(first.numpy(), cat.numpy(), scratch)
+                finally:
+                    graph._give_scratch(s, scratch)
+                nodes, local = torch.from_numpy(nodes_np), torch.from_numpy(local_np)
             src_nodes[s] = nodes
             pos = 0
             for et in mine:

@@ -15,7 +15,7 @@ import numpy as np
 from unified_tensor._deps import has_numba
 from unified_tensor._numba_guard import ParallelKernel
 
-__all__ = ["sample_layer", "mix64_py", "draw_py", "NUMBA"]
+__all__ = ["sample_layer", "relabel_cpu", "mix64_py", "draw_py", "NUMBA"]
 
 logger = logging.getLogger("samplers")
 
@@ -199,3 +199,33 @@ def sample_layer(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarra
         scratch = np.empty(0, np.int32)
     return _sample_layer(indptr, indices, eids, has_eids, seeds, np.int64(fanout), bool(replace),
                          np.uint64(key), scratch, bool(relabel))
+
+
+@njit(nogil=True, cache=True)
+def _relabel_py(first, rest, scratch):
+    n = first.shape[0]
+    uniq = np.empty(n + rest.shape[0], first.dtype)
+    local = np.empty(rest.shape[0], np.int64)
+    for i in range(n):
+        scratch[first[i]] = i
+        uniq[i] = first[i]
+    num = n
+    for e in range(rest.shape[0]):
+        u = rest[e]
+        loc = scratch[u]
+        if loc == -1:
+            loc = num
+            scratch[u] = loc
+            uniq[num] = u
+            num += 1
+        local[e] = loc
+    for j in range(num):
+        scratch[uniq[j]] = -1
+    return uniq[:num], local
+
+
+def relabel_cpu(first: np.ndarray, rest: np.ndarray, scratch: np.ndarray):
+    """Unique nodes of ``concat(first, rest)`` in order of first appearance (``first`` must be
+    distinct and comes first) and the local id of every entry of ``rest``; ``scratch`` is a
+    node-sized int32 array of -1, left as found. The CPU twin of ``relabel_first_appearance``."""
+    return _relabel_py(first, rest.astype(first.dtype, copy=False), scratch)
