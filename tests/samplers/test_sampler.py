@@ -459,3 +459,22 @@ def test_huge_fanouts_rejected_at_construction(fanout):
         NeighborSampler([fanout], replace=True)
     with pytest.raises(ValueError, match="at most"):
         NeighborSampler([5, fanout])
+
+
+@pytest.mark.parametrize("idtype", IDTYPES)
+def test_cpu_relabel_matches_torch_relabel(idtype):
+    """The heterogeneous CPU path relabels with relabel_cpu; the GPU path with torch ops: same
+    first-appearance order, same local ids, scratch left as found."""
+    from samplers._sampler_cpu import relabel_cpu
+    from samplers._sampler_cuda import relabel_first_appearance
+
+    g = torch.Generator().manual_seed(7)
+    first = torch.randperm(500, generator=g)[:40].to(idtype)
+    rest = torch.randint(0, 500, (3000,), generator=g).to(idtype)
+    scratch = np.full(500, -1, dtype=np.int32)
+    nodes, local = relabel_cpu(first.numpy(), rest.numpy(), scratch)
+    want_nodes, want_local, _ = relabel_first_appearance(first, rest)
+    assert torch.equal(torch.from_numpy(nodes), want_nodes) and torch.equal(torch.from_numpy(local), want_local)
+    assert (scratch == -1).all()
+    empty = relabel_cpu(first.numpy()[:0], rest.numpy()[:0], scratch)
+    assert empty[0].size == 0 and empty[1].size == 0
