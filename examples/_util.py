@@ -244,3 +244,42 @@ class History:
         with open(path, "w") as fh:
             json.dump({"example": self.name, "params": self.params, "epochs": self.epochs,
                        "final": self.final}, fh, indent=1, default=str)
+
+
+def set_option(p: argparse.ArgumentParser, dest: str, *, help: Optional[str] = None,
+               **defaults: object) -> None:
+    """Reword the help of a shared option (``add_train_args``) for one script, and/or change its
+    default (``set_option(p, "batch_size", help="seed edges per minibatch", batch_size=512)``)."""
+    actions = [a for a in p._actions if a.dest == dest]
+    if not actions:
+        raise ValueError(f"the parser has no option with dest {dest!r}")
+    if help is not None:
+        actions[0].help = help
+    if defaults:
+        p.set_defaults(**defaults)
+
+
+def add_mag_args(p: argparse.ArgumentParser, papers: int) -> None:
+    """Options of the synthetic ogbn-mag-like graph (``samplers.datasets.synthetic_mag``)."""
+    g = p.add_argument_group("data (synthetic ogbn-mag-like graph, generated in RAM)")
+    g.add_argument("--papers", type=int, default=papers,
+                   help="number of papers; authors, institutions and fields follow ogbn-mag's "
+                        "proportions (1.5x, 1/85, 1/12)")
+    g.add_argument("--feat-dim", type=int, default=128, help="width of the paper features")
+    g.add_argument("--classes", type=int, default=16,
+                   help="number of paper classes (planted communities)")
+    g.add_argument("--data-seed", type=int, default=0, help="generator seed")
+
+
+def load_mag(args: argparse.Namespace):
+    """``synthetic_mag`` with the options of :func:`add_mag_args`; prints what it made."""
+    from samplers.datasets import synthetic_mag
+
+    t0 = time.perf_counter()
+    try:
+        ds = synthetic_mag(args.papers, num_classes=args.classes, feat_dim=args.feat_dim,
+                           seed=args.data_seed)
+    except (TypeError, ValueError) as exc:
+        fail(str(exc))
+    print(f"dataset: {ds} (ready in {time.perf_counter() - t0:.1f} s)", flush=True)
+    return ds

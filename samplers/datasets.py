@@ -3,7 +3,8 @@
 Both return a :class:`NodeDataset`: a CSC graph (in-edges grouped by destination), a node feature
 table, int64 labels, train/val/test node ids and the number of classes. Everything is on the CPU;
 with ``root`` the feature table is a ``.npy`` memmap created once and reopened afterwards, ready
-for ``unified_tensor.unified`` (which pins it in place).
+for ``unified_tensor.unified`` (which pins it in place). :func:`synthetic_mag` generates a
+heterogeneous graph shaped like ogbn-mag (a :class:`HeteroDataset`, in RAM).
 
 >>> from samplers.datasets import synthetic_graph
 >>> ds = synthetic_graph(1000, feat_dim=16)
@@ -28,8 +29,10 @@ import numpy as np
 import torch
 
 from . import _ogb, _synthetic
+from ._synthetic_hetero import HeteroDataset, synthetic_mag
 
-__all__ = ["NodeDataset", "synthetic_graph", "load_ogb", "csc_from_edges", "FEAT_DTYPES"]
+__all__ = ["NodeDataset", "synthetic_graph", "load_ogb", "csc_from_edges", "FEAT_DTYPES",
+           "HeteroDataset", "synthetic_mag"]
 
 logger = logging.getLogger("samplers.datasets")
 
