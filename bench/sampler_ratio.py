@@ -47,6 +47,14 @@ def _time(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t0
 
 
+def runner(sampler, graph, batches) -> Callable[[], None]:
+    """One run: ``sampler.sample(graph, b)`` for every batch ``b``."""
+    def run() -> None:
+        for b in batches:
+            sampler.sample(graph, b)
+    return run
+
+
 def interleave(ours: Callable[[], None], theirs: Callable[[], None], runs: int) -> Dict[str, object]:
     ours(), theirs()   # warm-up (compilation, caches)
     t_ours, t_dgl = [], []
@@ -72,17 +80,9 @@ def main(argv=None) -> dict:
     dg.create_formats_()
     seeds = torch.randperm(args.nodes, generator=torch.Generator().manual_seed(args.seed))
     batches = [seeds[i * bs:(i + 1) * bs] for i in range(nb)]
-    ours_s, dgl_s = NeighborSampler(fanouts, seed=0), dgl.dataloading.NeighborSampler(fanouts)
-
-    def run_ours():
-        for b in batches:
-            ours_s.sample(g, b)
-
-    def run_dgl():
-        for b in batches:
-            dgl_s.sample(dg, b)
-
-    res = {"homogeneous": interleave(run_ours, run_dgl, args.runs)}
+    res = {"homogeneous": interleave(runner(NeighborSampler(fanouts, seed=0), g, batches),
+                                     runner(dgl.dataloading.NeighborSampler(fanouts), dg, batches),
+                                     args.runs)}
     print(f"homogeneous sampling, {args.nodes:,} nodes / {g.num_edges:,} edges, fanouts {fanouts}: "
           f"ours/DGL speed ratios {[round(r, 2) for r in res['homogeneous']['ratios']]}, median "
           f"{res['homogeneous']['median_ratio']:.2f}x", flush=True)
@@ -106,17 +106,9 @@ def main(argv=None) -> dict:
         dhg.create_formats_()
         pseeds = torch.randperm(n["paper"], generator=gen)
         hb = [{"paper": pseeds[i * bs:(i + 1) * bs]} for i in range(nb)]
-        h_ours, h_dgl = NeighborSampler(fanouts, seed=0), dgl.dataloading.NeighborSampler(fanouts)
-
-        def hrun_ours():
-            for b in hb:
-                h_ours.sample(hg, b)
-
-        def hrun_dgl():
-            for b in hb:
-                h_dgl.sample(dhg, b)
-
-        res["heterogeneous"] = interleave(hrun_ours, hrun_dgl, args.runs)
+        res["heterogeneous"] = interleave(runner(NeighborSampler(fanouts, seed=0), hg, hb),
+                                          runner(dgl.dataloading.NeighborSampler(fanouts), dhg, hb),
+                                          args.runs)
         print(f"heterogeneous sampling, {sum(n.values()):,} nodes / {hg.num_edges():,} edges, "
               f"5 edge types: ours/DGL speed ratios "
               f"{[round(r, 2) for r in res['heterogeneous']['ratios']]}, median "

@@ -246,6 +246,29 @@ class History:
                        "final": self.final}, fh, indent=1, default=str)
 
 
+def fit(model, opt, pipe, ds, args: argparse.Namespace, device: torch.device, hist) -> float:
+    """The examples' training run: ``args.epochs`` epochs over ``ds.train_idx`` (per-epoch time,
+    seeds/s, loss, train and val accuracy into ``hist``), then the test accuracy, returned.
+    ``pipe`` gives ``loader(ids, shuffle, seed=None)``, ``unpack(batch)`` and ``close()``."""
+    try:
+        for epoch in range(args.epochs):
+            sync(device)
+            t0 = time.perf_counter()
+            loss, train_acc, n = train_epoch(
+                model, opt, pipe.loader(ds.train_idx, shuffle=True, seed=args.seed + epoch),
+                device, epoch, args.max_batches, not args.no_progress, unpack=pipe.unpack)
+            sync(device)
+            dt = time.perf_counter() - t0
+            val_acc = evaluate(model, pipe.loader(ds.val_idx, shuffle=False), device,
+                               args.eval_batches, unpack=pipe.unpack)
+            hist.epoch(epoch=epoch, time_s=dt, seeds_per_s=n / dt, loss=loss,
+                       train_acc=train_acc, val_acc=val_acc)
+        return evaluate(model, pipe.loader(ds.test_idx, shuffle=False), device,
+                        args.eval_batches, unpack=pipe.unpack)
+    finally:
+        pipe.close()
+
+
 def set_option(p: argparse.ArgumentParser, dest: str, *, help: Optional[str] = None,
                **defaults: object) -> None:
     """Reword the help of a shared option (``add_train_args``) for one script, and/or change its

@@ -30,15 +30,14 @@ Runs anywhere: without a GPU everything runs on the CPU. Prints per-epoch time, 
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _util import (History, add_mag_args, add_train_args, evaluate, load_mag, parse_fanouts,
-                   pick_device, set_option, sync, train_epoch, unified_table)
+from _util import (History, add_mag_args, add_train_args, fit, load_mag, parse_fanouts,
+                   pick_device, set_option, unified_table)
 
 import unified_tensor as ut
 from samplers import DataLoader, NeighborSampler
@@ -201,23 +200,7 @@ def main(argv=None) -> History:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     hist = History("train_rgcn", dict(vars(args), device=str(device), dataset_name=ds.name,
                                       num_nodes=ds.num_nodes, num_edges=ds.num_edges()))
-    try:
-        for epoch in range(args.epochs):
-            sync(device)
-            t0 = time.perf_counter()
-            loss, train_acc, n = train_epoch(
-                model, opt, pipe.loader(ds.train_idx, shuffle=True, seed=args.seed + epoch),
-                device, epoch, args.max_batches, not args.no_progress, unpack=pipe.unpack)
-            sync(device)
-            dt = time.perf_counter() - t0
-            val_acc = evaluate(model, pipe.loader(ds.val_idx, shuffle=False), device,
-                               args.eval_batches, unpack=pipe.unpack)
-            hist.epoch(epoch=epoch, time_s=dt, seeds_per_s=n / dt, loss=loss,
-                       train_acc=train_acc, val_acc=val_acc)
-        test_acc = evaluate(model, pipe.loader(ds.test_idx, shuffle=False), device,
-                            args.eval_batches, unpack=pipe.unpack)
-    finally:
-        pipe.close()
+    test_acc = fit(model, opt, pipe, ds, args, device, hist)
     hist.finish(test_acc, ds.num_classes, args.json)
     return hist
 

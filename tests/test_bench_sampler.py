@@ -39,3 +39,18 @@ def test_sampler_bench_quick_dgl(tmp_path):
     assert any(impl.startswith("drop-in") for _, impl in names)
     assert set(d["ratios"]) == {"sample ours/dgl (medges_per_s)", "loader ours/dgl (batches_per_s)",
                                 "loader+feat ours/dgl (batches_per_s)"}
+
+
+@pytest.mark.dgl
+def test_sampler_ratio_quick(tmp_path):
+    """bench/sampler_ratio.py: interleaved runs of ours and DGL's sampler, homogeneous and
+    heterogeneous, one ratio per pair and their median."""
+    pytest.importorskip("dgl")
+    out = tmp_path / "ratio.json"
+    run_script("bench/sampler_ratio.py", "--nodes", "20000", "--edges", "200000", "--runs", "3",
+               "--batches", "2", "--batch-size", "256", "--hetero", "--out", out, timeout=240)
+    d = json.loads(out.read_text())
+    for kind in ("homogeneous", "heterogeneous"):
+        r = d[kind]
+        assert len(r["ratios"]) == 3 and all(x > 0 for x in r["ratios"])
+        assert min(r["ratios"]) <= r["median_ratio"] <= max(r["ratios"])
