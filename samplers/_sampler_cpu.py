@@ -90,6 +90,41 @@ def draw_numba(key, node, t):
     return _draw(key, node, t)
 
 
+@njit(nogil=True, cache=True)
+def _relabel_first_appearance(first, rest, local, scratch):
+    """Unique nodes of ``concat(first, rest)`` in order of first appearance, ``first`` first;
+    writes the local id of every ``rest[e]`` into ``local[e]`` (``local`` may be ``rest`` itself:
+    each entry is read before it is written). Returns ``(uniq, dup)``: ``dup`` is the position of
+    the first repeated entry of ``first`` (then ``uniq`` stops before it and ``local`` is not
+    written), else -1. ``scratch`` (node-sized int32, all -1) is left as found."""
+    n = first.shape[0]
+    uniq = np.empty(n + rest.shape[0], first.dtype)
+    dup = -1
+    for i in range(n):
+        v = first[i]
+        if scratch[v] != -1:
+            dup = i
+            break
+        scratch[v] = i
+        uniq[i] = v
+    num = n
+    if dup < 0:
+        for e in range(rest.shape[0]):
+            u = rest[e]
+            loc = scratch[u]
+            if loc == -1:
+                loc = num
+                scratch[u] = loc
+                uniq[num] = u
+                num += 1
+            local[e] = loc
+    else:
+        num = dup
+    for j in range(num):
+        scratch[uniq[j]] = -1
+    return uniq[:num], dup
+
+
 def _sample_layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, scratch,
                      relabel):
     n = seeds.shape[0]
@@ -139,32 +174,10 @@ def _sample_layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, ke
             edge_index[1, o + t] = i
     if not relabel:   # raw: row 0 keeps the global source ids (heterogeneous relabel is per type)
         return seeds[:0], edge_index, eid, -1
-    # Relabel (sequential, first appearance): dst nodes first, then new sources in edge order.
-    uniq = np.empty(n + total, seeds.dtype)
-    dup = -1
-    for i in range(n):
-        v = seeds[i]
-        if scratch[v] != -1:
-            dup = i
-            break
-        scratch[v] = i
-        uniq[i] = v
-    num_src = n
-    if dup < 0:
-        for e in range(total):
-            u = edge_index[0, e]
-            loc = scratch[u]
-            if loc == -1:
-                loc = num_src
-                scratch[u] = loc
-                uniq[num_src] = u
-                num_src += 1
-            edge_index[0, e] = loc
-    else:
-        num_src = dup
-    for j in range(num_src):
-        scratch[uniq[j]] = -1
-    return uniq[:num_src], edge_index, eid, dup
+    # Relabel (sequential, first appearance): dst nodes first, then new sources in edge order;
+    # row 0 of edge_index is turned into local ids in place.
+    uniq, dup = _relabel_first_appearance(seeds, edge_index[0], edge_index[0], scratch)
+    return uniq, edge_index, eid, dup
 
 
 @ParallelKernel
@@ -201,31 +214,12 @@ def sample_layer(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarra
                          np.uint64(key), scratch, bool(relabel))
 
 
-@njit(nogil=True, cache=True)
-def _relabel_py(first, rest, scratch):
-    n = first.shape[0]
-    uniq = np.empty(n + rest.shape[0], first.dtype)
-    local = np.empty(rest.shape[0], np.int64)
-    for i in range(n):
-        scratch[first[i]] = i
-        uniq[i] = first[i]
-    num = n
-    for e in range(rest.shape[0]):
-        u = rest[e]
-        loc = scratch[u]
-        if loc == -1:
-            loc = num
-            scratch[u] = loc
-            uniq[num] = u
-            num += 1
-        local[e] = loc
-    for j in range(num):
-        scratch[uniq[j]] = -1
-    return uniq[:num], local
-
-
 def relabel_cpu(first: np.ndarray, rest: np.ndarray, scratch: np.ndarray):
     """Unique nodes of ``concat(first, rest)`` in order of first appearance (``first`` must be
     distinct and comes first) and the local id of every entry of ``rest``; ``scratch`` is a
     node-sized int32 array of -1, left as found. The CPU twin of ``relabel_first_appearance``."""
-    return _relabel_py(first, rest.astype(first.dtype, copy=False), scratch)
+    local = np.empty(rest.shape[0], np.int64)
+    uniq, dup = _relabel_first_appearance(first, rest.astype(first.dtype, copy=False), local, scratch)
+    if dup >= 0:
+        raise ValueError(f"relabel_cpu: first must be distinct, got {first[dup]} twice")
+    return uniq, local
