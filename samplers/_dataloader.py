@@ -69,7 +69,214 @@ _POLL_S = 0.05             # producer put / consumer get poll period (checks the
 _thread_ids = itertools.count()
 
 
-class DataLoader(torch.utils.data.DataLoader):
+class _LoaderCore(torch.utils.data.DataLoader):
+    """The loading core every front-end shares (DGL-style :class:`DataLoader`, the PyG loaders of
+    :mod:`samplers.pyg`): seeds validated once (:class:`~samplers._seeds.SeedSet`), devices and
+    where sampling runs, epoch permutations (shuffle, DDP split, ``drop_last``), the producer
+    thread with its bounded queue, the side stream and the event hand-over, and tables made
+    unified in place. A front-end says what a seed is (the ``kind`` / ``count`` it gives
+    :meth:`_init_core`) and implements :meth:`_produce`, which turns one batch of seeds into what
+    the loader yields. It is a ``torch.utils.data.DataLoader`` subclass (as DGL's and PyG's loaders
+    are) so trainers that check ``isinstance`` accept it."""
+
+    _name = "DataLoader"
+
+    def _init_core(self, graph: Any, indices: Any, kind: str, *, device: Optional[DeviceLike],
+                   use_uva: Optional[bool], batch_size: int, drop_last: bool, shuffle: bool,
+                   use_ddp: bool = False, ddp_seed: int = 0,
+                   use_prefetch_thread: Optional[bool] = None,
+                   use_alternate_streams: Optional[bool] = None,
+                   pin_prefetcher: Optional[bool] = None, prefetch: Optional[int] = None,
+                   prefetch_factor: Optional[int] = None, max_threads: Optional[int] = None,
+                   seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                   num_workers: int = 0, seed_count: Optional[int] = None,
+                   seed_name: str = "indices") -> None:
+        name = self._name
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"{name}: batch_size must be an int, got {batch_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"{name}: batch_size must be >= 1, got {batch_size}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) \
+                or num_workers < 0:
+            raise ValueError(f"{name}: num_workers must be an int >= 0, got {num_workers!r}")
+        self.graph = graph
+        self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
+        self.shuffle = bool(shuffle)
+        self.use_ddp = bool(use_ddp)
+        self.ddp_seed = int(ddp_seed)
+        self.num_workers = int(num_workers)
+        if self.num_workers > 0:
+            _warn_workers_once(self.num_workers)
+        self.max_threads = _check_max_threads(max_threads)
+        self._is_dgl = _dgl_compat.is_dgl_graph(graph)
+        self._epoch = 0
+        self._tables: dict = {}
+        self._tables_lock = threading.Lock()
+        # --- devices -------------------------------------------------------------------------
+        placement = _dgl_compat.graph_placement(graph)
+        if device is None:
+            if use_uva:
+                device = torch.device("cuda", _current_cuda_index())
+            elif placement == "cuda":
+                device = _dgl_compat.graph_device(graph) or torch.device("cuda")
+            else:
+                device = torch.device("cpu")
+        self.device = _normalise_device(device)
+        cuda_out = self.device.type == "cuda"
+        if cuda_out and not torch.cuda.is_available():
+            raise ValueError(f"{name}: device={device!r} but CUDA is not available")
+        if use_uva is None:   # a front-end that built its own graph: sample it over UVA
+            use_uva = cuda_out and placement == "cpu"
+        if use_uva:
+            if not cuda_out:
+                raise ValueError(f"{name}: use_uva=True samples on the GPU, so it needs a CUDA "
+                                 f"device, got device={device!r}")
+            if placement == "cuda":
+                raise ValueError(f"{name}: use_uva=True reads the graph from pinned host memory, "
+                                 "but the graph is already in GPU memory (use use_uva=False)")
+            if placement == "cpu":
+                self.graph = graph = _pin_graph(graph)
+                placement = "pinned"
+        if placement == "cuda":
+            gdev = _dgl_compat.graph_device(graph)
+            if gdev is not None and _normalise_device(gdev) != self.device:
+                raise ValueError(f"{name}: the graph is on {gdev} so device must be the same "
+                                 f"GPU, got device={device!r}")
+        self.use_uva = bool(use_uva)
+        self._sample_device = (self.device if cuda_out and placement in ("cuda", "pinned")
+                               else torch.device("cpu"))
+        cpu_to_cuda = cuda_out and self._sample_device.type == "cpu"
+
+        if use_alternate_streams and not cuda_out:
+            raise ValueError(f"{name}: use_alternate_streams=True only applies to a CUDA device, "
+                             f"got device={self.device}")
+        self._use_side_stream = cuda_out if use_alternate_streams is None \
+            else bool(use_alternate_streams)
+        if pin_prefetcher and not cpu_to_cuda:
+            raise ValueError(f"{name}: pin_prefetcher=True only applies when sampling on the CPU "
+                             f"for a CUDA device (device={self.device}, graph {placement})")
+        self._pin = cpu_to_cuda if pin_prefetcher is None else bool(pin_prefetcher)
+
+        # --- prefetch depth ------------------------------------------------------------------
+        if prefetch is None:
+            prefetch = prefetch_factor or (1 if cuda_out else 2)
+        if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or prefetch < 0:
+            raise ValueError(f"{name}: prefetch must be an int >= 0, got {prefetch!r}")
+        if use_prefetch_thread and prefetch == 0:
+            raise ValueError(f"{name}: use_prefetch_thread=True needs prefetch >= 1, got 0")
+        self.prefetch = 0 if use_prefetch_thread is False else int(prefetch)
+
+        # --- shuffling generator ---------------------------------------------------------------
+        if seed is not None and generator is not None:
+            raise ValueError(f"{name}: pass either seed or generator, not both")
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+                raise TypeError(f"{name}: seed must be an int, got {seed!r}")
+            generator = torch.Generator().manual_seed(int(seed))
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"{name}: generator must be a torch.Generator, got {generator!r}")
+        self.generator = generator
+
+        # --- seeds -----------------------------------------------------------------------------
+        self._num_nodes = _dgl_compat.graph_num_nodes(graph)
+        # Validated once against what they index (nodes or edges, per type), cast to the graph's
+        # idtype; the core below only permutes positions and cuts batches.
+        self._seeds = SeedSet(indices, graph, kind, count=seed_count, name=seed_name,
+                              loader=name)
+        self.indices = self._seeds.user
+        self._seed_ids_dev, self._seed_types_dev = self._seeds.to(self._sample_device)
+
+
+    # ------------------------------------------------------------------------------------------
+    def _produce(self, seeds: Any, positions: Tensor, batch_key: int) -> Any:
+        """One batch from its seeds (what :meth:`SeedSet.batch` gives, on the sampling device),
+        their positions in ``indices`` (CPU int64) and the batch's identity ``(epoch << 32) +
+        index``. Runs in the producer thread, inside the side-stream context."""
+        raise NotImplementedError
+
+    def _batch_tensors(self, batch: Any) -> Iterator[Tensor]:
+        """Every CUDA-relevant tensor of a batch, for the stream hand-over."""
+        return _iter_tensors(batch)
+
+    def _table(self, key: Any, t: Any, arg: str, rows: Optional[int]) -> Any:
+        """``t`` checked and made unified in place, cached under ``key`` while ``t`` is the same
+        object (front-ends that read tables from the user's data object at every batch)."""
+        with self._tables_lock:
+            hit = self._tables.get(key)
+            if hit is None or hit[0] is not t:
+                hit = (t, self._one_table(t, arg, rows))
+                self._tables[key] = hit
+        return hit[1]
+
+    def _one_table(self, t: Any, arg: str, rows: Optional[int]) -> Any:
+        name = self._name
+        if isinstance(t, np.ndarray):
+            pass
+        elif not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: {arg} must be a torch.Tensor or numpy.ndarray, "
+                            f"got {type(t).__name__}")
+        if t.ndim == 0:
+            raise ValueError(f"{name}: {arg} must have one row per node, got a scalar")
+        if rows is not None and t.shape[0] != rows:
+            raise ValueError(f"{name}: {arg} has {t.shape[0]} rows but the graph has "
+                             f"{rows} nodes")
+        if isinstance(t, torch.Tensor) and t.is_cuda:
+            if self.device.type != "cuda" or t.device != self.device:
+                raise ValueError(f"{name}: {arg} is on {t.device} but device={self.device}; "
+                                 f"keep the table in host memory (it is read zero-copy)")
+            return t
+        import unified_tensor as ut
+        try:
+            return ut.unified(_contiguous_table(t, arg))   # pins in place, no copy
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name}: {arg}: {exc}") from None
+
+    # ------------------------------------------------------------------------------------------
+    def _num_local_seeds(self) -> int:
+        n = len(self._seeds)
+        if not self.use_ddp:
+            return n
+        world = _world_size()
+        if self.drop_last and n % world:
+            return (n - world) // world + 1 if n >= world else 0
+        return math.ceil(n / world)
+
+    def __len__(self) -> int:
+        """Number of batches per epoch (on this rank when ``use_ddp``)."""
+        n = self._num_local_seeds()
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _epoch_order(self) -> Tensor:
+        """Positions into ``indices`` for this epoch (CPU int64), shuffled / split per rank."""
+        n = len(self._seeds)
+        epoch, self._epoch = self._epoch, self._epoch + 1
+        if self.use_ddp:
+            gen = torch.Generator().manual_seed(self.ddp_seed + epoch)
+            order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+            world, rank = _world_size(), _rank()
+            per_rank = self._num_local_seeds()
+            total = per_rank * world
+            if total > n:
+                order = order.repeat(math.ceil(total / max(n, 1)))[:total]
+            order = order[:total][rank::world]
+        elif self.shuffle:
+            order = torch.randperm(n, generator=self.generator)
+        else:
+            order = torch.arange(n)
+        if self.drop_last:
+            order = order[: (order.numel() // self.batch_size) * self.batch_size]
+        return order
+
+    def __iter__(self) -> "_LoaderIter":
+        return _LoaderIter(self)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch counter used by the ``use_ddp`` permutation (as DDP samplers do)."""
+        self._epoch = int(epoch)
+
+
+class DataLoader(_LoaderCore):
     r"""Iterate over minibatches of sampled blocks, prefetching one step ahead.
 
     A drop-in for :class:`dgl.dataloading.DataLoader`: the same positional arguments, every DGL
@@ -203,107 +410,25 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         if not hasattr(graph_sampler, "sample") or not callable(graph_sampler.sample):
             raise TypeError(f"DataLoader: graph_sampler must have a sample(graph, seeds) method, "
                             f"got {type(graph_sampler).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError(f"DataLoader: batch_size must be an int, got {batch_size!r}")
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) \
-                or num_workers < 0:
-            raise ValueError(f"DataLoader: num_workers must be an int >= 0, got {num_workers!r}")
-        if gpu_cache is not None:
-            warnings.warn("DataLoader: gpu_cache is ignored (features are read zero-copy from "
-                          "pinned host memory)", UserWarning, stacklevel=2)
-
-        self.graph = graph
         self.graph_sampler = graph_sampler
-        self.batch_size = int(batch_size)
-        self.drop_last = bool(drop_last)
-        self.shuffle = bool(shuffle)
-        self.use_ddp = bool(use_ddp)
-        self.ddp_seed = int(ddp_seed)
-        self.num_workers = int(num_workers)
-        if self.num_workers > 0:
-            _warn_workers_once(self.num_workers)
-        self.max_threads = _check_max_threads(max_threads)
-        self._is_dgl = _dgl_compat.is_dgl_graph(graph)
+        is_dgl = _dgl_compat.is_dgl_graph(graph)
         from ._link import EdgePredictionSampler
         from ._sampler import NeighborSampler
         self._own_sampler = isinstance(graph_sampler, (NeighborSampler, EdgePredictionSampler)) \
-            and not self._is_dgl
-        self._epoch = 0
-        self._tables: dict = {}
-        self._tables_lock = threading.Lock()
-
-        # --- devices -------------------------------------------------------------------------
-        placement = _dgl_compat.graph_placement(graph)
-        if device is None:
-            if use_uva:
-                device = torch.device("cuda", _current_cuda_index())
-            elif placement == "cuda":
-                device = _dgl_compat.graph_device(graph) or torch.device("cuda")
-            else:
-                device = torch.device("cpu")
-        self.device = _normalise_device(device)
-        cuda_out = self.device.type == "cuda"
-        if cuda_out and not torch.cuda.is_available():
-            raise ValueError(f"DataLoader: device={device!r} but CUDA is not available")
-        if use_uva:
-            if not cuda_out:
-                raise ValueError(f"DataLoader: use_uva=True samples on the GPU, so it needs a CUDA "
-                                 f"device, got device={device!r}")
-            if placement == "cuda":
-                raise ValueError("DataLoader: use_uva=True reads the graph from pinned host memory, "
-                                 "but the graph is already in GPU memory (use use_uva=False)")
-            if placement == "cpu":
-                self.graph = graph = _pin_graph(graph)
-                placement = "pinned"
-        if placement == "cuda":
-            gdev = _dgl_compat.graph_device(graph)
-            if gdev is not None and _normalise_device(gdev) != self.device:
-                raise ValueError(f"DataLoader: the graph is on {gdev} so device must be the same "
-                                 f"GPU, got device={device!r}")
-        self.use_uva = bool(use_uva)
-        self._sample_device = (self.device if cuda_out and placement in ("cuda", "pinned")
-                               else torch.device("cpu"))
-        cpu_to_cuda = cuda_out and self._sample_device.type == "cpu"
-
-        if use_alternate_streams and not cuda_out:
-            raise ValueError("DataLoader: use_alternate_streams=True only applies to a CUDA device, "
-                             f"got device={self.device}")
-        self._use_side_stream = cuda_out if use_alternate_streams is None \
-            else bool(use_alternate_streams)
-        if pin_prefetcher and not cpu_to_cuda:
-            raise ValueError("DataLoader: pin_prefetcher=True only applies when sampling on the CPU "
-                             f"for a CUDA device (device={self.device}, graph {placement})")
-        self._pin = cpu_to_cuda if pin_prefetcher is None else bool(pin_prefetcher)
-
-        # --- prefetch depth ------------------------------------------------------------------
-        if prefetch is None:
-            prefetch = kwargs.get("prefetch_factor") or (1 if cuda_out else 2)
-        if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or prefetch < 0:
-            raise ValueError(f"DataLoader: prefetch must be an int >= 0, got {prefetch!r}")
-        if use_prefetch_thread and prefetch == 0:
-            raise ValueError("DataLoader: use_prefetch_thread=True needs prefetch >= 1, got 0")
-        self.prefetch = 0 if use_prefetch_thread is False else int(prefetch)
-
-        # --- shuffling generator ---------------------------------------------------------------
-        if seed is not None and generator is not None:
-            raise ValueError("DataLoader: pass either seed or generator, not both")
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-                raise TypeError(f"DataLoader: seed must be an int, got {seed!r}")
-            generator = torch.Generator().manual_seed(int(seed))
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"DataLoader: generator must be a torch.Generator, got {generator!r}")
-        self.generator = generator
-
-        # --- seeds -----------------------------------------------------------------------------
-        self._num_nodes = _dgl_compat.graph_num_nodes(graph)
-        # Validated once against what they index (nodes or edges, per type), cast to the graph's
-        # idtype; the core below only permutes positions and cuts batches.
-        self._seeds = SeedSet(indices, graph, seed_kind(graph_sampler))
+            and not is_dgl
+        self._init_core(graph, indices, seed_kind(graph_sampler), device=device,
+                        use_uva=bool(use_uva), batch_size=batch_size, drop_last=drop_last,
+                        shuffle=shuffle, use_ddp=use_ddp, ddp_seed=ddp_seed,
+                        use_prefetch_thread=use_prefetch_thread,
+                        use_alternate_streams=use_alternate_streams,
+                        pin_prefetcher=pin_prefetcher, prefetch=prefetch,
+                        prefetch_factor=kwargs.get("prefetch_factor"), max_threads=max_threads,
+                        seed=seed, generator=generator, num_workers=num_workers)
+        if gpu_cache is not None:
+            warnings.warn("DataLoader: gpu_cache is ignored (features are read zero-copy from "
+                          "pinned host memory)", UserWarning, stacklevel=2)
+        self._num_nodes = _dgl_compat.graph_num_nodes(self.graph)
         self.indices = self._seeds.user
-        self._seed_ids_dev, self._seed_types_dev = self._seeds.to(self._sample_device)
 
         # --- features / labels -----------------------------------------------------------------
         self._features = self._check_tables(features, "features", "feat")
@@ -342,28 +467,6 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
                                      self._num_nodes)
                 for key, t in tables.items()}
 
-    def _one_table(self, t: Any, arg: str, rows: Optional[int]) -> Any:
-        if isinstance(t, np.ndarray):
-            pass
-        elif not isinstance(t, torch.Tensor):
-            raise TypeError(f"DataLoader: {arg} must be a torch.Tensor or numpy.ndarray, "
-                            f"got {type(t).__name__}")
-        if t.ndim == 0:
-            raise ValueError(f"DataLoader: {arg} must have one row per node, got a scalar")
-        if rows is not None and t.shape[0] != rows:
-            raise ValueError(f"DataLoader: {arg} has {t.shape[0]} rows but the graph has "
-                             f"{rows} nodes")
-        if isinstance(t, torch.Tensor) and t.is_cuda:
-            if self.device.type != "cuda" or t.device != self.device:
-                raise ValueError(f"DataLoader: {arg} is on {t.device} but device={self.device}; "
-                                 f"keep the table in host memory (it is read zero-copy)")
-            return t
-        import unified_tensor as ut
-        try:
-            return ut.unified(_contiguous_table(t, arg))   # pins in place, no copy
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"DataLoader: {arg}: {exc}") from None
-
     def _parent_table(self, kind: str, name: str, type_: Any) -> Tensor:
         """A DGL graph's column as a gather table (unified in place when gathering to a GPU)."""
         col = _dgl_compat.parent_column(self.graph, kind, name, type_)
@@ -379,47 +482,53 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         return hit[1]
 
     # ------------------------------------------------------------------------------------------
-    def _num_local_seeds(self) -> int:
-        n = len(self._seeds)
-        if not self.use_ddp:
-            return n
-        world = _world_size()
-        if self.drop_last and n % world:
-            return (n - world) // world + 1 if n >= world else 0
-        return math.ceil(n / world)
-
-    def __len__(self) -> int:
-        """Number of batches per epoch (on this rank when ``use_ddp``)."""
-        n = self._num_local_seeds()
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def _epoch_order(self) -> Tensor:
-        """Positions into ``indices`` for this epoch (CPU int64), shuffled / split per rank."""
-        n = len(self._seeds)
-        epoch, self._epoch = self._epoch, self._epoch + 1
-        if self.use_ddp:
-            gen = torch.Generator().manual_seed(self.ddp_seed + epoch)
-            order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
-            world, rank = _world_size(), _rank()
-            per_rank = self._num_local_seeds()
-            total = per_rank * world
-            if total > n:
-                order = order.repeat(math.ceil(total / max(n, 1)))[:total]
-            order = order[:total][rank::world]
-        elif self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
+    def _produce(self, seeds: Any, positions: Tensor, batch: int) -> Any:
+        if self._own_sampler:   # seeds checked distinct and in range once, at construction;
+            # draws keyed by (seed, epoch, batch index): independent of prefetch depth and breaks
+            result = self.graph_sampler.sample_distinct(self.graph, seeds, batch=batch)
         else:
-            order = torch.arange(n)
-        if self.drop_last:
-            order = order[: (order.numel() // self.batch_size) * self.batch_size]
-        return order
+            result = self.graph_sampler.sample(self.graph, seeds)
+        if self._is_dgl:
+            _dgl_compat.resolve_lazy_features(result, self._fetch_parent)
+        if self.device != self._sample_device:
+            result = _to_device(result, self.device, self._pin)
+        if self._features or self._labels:
+            self._attach(result)
+        return result
 
-    def __iter__(self) -> "_LoaderIter":
-        return _LoaderIter(self)
+    def _fetch_parent(self, kind: str, name: str, type_: Any, ids: Tensor) -> Tensor:
+        table = self._parent_table(kind, name, type_)
+        return _gather(table, ids.to(self.device, non_blocking=True), self.max_threads,
+                       validate=True)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch counter used by the ``use_ddp`` permutation (as DDP samplers do)."""
-        self._epoch = int(epoch)
+    def _attach(self, result: Any) -> None:
+        if not (isinstance(result, (tuple, list)) and len(result) in (3, 4)
+                and isinstance(result[-1], (list, tuple)) and len(result[-1]) > 0):
+            raise TypeError("DataLoader: features=/labels= need graph_sampler.sample() to return "
+                            "(input_nodes, output_nodes, blocks) or (input_nodes, pair_graph, "
+                            "[neg_pair_graph,] blocks) with at least one block, got "
+                            f"{type(result).__name__}")
+        input_nodes, blocks = result[0], result[-1]
+        output_nodes = result[1] if self._seeds.kind == "node" else None
+        if output_nodes is None and self._labels:
+            raise ValueError("DataLoader: labels= apply to node seeds; with edge seeds (link "
+                             "prediction) the pair graphs are the targets")
+        mt = self.max_threads
+        # Ids from this library's sampler are in range by construction (graph validated, seeds
+        # checked at construction): no range check, so no host sync per table. Any other sampler's
+        # ids are checked.
+        check = not self._own_sampler
+
+        def rows(table: Any, ids: Any) -> Any:
+            if isinstance(table, Mapping):   # heterogeneous: {ntype: table}, ids {ntype: ids}
+                return {nt: _gather(t, _on(ids[nt], self.device), mt, check)
+                        for nt, t in table.items() if nt in ids}
+            return _gather(table, _on(ids, self.device), mt, check)
+
+        for key, table in self._features.items():
+            blocks[0].srcdata[key] = rows(table, input_nodes)
+        for key, table in self._labels.items():
+            blocks[-1].dstdata[key] = rows(table, output_nodes)
 
     @contextlib.contextmanager
     def enable_cpu_affinity(self, *args: Any, **kwargs: Any) -> Iterator[None]:
@@ -437,7 +546,7 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
 # One epoch of work: what the producer runs. It holds the loader, never the iterator, so dropping
 # the iterator triggers its finaliser even while the producer thread is alive.
 class _Epoch:
-    def __init__(self, loader: DataLoader, order: Tensor, number: int) -> None:
+    def __init__(self, loader: _LoaderCore, order: Tensor, number: int) -> None:
         self.loader = loader
         self.order = order
         self.number = number
@@ -474,63 +583,14 @@ class _Epoch:
             with self._cuda_context():
                 seeds = loader._seeds.batch(
                     ids_all[start:start + bs], None if types_all is None else types_all[start:start + bs])
-                batch = self.produce(seeds, (self.number << 32) + index)
+                batch = loader._produce(seeds, self.order[start:start + bs],
+                                        (self.number << 32) + index)
                 event = None
                 if self.cuda:
                     from unified_tensor._streams import record_event
                     event = record_event(self.stream or torch.cuda.current_stream(self.device))
             yield batch, event
             del batch, event   # the consumer owns the batch now
-
-    def produce(self, seeds: Any, batch: int) -> Any:
-        loader = self.loader
-        if loader._own_sampler:   # seeds checked distinct and in range once, at construction;
-            # draws keyed by (seed, epoch, batch index): independent of prefetch depth and breaks
-            result = loader.graph_sampler.sample_distinct(loader.graph, seeds, batch=batch)
-        else:
-            result = loader.graph_sampler.sample(loader.graph, seeds)
-        if loader._is_dgl:
-            _dgl_compat.resolve_lazy_features(result, self._fetch_parent)
-        if loader.device != loader._sample_device:
-            result = _to_device(result, loader.device, loader._pin)
-        if loader._features or loader._labels:
-            self._attach(result)
-        return result
-
-    def _fetch_parent(self, kind: str, name: str, type_: Any, ids: Tensor) -> Tensor:
-        table = self.loader._parent_table(kind, name, type_)
-        return _gather(table, ids.to(self.device, non_blocking=True), self.loader.max_threads,
-                       validate=True)
-
-    def _attach(self, result: Any) -> None:
-        if not (isinstance(result, (tuple, list)) and len(result) in (3, 4)
-                and isinstance(result[-1], (list, tuple)) and len(result[-1]) > 0):
-            raise TypeError("DataLoader: features=/labels= need graph_sampler.sample() to return "
-                            "(input_nodes, output_nodes, blocks) or (input_nodes, pair_graph, "
-                            "[neg_pair_graph,] blocks) with at least one block, got "
-                            f"{type(result).__name__}")
-        input_nodes, blocks = result[0], result[-1]
-        output_nodes = result[1] if self.loader._seeds.kind == "node" else None
-        if output_nodes is None and self.loader._labels:
-            raise ValueError("DataLoader: labels= apply to node seeds; with edge seeds (link "
-                             "prediction) the pair graphs are the targets")
-        mt = self.loader.max_threads
-        # Ids from this library's sampler are in range by construction (graph validated, seeds
-        # checked at construction): no range check, so no host sync per table. Any other sampler's
-        # ids are checked.
-        check = not self.loader._own_sampler
-
-        def rows(table: Any, ids: Any) -> Any:
-            if isinstance(table, Mapping):   # heterogeneous: {ntype: table}, ids {ntype: ids}
-                return {nt: _gather(t, _on(ids[nt], self.device), mt, check)
-                        for nt, t in table.items() if nt in ids}
-            return _gather(table, _on(ids, self.device), mt, check)
-
-        for key, table in self.loader._features.items():
-            blocks[0].srcdata[key] = rows(table, input_nodes)
-        for key, table in self.loader._labels.items():
-            blocks[-1].dstdata[key] = rows(table, output_nodes)
-
 
 class _End:
     pass
@@ -567,8 +627,9 @@ def _producer_main(epoch: _Epoch, q: "queue.Queue", stop: threading.Event) -> No
 class _LoaderIter:
     """One epoch over a :class:`DataLoader`."""
 
-    def __init__(self, loader: DataLoader) -> None:
+    def __init__(self, loader: _LoaderCore) -> None:
         self._device = loader.device
+        self._loader_tensors = loader._batch_tensors
         self._num_batches = len(loader)
         number = loader._epoch
         epoch = _Epoch(loader, loader._epoch_order(), number)
@@ -620,7 +681,7 @@ class _LoaderIter:
             batch, event = item
         if self._device.type == "cuda":
             from unified_tensor._streams import hand_over
-            hand_over(_iter_tensors(batch), event, self._device)
+            hand_over(self._loader_tensors(batch), event, self._device)
         return batch
 
     def _get(self) -> Any:

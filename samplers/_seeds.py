@@ -144,14 +144,33 @@ class SeedSet:
         The graph they index (``CSCGraph`` or ``DGLGraph``).
     kind : str
         ``"node"`` or ``"edge"``.
+    count : int, optional
+        What ``indices`` (not a dict) must lie below, when the front-end knows it better than the
+        graph does (the nodes of one type of a heterogeneous graph, or the rows of a table of seed
+        edges); ``None``: the graph's node / edge count.
+    name : str
+        The argument named in error messages.
+    loader : str
+        The loader named in error messages.
     """
 
-    def __init__(self, indices: Any, graph: Any, kind: str) -> None:
+    def __init__(self, indices: Any, graph: Any, kind: str, count: Optional[int] = None,
+                 name: str = "indices", loader: str = "DataLoader") -> None:
         if kind not in ("node", "edge"):
             raise ValueError(f"kind must be 'node' or 'edge', got {kind!r}")
         self.kind = kind
         what = "node" if kind == "node" else "edge"
         idtype = _idtype(graph)
+        try:
+            self._init(indices, graph, kind, what, idtype, count, name)
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            if loader != "DataLoader" and exc.args and isinstance(exc.args[0], str) \
+                    and exc.args[0].startswith("DataLoader: "):
+                exc.args = (f"{loader}: " + exc.args[0][len("DataLoader: "):],) + exc.args[1:]
+            raise
+
+    def _init(self, indices: Any, graph: Any, kind: str, what: str, idtype: Optional[torch.dtype],
+              count: Optional[int], name: str) -> None:
         if isinstance(indices, Mapping):
             if not indices:
                 raise ValueError("DataLoader: indices is an empty dict")
@@ -169,8 +188,9 @@ class SeedSet:
             self.user = {k: p for k, p in zip(self.keys, parts)}
         else:
             self.keys = None
-            x = _id_tensor(indices, "indices")
-            _check_range_and_distinct(x, _count(graph, kind, None), "indices", what)
+            x = _id_tensor(indices, name)
+            n = _count(graph, kind, None) if count is None else int(count)
+            _check_range_and_distinct(x, n, name, what)
             if idtype is not None:
                 x = x.to(idtype)   # in range: the sampler needs no cast or check
             self.ids, self.type_ids, self.user = x, None, x
