@@ -1,0 +1,178 @@
+"""Hop-by-hop neighbour sampling with PyG's semantics, on this library's kernels.
+
+DGL's blocks sample every destination node of every layer again (a seed is sampled at hop 1 and
+once more, as a source of block 2, at hop 2). PyG's ``NeighborLoader`` (pyg-lib's
+``neighbor_sample``) samples each node once: hop ``k`` draws the in-neighbours of the nodes that
+hop ``k - 1`` *added*, and the batch is one subgraph whose nodes are numbered in order of first
+appearance (seeds first, then each hop's new nodes) and whose edges are every hop's edges in hop
+order. This module does exactly that, typed (``{node_type: ids}``, one CSC per canonical edge
+type; a homogeneous graph is one node type and one edge type), on the CPU (Numba kernels) or on a
+GPU (the CUDA kernels over UVA or GPU memory), with the same counter-based draws as
+:class:`~samplers.NeighborSampler`: keyed by ``(batch key, hop, edge type, node)``, so a batch is
+reproducible and does not depend on threads or on the device.
+
+Nothing here imports PyG; :mod:`samplers.pyg` packages the result as PyG's ``SamplerOutput``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from ._graph import CSCGraph, _plain
+from ._hetero import EdgeType, HeteroCSCGraph
+
+__all__ = ["HopSample", "sample_hops", "raw_layer", "relabel_typed", "hop_key"]
+
+Tensor = torch.Tensor
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def hop_key(key: int, hop: int, etype_index: int) -> int:
+    """The draw key of one edge type at one hop of a batch keyed ``key``."""
+    from ._sampler_cpu import mix64_py
+
+    k = mix64_py((key + (hop + 1) * 0xD1B54A32D192ED03) & _MASK)
+    return mix64_py(k ^ (((etype_index + 1) * _GOLDEN) & _MASK))
+
+
+def raw_layer(g: CSCGraph, ids: Tensor, fanout: int, replace: bool, key: int
+              ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Up to ``fanout`` in-neighbours of each of ``ids`` (distinct, the graph's idtype, on the CPU
+    or a GPU), not relabelled: ``(src, dst_pos, eid)``, the global source id, the position in
+    ``ids`` of the destination and the global edge id of every sampled edge (int64 except ``src``,
+    which has the graph's idtype), grouped by destination, on ``ids``' device."""
+    from ._sampler_cpu import sample_layer
+    from ._sampler_cuda import sample_layer_cuda
+
+    if ids.is_cuda:
+        _, ei, eid = sample_layer_cuda(g, ids, fanout, replace, key, check=False, relabel=False)
+        return ei[0].to(g.idtype), ei[1], eid
+    ip, ix = _plain(g.indptr).numpy(), _plain(g.indices).numpy()
+    eids = None if g.edge_ids is None else _plain(g.edge_ids).numpy()
+    _, ei_np, eid_np, _ = sample_layer(ip, ix, eids, ids.numpy(), fanout, replace, key, None,
+                                       relabel=False)
+    return (torch.from_numpy(ei_np[0]).to(g.idtype), torch.from_numpy(ei_np[1]),
+            torch.from_numpy(eid_np))
+
+
+def relabel_typed(graph: HeteroCSCGraph, ntype: str, first: Tensor, rest: Tensor
+                  ) -> Tuple[Tensor, Tensor]:
+    """``(nodes, local)``: ``first`` (distinct) followed by the new nodes of ``rest`` in order of
+    first appearance, and the position in ``nodes`` of every entry of ``rest`` (int64), on the
+    inputs' device (CPU: a sequential map over a node-sized scratch array; GPU: torch ops)."""
+    from ._sampler_cpu import relabel_cpu
+    from ._sampler_cuda import relabel_first_appearance
+
+    rest = rest.to(first.dtype)
+    if first.is_cuda:
+        nodes, local, _ = relabel_first_appearance(first, rest)
+        return nodes, local
+    scratch = graph._take_scratch(ntype)
+    try:
+        nodes_np, local_np = relabel_cpu(first.numpy(), rest.numpy(), scratch)
+    finally:
+        graph._give_scratch(ntype, scratch)
+    return torch.from_numpy(nodes_np), torch.from_numpy(local_np)
+
+
+@dataclass
+class HopSample:
+    """One sampled subgraph, typed. ``node[t]``: global ids of type ``t`` (seeds first, then each
+    hop's new nodes; the graph's idtype). ``row[et]`` / ``col[et]``: local source / destination of
+    every edge of type ``et`` (int64, indices into ``node[src type]`` / ``node[dst type]``), hop
+    by hop; ``edge[et]``: their global edge ids (int64). ``num_sampled_nodes[t]``: nodes of type
+    ``t`` added at each hop (entry 0: the seeds); ``num_sampled_edges[et]``: edges per hop
+    (``None`` for an induced subgraph, whose edges are not per hop)."""
+    node: Dict[str, Tensor]
+    row: Dict[EdgeType, Tensor]
+    col: Dict[EdgeType, Tensor]
+    edge: Dict[EdgeType, Tensor]
+    num_sampled_nodes: Dict[str, List[int]]
+    num_sampled_edges: Optional[Dict[EdgeType, List[int]]] = field(default=None)
+
+
+def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
+                num_neighbors: Dict[EdgeType, List[int]], replace: bool, key: int,
+                induced: bool = False) -> HopSample:
+    """Sample ``len(num_neighbors[et])`` hops from ``seeds`` (``{node_type: distinct ids}`` of the
+    graph's idtype, all on the CPU or all on one GPU). ``num_neighbors[et][k]``: neighbours per
+    node over edge type ``et`` at hop ``k`` (``-1``: all, ``0``: none). ``induced``: after the
+    nodes are sampled, keep every edge of the graph between them instead of the sampled edges
+    (PyG's ``subgraph_type="induced"``).
+    """
+    etypes = graph.canonical_etypes
+    num_hops = max((len(v) for v in num_neighbors.values()), default=0)
+    any_ids = next(iter(seeds.values()))
+    dev, idtype = any_ids.device, graph.idtype
+    node: Dict[str, Tensor] = {nt: seeds[nt] if nt in seeds else torch.empty(0, dtype=idtype, device=dev)
+                               for nt in graph.ntypes}
+    lo = {nt: 0 for nt in graph.ntypes}
+    hi = {nt: int(node[nt].numel()) for nt in graph.ntypes}
+    nsn = {nt: [hi[nt]] for nt in graph.ntypes}
+    rows: Dict[EdgeType, List[Tensor]] = {et: [] for et in etypes}
+    cols: Dict[EdgeType, List[Tensor]] = {et: [] for et in etypes}
+    eids: Dict[EdgeType, List[Tensor]] = {et: [] for et in etypes}
+    nse: Dict[EdgeType, List[int]] = {et: [] for et in etypes}
+    for hop in range(num_hops):
+        raw: Dict[EdgeType, Tuple[Tensor, Tensor, Tensor]] = {}
+        for i, et in enumerate(etypes):
+            d = et[2]
+            fan = num_neighbors[et][hop] if hop < len(num_neighbors[et]) else 0
+            if fan == 0 or hi[d] == lo[d]:
+                continue
+            src, dst_pos, eid = raw_layer(graph[et], node[d][lo[d]:hi[d]], fan, replace,
+                                          hop_key(key, hop, i))
+            raw[et] = (src, dst_pos + lo[d], eid)
+        new_hi = dict(hi)
+        for s in dict.fromkeys(et[0] for et in raw):
+            mine = [et for et in raw if et[0] == s]
+            cat = torch.cat([raw[et][0] for et in mine]) if len(mine) > 1 else raw[mine[0]][0]
+            node[s], local = relabel_typed(graph, s, node[s], cat)
+            new_hi[s] = int(node[s].numel())
+            pos = 0
+            for et in mine:
+                k = raw[et][0].numel()
+                rows[et].append(local[pos:pos + k])
+                cols[et].append(raw[et][1])
+                eids[et].append(raw[et][2])
+                pos += k
+        for et in etypes:
+            nse[et].append(int(raw[et][0].numel()) if et in raw else 0)
+        for nt in graph.ntypes:
+            nsn[nt].append(new_hi[nt] - hi[nt])
+            lo[nt], hi[nt] = hi[nt], new_hi[nt]
+    empty = torch.empty(0, dtype=torch.int64, device=dev)
+    if induced:
+        out_row, out_col, out_edge = _induced_edges(graph, node)
+        return HopSample(node, out_row, out_col, out_edge, nsn, None)
+
+    def cat(parts: List[Tensor]) -> Tensor:
+        return torch.cat(parts) if len(parts) > 1 else (parts[0] if parts else empty)
+
+    return HopSample(node, {et: cat(rows[et]) for et in etypes},
+                     {et: cat(cols[et]) for et in etypes}, {et: cat(eids[et]) for et in etypes},
+                     nsn, nse)
+
+
+def _induced_edges(graph: HeteroCSCGraph, node: Dict[str, Tensor]
+                   ) -> Tuple[Dict[EdgeType, Tensor], Dict[EdgeType, Tensor], Dict[EdgeType, Tensor]]:
+    """Every edge of ``graph`` whose two endpoints are in ``node``, as local ``(row, col, edge)``,
+    grouped by destination in ``node`` order."""
+    row, col, edge = {}, {}, {}
+    for et in graph.canonical_etypes:
+        s, _, d = et
+        src, dst_pos, eid = raw_layer(graph[et], node[d], -1, False, 0)
+        ids = node[s].to(torch.int64)
+        if ids.numel() == 0 or src.numel() == 0:
+            row[et] = col[et] = edge[et] = torch.empty(0, dtype=torch.int64, device=src.device)
+            continue
+        srt, perm = torch.sort(ids)
+        at = torch.searchsorted(srt, src.to(torch.int64)).clamp_(max=srt.numel() - 1)
+        keep = srt[at] == src.to(torch.int64)
+        row[et] = perm[at[keep]]
+        col[et] = dst_pos[keep]
+        edge[et] = eid[keep]
+    return row, col, edge

@@ -1,0 +1,708 @@
+"""PyG's loaders on this library's sampler: ``NeighborLoader`` and ``LinkNeighborLoader``.
+
+A PyG script changes one import::
+
+    # from torch_geometric.loader import NeighborLoader
+    from samplers.pyg import NeighborLoader
+
+    loader = NeighborLoader(data, num_neighbors=[15, 10, 5], input_nodes=data.train_mask,
+                            batch_size=1024, shuffle=True, device="cuda")
+    for batch in loader:
+        out = model(batch.x, batch.edge_index)[:batch.batch_size]
+
+The batches are PyG's ``Data`` / ``HeteroData`` exactly as PyG documents them (seeds first,
+``batch_size``, ``n_id``, ``e_id``, ``input_id``, ``num_sampled_nodes`` / ``num_sampled_edges``
+per hop, every node and edge attribute of ``data`` sliced, ``edge_index`` in local ids), sampled
+with PyG's semantics (hop ``k`` samples the nodes hop ``k - 1`` added) by this library's kernels:
+no ``pyg-lib`` or ``torch-sparse`` needed, on any torch. With ``device="cuda"`` the graph is
+sampled on the GPU (over UVA from pinned host memory, or in GPU memory) and every node / edge
+attribute is gathered zero-copy from host memory (tables pinned in place, never copied); a
+producer thread on a side stream prepares the next batch while this one trains, exactly as in
+:class:`samplers.DataLoader`, whose loading core these loaders share.
+
+This module imports ``torch_geometric``; nothing else in the package does.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+try:
+    import torch_geometric  # noqa: F401
+    from torch_geometric.data import Data, HeteroData
+    from torch_geometric.sampler import (HeteroSamplerOutput, NegativeSampling, NumNeighbors,
+                                         SamplerOutput)
+except ImportError as _exc:  # pragma: no cover - exercised only without PyG
+    raise ImportError("samplers.pyg needs torch_geometric (pip install torch_geometric); the rest "
+                      "of samplers works without it") from _exc
+
+from ._dataloader import _LoaderCore, _gather, _to_device
+from ._frontier import HopSample, hop_key, sample_hops
+from ._graph import CSCGraph
+from ._hetero import HeteroCSCGraph
+from ._sampler_cpu import mix64_py
+
+__all__ = ["NeighborLoader", "LinkNeighborLoader"]
+
+Tensor = torch.Tensor
+EdgeType = Tuple[str, str, str]
+
+_N = "_N"                   # the node type of a homogeneous graph, internally
+_E: EdgeType = (_N, "_E", _N)
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+# Keyword arguments of torch.utils.data.DataLoader that PyG's loaders forward: accepted so a PyG
+# script runs unchanged. batch_size / shuffle / drop_last / generator are used; the rest are not
+# (one producer thread replaces worker processes; batches land on `device` directly).
+_TORCH_KWARGS = frozenset({
+    "num_workers", "pin_memory", "timeout", "worker_init_fn", "multiprocessing_context",
+    "prefetch_factor", "persistent_workers", "pin_memory_device", "in_order", "collate_fn",
+    "dataset", "sampler", "batch_sampler",
+})
+
+_fallback_warned: set = set()
+
+
+def _subgraph_type(subgraph_type: Any, directed: bool, name: str) -> str:
+    value = getattr(subgraph_type, "value", subgraph_type)
+    if value not in ("directional", "bidirectional", "induced"):
+        raise ValueError(f"{name}: subgraph_type must be 'directional', 'bidirectional' or "
+                         f"'induced', got {subgraph_type!r}")
+    if not directed:
+        warnings.warn(f"{name}: directed=False is deprecated in PyG; use "
+                      f"subgraph_type='induced' instead", DeprecationWarning, stacklevel=4)
+        value = "induced"
+    return value
+
+
+class _PyGLoader(_LoaderCore):
+    """What :class:`NeighborLoader` and :class:`LinkNeighborLoader` share: ``data`` turned into
+    this library's typed CSC graph once, PyG's sampling options, the hop sampler, and
+    :meth:`_filter`, which packages a sample as ``Data`` / ``HeteroData`` with every attribute
+    gathered on ``device``."""
+
+    def _setup(self, data: Any, num_neighbors: Any, seeds: Any, seed_count: int, seed_name: str,
+               *, replace: bool, subgraph_type: Any, disjoint: bool, temporal_strategy: str,
+               time_attr: Optional[str], weight_attr: Optional[str],
+               transform: Optional[Callable], transform_sampler_output: Optional[Callable],
+               is_sorted: bool, filter_per_worker: Optional[bool], neighbor_sampler: Any,
+               directed: bool, device: Any, use_uva: Optional[bool], seed: Optional[int],
+               kwargs: Dict[str, Any]) -> None:
+        name = self._name
+        unknown = sorted(set(kwargs) - _TORCH_KWARGS - {
+            "batch_size", "shuffle", "drop_last", "generator", "prefetch", "max_threads",
+            "use_alternate_streams", "pin_prefetcher", "input_id"})
+        if unknown:
+            raise TypeError(f"{name} got unexpected keyword argument(s) {unknown}")
+        for arg in ("sampler", "batch_sampler"):
+            if kwargs.get(arg) is not None:
+                raise ValueError(f"{name}: {arg}= is not supported; the loader batches its seeds "
+                                 f"itself (batch_size, shuffle, drop_last)")
+        if neighbor_sampler is not None:
+            raise ValueError(f"{name}: neighbor_sampler= (a PyG sampler object) is not supported: "
+                             f"this loader samples with the library's kernels; pass its options "
+                             f"(num_neighbors, replace, subgraph_type) instead")
+        if time_attr is not None or temporal_strategy != "uniform":
+            raise NotImplementedError(f"{name}: temporal sampling (time_attr={time_attr!r}, "
+                                      f"temporal_strategy={temporal_strategy!r}) is not supported "
+                                      f"yet; use torch_geometric.loader with pyg-lib for it")
+        if weight_attr is not None:
+            raise NotImplementedError(f"{name}: weighted sampling (weight_attr={weight_attr!r}) "
+                                      f"is not supported yet; sampling is uniform")
+        if disjoint:
+            raise NotImplementedError(f"{name}: disjoint=True (one subgraph per seed) is not "
+                                      f"supported yet; use disjoint=False")
+        if not isinstance(replace, (bool, np.bool_)):
+            raise TypeError(f"{name}: replace must be a bool, got {replace!r}")
+        self.data = data
+        self.replace = bool(replace)
+        self.subgraph_type = _subgraph_type(subgraph_type, directed, name)
+        self.disjoint = False
+        self.transform = transform
+        self.transform_sampler_output = transform_sampler_output
+        self.filter_per_worker = filter_per_worker   # accepted; there are no workers
+        self.is_sorted = bool(is_sorted)             # accepted; the CSC is built once either way
+        self._hetero = isinstance(data, HeteroData)
+        graph = _typed_graph(data, name)
+        self.num_neighbors = self._num_neighbors(num_neighbors, graph)
+        num_workers = kwargs.get("num_workers", 0)
+        self._init_core(graph, seeds, "node", device=device, use_uva=use_uva,
+                        batch_size=kwargs.get("batch_size", 1),
+                        drop_last=kwargs.get("drop_last", False),
+                        shuffle=kwargs.get("shuffle", False),
+                        use_alternate_streams=kwargs.get("use_alternate_streams"),
+                        pin_prefetcher=kwargs.get("pin_prefetcher"),
+                        prefetch=kwargs.get("prefetch"),
+                        prefetch_factor=kwargs.get("prefetch_factor"),
+                        max_threads=kwargs.get("max_threads"), seed=seed,
+                        generator=kwargs.get("generator"), num_workers=num_workers,
+                        seed_count=seed_count, seed_name=seed_name)
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self._draw_seed = int(seed)
+
+    def _num_neighbors(self, num_neighbors: Any, graph: HeteroCSCGraph) -> Dict[EdgeType, List[int]]:
+        name = self._name
+        if isinstance(num_neighbors, NumNeighbors):
+            nn = num_neighbors
+        elif isinstance(num_neighbors, (list, tuple, dict)):
+            nn = NumNeighbors(list(num_neighbors) if not isinstance(num_neighbors, dict)
+                              else num_neighbors)
+        else:
+            raise TypeError(f"{name}: num_neighbors must be a list of ints or a dict "
+                            f"{{edge_type: list of ints}}, got {type(num_neighbors).__name__}")
+        etypes = [_E] if not self._hetero else graph.canonical_etypes
+        if not self._hetero and isinstance(nn.values, dict):
+            raise ValueError(f"{name}: num_neighbors is a dict, which needs HeteroData")
+        try:
+            values = nn._get_values(etypes, mapped=False)
+        except ValueError as exc:
+            raise ValueError(f"{name}: num_neighbors: {exc}") from None
+        if isinstance(values, list):
+            values = {et: values for et in etypes}
+        out = {}
+        for et, v in values.items():
+            hops = []
+            for k, f in enumerate(v):
+                if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < -1 \
+                        or f > (1 << 31) - 1:
+                    raise ValueError(f"{name}: num_neighbors[{k}] must be an int >= -1 (-1: all "
+                                     f"neighbours), got {f!r}" + (f" for {et}" if self._hetero else ""))
+                hops.append(int(f))
+            out[et] = hops
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    def _batch_key(self, batch: int) -> int:
+        return mix64_py(mix64_py(self._draw_seed) ^ ((int(batch) * _GOLDEN) & _MASK))
+
+    def _sample(self, seeds: Dict[str, Tensor], batch: int) -> Any:
+        """``seeds`` -> PyG's ``SamplerOutput`` / ``HeteroSamplerOutput`` on ``device`` (metadata
+        left for the front-end), after ``subgraph_type`` and ``transform_sampler_output``."""
+        hs = sample_hops(self.graph, seeds, self.num_neighbors, self.replace,
+                         self._batch_key(batch), induced=self.subgraph_type == "induced")
+        if self.device != self._sample_device:
+            hs = _to_device(_hop_fields(hs), self.device, self._pin)
+            hs = HopSample(*hs)
+        out = self._sampler_output(hs)
+        if self.subgraph_type == "bidirectional":
+            out = out.to_bidirectional()
+        return out
+
+    def _sampler_output(self, hs: HopSample) -> Any:
+        node = {nt: ids.to(torch.int64) for nt, ids in hs.node.items()}
+        if not self._hetero:
+            return SamplerOutput(node=node[_N], row=hs.row[_E], col=hs.col[_E], edge=hs.edge[_E],
+                                 batch=None, num_sampled_nodes=hs.num_sampled_nodes[_N],
+                                 num_sampled_edges=None if hs.num_sampled_edges is None
+                                 else hs.num_sampled_edges[_E])
+        return HeteroSamplerOutput(node=node, row=hs.row, col=hs.col, edge=hs.edge, batch=None,
+                                   num_sampled_nodes=hs.num_sampled_nodes,
+                                   num_sampled_edges=hs.num_sampled_edges)
+
+    # ------------------------------------------------------------------------------------------
+    def _filter(self, out: Any) -> Any:
+        """PyG's ``filter_data`` / ``filter_hetero_data`` with this library's gather: a shallow
+        copy of ``data`` whose node / edge attributes are the rows of the sampled nodes / edges
+        on ``device``, plus ``n_id``, ``e_id``, ``num_sampled_nodes``, ``num_sampled_edges``."""
+        if self.transform_sampler_output is not None:
+            out = self.transform_sampler_output(out)
+        data = copy.copy(self.data)
+        if not self._hetero:
+            self._filter_nodes(self.data._store, data._store, out.node, None)
+            self._filter_edges(self.data._store, data._store, out.row, out.col, out.edge, None)
+            if "n_id" not in data:
+                data.n_id = out.node
+            if out.edge is not None and "e_id" not in data:
+                data.e_id = out.edge.to(torch.int64)
+            data.batch = out.batch
+            data.num_sampled_nodes = out.num_sampled_nodes
+            data.num_sampled_edges = out.num_sampled_edges
+            if out.orig_row is not None and out.orig_col is not None:
+                data._orig_edge_index = torch.stack([out.orig_row, out.orig_col])
+            return data
+        empty = torch.empty(0, dtype=torch.int64, device=self.device)
+        for nt in data.node_types:
+            self._filter_nodes(self.data[nt], data[nt], out.node.get(nt, empty), nt)
+        for et in data.edge_types:
+            e = (out.edge or {}).get(et)
+            self._filter_edges(self.data[et], data[et], out.row.get(et, empty),
+                               out.col.get(et, empty), empty if e is None else e, et)
+        for nt, ids in out.node.items():
+            if "n_id" not in data[nt]:
+                data[nt].n_id = ids
+        for et, e in (out.edge or {}).items():
+            if e is not None and "e_id" not in data[et]:
+                data[et].e_id = e.to(torch.int64)
+        for key in ("batch", "num_sampled_nodes", "num_sampled_edges"):
+            value = getattr(out, key)
+            if value is not None:
+                data.set_value_dict(key, value)
+        if out.orig_row is not None and out.orig_col is not None:
+            for et in out.orig_row:
+                data[et]._orig_edge_index = torch.stack([out.orig_row[et], out.orig_col[et]])
+        return data
+
+    def _filter_nodes(self, store: Any, out_store: Any, index: Tensor, ntype: Any) -> None:
+        for key, value in store.items():
+            if key == "num_nodes":
+                out_store.num_nodes = index.numel()
+            elif store.is_node_attr(key):
+                out_store[key] = self._select(("node", ntype, key), store, key, value, index)
+
+    def _filter_edges(self, store: Any, out_store: Any, row: Tensor, col: Tensor,
+                      index: Optional[Tensor], etype: Any) -> None:
+        for key, value in store.items():
+            if key == "edge_index":
+                out_store.edge_index = torch.stack([row, col])
+            elif store.is_edge_attr(key):
+                if index is None:
+                    out_store[key] = None
+                    continue
+                out_store[key] = self._select(("edge", etype, key), store, key, value, index)
+
+    def _select(self, cache_key: tuple, store: Any, key: str, value: Any, index: Tensor) -> Any:
+        """Rows ``index`` (on ``device``) of one attribute: tensors indexed along dim 0 through the
+        zero-copy / Numba gather (pinned in place once, cached while the attribute is the same
+        object); anything else as PyG would (``index_select`` on its dim, ``np.take``, lists)."""
+        dim = store._parent().__cat_dim__(key, value, store)
+        if isinstance(value, Tensor) and dim == 0 and value.layout == torch.strided \
+                and not value.requires_grad:
+            kind, owner, _ = cache_key
+            where = f"data[{owner!r}].{key}" if owner is not None else f"data.{key}"
+            try:
+                table = self._table(cache_key, value, where, None)
+            except (TypeError, ValueError) as exc:
+                if cache_key not in _fallback_warned:
+                    _fallback_warned.add(cache_key)
+                    warnings.warn(f"{self._name}: {where} is gathered with index_select (a copy on "
+                                  f"the CPU), not zero-copy: {exc}", UserWarning, stacklevel=3)
+            else:
+                return _gather(table, index.to(self.device, non_blocking=True), self.max_threads,
+                               validate=False)
+        if isinstance(value, Tensor):
+            return torch.index_select(value, dim, index.to(value.device).to(torch.int64)) \
+                .to(self.device, non_blocking=True)
+        if isinstance(value, np.ndarray):
+            return torch.from_numpy(np.take(value, index.cpu().numpy(), axis=dim)) \
+                .to(self.device, non_blocking=True)
+        if isinstance(value, (list, tuple)):
+            return [value[i] for i in index.tolist()]
+        raise TypeError(f"{self._name}: cannot slice attribute {key!r} of type "
+                        f"{type(value).__name__}")
+
+    def _finish(self, data: Any) -> Any:
+        return data if self.transform is None else self.transform(data)
+
+    def _batch_tensors(self, batch: Any) -> Iterator[Tensor]:
+        for store in batch.stores:
+            for value in store.values():
+                if isinstance(value, Tensor):
+                    yield value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# ----------------------------------------------------------------------------------------------
+class NeighborLoader(_PyGLoader):
+    r"""PyG's :class:`torch_geometric.loader.NeighborLoader` on this library's sampler.
+
+    Same signature and batches as PyG's (see its documentation); what differs is where the work
+    runs. Parameters beyond PyG's are keyword-only and optional.
+
+    Parameters
+    ----------
+    data : Data or HeteroData
+        The graph (``edge_index`` per edge type) and its attributes. Node attributes (any tensor
+        with one row per node: ``x``, ``y``, masks) and edge attributes (one row per edge) are
+        sliced for every batch; host tensors are pinned in place and read zero-copy by the GPU.
+        A ``(FeatureStore, GraphStore)`` pair is not supported (``TypeError``).
+    num_neighbors : list of int, or dict {edge_type: list of int}
+        Neighbours per node at each hop, hop 1 (around the seeds) first; ``-1`` takes all.
+    input_nodes : tensor of ids, bool mask, None, str or (node_type, ids / mask / None)
+        The seeds, every one used once per epoch (distinct: a repeated id raises ``ValueError``).
+        ``None``: every node (``Data``); a node type: every node of it (``HeteroData``).
+    input_time, time_attr, temporal_strategy, weight_attr
+        Temporal and weighted sampling are not supported yet (``NotImplementedError``).
+    replace : bool
+        Sample with replacement.
+    subgraph_type : "directional", "bidirectional" or "induced"
+        As PyG: the sampled edges; those plus their reverses (PyG's ``to_bidirectional``); or
+        every edge between the sampled nodes.
+    disjoint : bool
+        ``True`` is not supported yet (``NotImplementedError``).
+    transform, transform_sampler_output : callable
+        As PyG: applied to each batch / each ``SamplerOutput``.
+    is_sorted, filter_per_worker
+        Accepted; no effect (the CSC is built once; there are no workers).
+    neighbor_sampler
+        Only ``None``.
+    directed : bool
+        Deprecated by PyG; ``False`` means ``subgraph_type="induced"``.
+    batch_size, shuffle, drop_last, generator
+        As ``torch.utils.data.DataLoader``.
+    num_workers, pin_memory, persistent_workers, prefetch_factor, timeout, worker_init_fn, ...
+        Accepted and not used: one producer thread replaces worker processes (said once with a
+        ``UserWarning`` when ``num_workers > 0``) and batches land on ``device`` directly.
+    device : device, optional
+        Where batches land. ``None``: where ``data`` is (the CPU, or its GPU). With a CUDA device
+        the graph is sampled on the GPU (over UVA from pinned host memory unless ``use_uva=False``
+        or the graph is in GPU memory) and attributes are gathered zero-copy.
+    use_uva : bool, optional
+        Sample on the GPU from pinned host memory (``None``: yes for a CUDA ``device`` when the
+        graph is in host memory; ``False``: sample on the CPU and copy the result).
+    seed : int, optional
+        Seed of the shuffle and of the neighbour draws (reproducible epochs); ``None`` draws it
+        from torch's global generator.
+    prefetch, max_threads, use_alternate_streams, pin_prefetcher
+        As :class:`samplers.DataLoader`.
+
+    Examples
+    --------
+    >>> from samplers.pyg import NeighborLoader
+    >>> loader = NeighborLoader(data, [10, 5], input_nodes=data.train_mask, batch_size=128,
+    ...                         shuffle=True)                                  # doctest: +SKIP
+    >>> batch = next(iter(loader))                                          # doctest: +SKIP
+    >>> out = model(batch.x, batch.edge_index)[:batch.batch_size]           # doctest: +SKIP
+    """
+
+    _name = "NeighborLoader"
+
+    def __init__(self, data: Any, num_neighbors: Any, input_nodes: Any = None,
+                 input_time: Optional[Tensor] = None, replace: bool = False,
+                 subgraph_type: Any = "directional", disjoint: bool = False,
+                 temporal_strategy: str = "uniform", time_attr: Optional[str] = None,
+                 weight_attr: Optional[str] = None, transform: Optional[Callable] = None,
+                 transform_sampler_output: Optional[Callable] = None, is_sorted: bool = False,
+                 filter_per_worker: Optional[bool] = None, neighbor_sampler: Any = None,
+                 directed: bool = True, *, device: Any = None, use_uva: Optional[bool] = None,
+                 seed: Optional[int] = None, **kwargs: Any) -> None:
+        name = self._name
+        _check_data(data, name)
+        if input_time is not None:
+            raise NotImplementedError(f"{name}: input_time (temporal sampling) is not supported yet")
+        input_type, nodes, input_id = _input_nodes(data, input_nodes, kwargs.pop("input_id", None),
+                                                   name)
+        self.input_nodes = input_nodes
+        self._input_type = input_type
+        count = data.num_nodes if input_type is None else data[input_type].num_nodes
+        self._setup(data, num_neighbors, nodes, count, "input_nodes", replace=replace,
+                    subgraph_type=subgraph_type, disjoint=disjoint,
+                    temporal_strategy=temporal_strategy, time_attr=time_attr,
+                    weight_attr=weight_attr, transform=transform,
+                    transform_sampler_output=transform_sampler_output, is_sorted=is_sorted,
+                    filter_per_worker=filter_per_worker, neighbor_sampler=neighbor_sampler,
+                    directed=directed, device=device, use_uva=use_uva, seed=seed, kwargs=kwargs)
+        self._input_id = None if input_id is None else input_id.to(torch.int64)
+        if self._input_id is not None and self._input_id.numel() != len(self._seeds):
+            raise ValueError(f"{name}: input_id has {self._input_id.numel()} entries but "
+                             f"input_nodes has {len(self._seeds)}")
+
+    def _produce(self, seeds: Any, positions: Tensor, batch: int) -> Any:
+        out = self._sample({self._input_type or _N: seeds}, batch)
+        input_id = positions if self._input_id is None else self._input_id[positions]
+        input_id = input_id.to(self.device, non_blocking=True)
+        out.metadata = (input_id, None)
+        data = self._filter(out)
+        store = data if self._input_type is None else data[self._input_type]
+        store.input_id = input_id
+        store.seed_time = None
+        store.batch_size = int(positions.numel())
+        return self._finish(data)
+
+
+# ----------------------------------------------------------------------------------------------
+class LinkNeighborLoader(_PyGLoader):
+    r"""PyG's :class:`torch_geometric.loader.LinkNeighborLoader` on this library's sampler.
+
+    Seeds are the columns of ``edge_label_index`` (each once per epoch); each batch samples the
+    neighbourhoods of their endpoints (and of the negatives) as :class:`NeighborLoader` does and
+    carries PyG's link outputs: ``edge_label_index`` (local ids) and ``edge_label`` (binary
+    negatives: positives keep their label, or 1, negatives get 0; labels are shifted by one when
+    the smallest is 0, as PyG does), or ``src_index`` / ``dst_pos_index`` / ``dst_neg_index``
+    (triplet negatives), and ``input_id`` (the seed edges' positions).
+
+    Parameters
+    ----------
+    data, num_neighbors, replace, subgraph_type, disjoint, transform, ...
+        As :class:`NeighborLoader`.
+    edge_label_index : [2, E] tensor, or (edge_type, [2, E] tensor or None), or edge_type
+        The seed edges (``None``: ``data.edge_index``).
+    edge_label : tensor, optional
+        One label per seed edge.
+    edge_label_time
+        Not supported yet (``NotImplementedError``).
+    neg_sampling : NegativeSampling, str or dict, optional
+        PyG's negative sampling: ``"binary"`` or ``"triplet"`` with ``amount`` negatives per
+        positive (uniform, or by ``src_weight`` / ``dst_weight``). The draws are keyed by
+        ``(seed, epoch, batch)`` like the neighbour draws, so epochs are reproducible with
+        ``seed``.
+    neg_sampling_ratio : float, optional
+        Deprecated by PyG: ``NegativeSampling("binary", neg_sampling_ratio)``.
+    device, use_uva, seed, ...
+        As :class:`NeighborLoader`.
+    """
+
+    _name = "LinkNeighborLoader"
+
+    def __init__(self, data: Any, num_neighbors: Any, edge_label_index: Any = None,
+                 edge_label: Optional[Tensor] = None, edge_label_time: Optional[Tensor] = None,
+                 replace: bool = False, subgraph_type: Any = "directional",
+                 disjoint: bool = False, temporal_strategy: str = "uniform",
+                 neg_sampling: Any = None, neg_sampling_ratio: Optional[float] = None,
+                 time_attr: Optional[str] = None, weight_attr: Optional[str] = None,
+                 transform: Optional[Callable] = None,
+                 transform_sampler_output: Optional[Callable] = None, is_sorted: bool = False,
+                 filter_per_worker: Optional[bool] = None, neighbor_sampler: Any = None,
+                 directed: bool = True, *, device: Any = None, use_uva: Optional[bool] = None,
+                 seed: Optional[int] = None, **kwargs: Any) -> None:
+        name = self._name
+        _check_data(data, name)
+        if edge_label_time is not None:
+            raise NotImplementedError(f"{name}: edge_label_time (temporal sampling) is not "
+                                      f"supported yet")
+        if neg_sampling_ratio is not None and neg_sampling_ratio != 0.0:
+            neg_sampling = NegativeSampling("binary", neg_sampling_ratio)
+        try:
+            self.neg_sampling = NegativeSampling.cast(neg_sampling)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name}: neg_sampling: {exc}") from None
+        input_type, eli = _edge_label_index(data, edge_label_index, name)
+        self._input_type = input_type
+        s_type, d_type = (_N, _N) if input_type is None else (input_type[0], input_type[-1])
+        n_src = data.num_nodes if input_type is None else data[s_type].num_nodes
+        n_dst = data.num_nodes if input_type is None else data[d_type].num_nodes
+        _check_endpoints(eli, n_src, n_dst, name)
+        num = eli.shape[1]
+        if edge_label is not None:
+            if not isinstance(edge_label, Tensor):
+                raise TypeError(f"{name}: edge_label must be a tensor, got "
+                                f"{type(edge_label).__name__}")
+            if edge_label.dim() == 0 or edge_label.shape[0] != num:
+                raise ValueError(f"{name}: edge_label has {tuple(edge_label.shape)} entries but "
+                                 f"edge_label_index has {num} edges")
+            if self.neg_sampling is not None and self.neg_sampling.is_triplet():
+                raise ValueError(f"{name}: edge_label must be None with triplet negative "
+                                 f"sampling (use src_index / dst_pos_index / dst_neg_index)")
+            if self.neg_sampling is not None and self.neg_sampling.is_binary() and num \
+                    and edge_label.min() == 0:
+                edge_label = edge_label + 1   # PyG: 0 is the negatives' label
+        if self.neg_sampling is not None:
+            for w, n, what in ((getattr(self.neg_sampling, "src_weight", None), n_src, "src"),
+                               (getattr(self.neg_sampling, "dst_weight", None), n_dst, "dst")):
+                if w is not None and (not isinstance(w, Tensor) or w.numel() != n):
+                    raise ValueError(f"{name}: neg_sampling.{what}_weight must have one entry "
+                                     f"per {what} node ({n})")
+        self.edge_label_index = edge_label_index
+        self.edge_label = edge_label
+        self._types = (s_type, d_type)
+        self._counts = (n_src, n_dst)
+        self._setup(data, num_neighbors, torch.arange(num), num, "edge_label_index",
+                    replace=replace, subgraph_type=subgraph_type, disjoint=disjoint,
+                    temporal_strategy=temporal_strategy, time_attr=time_attr,
+                    weight_attr=weight_attr, transform=transform,
+                    transform_sampler_output=transform_sampler_output, is_sorted=is_sorted,
+                    filter_per_worker=filter_per_worker, neighbor_sampler=neighbor_sampler,
+                    directed=directed, device=device, use_uva=use_uva, seed=seed, kwargs=kwargs)
+        dev = self._sample_device
+        self._eli = eli.to(dev, self.graph.idtype)
+        self._label = None if edge_label is None else edge_label.to(dev)
+
+    def _negatives(self, num: int, endpoint: str, gen: torch.Generator) -> Tensor:
+        n = self._counts[0 if endpoint == "src" else 1]
+        weight = getattr(self.neg_sampling, f"{endpoint}_weight", None)
+        if n == 0:
+            raise ValueError(f"{self._name}: cannot draw negatives from 0 {endpoint} nodes")
+        if weight is None:
+            out = torch.randint(n, (num,), generator=gen)
+        else:
+            out = torch.multinomial(weight.float().cpu(), num, replacement=True, generator=gen)
+        return out.to(self._sample_device, self.graph.idtype)
+
+    def _produce(self, seeds: Any, positions: Tensor, batch: int) -> Any:
+        ns = self.neg_sampling
+        src, dst = self._eli[0].index_select(0, seeds), self._eli[1].index_select(0, seeds)
+        label = None if self._label is None else self._label.index_select(0, seeds)
+        num_pos = int(positions.numel())
+        key = self._batch_key(batch)
+        if ns is not None:
+            gen = torch.Generator().manual_seed(hop_key(key, 1 << 20, 0) & ((1 << 63) - 1))
+            num_neg = math.ceil(num_pos * ns.amount)
+            if ns.is_binary():
+                src = torch.cat([src, self._negatives(num_neg, "src", gen)])
+                dst = torch.cat([dst, self._negatives(num_neg, "dst", gen)])
+                if label is None:
+                    label = torch.ones(num_pos, device=src.device)
+                label = torch.cat([label, label.new_zeros((num_neg,) + label.shape[1:])])
+            else:
+                dst = torch.cat([dst, self._negatives(num_neg, "dst", gen)])
+        s_type, d_type = self._types
+        if s_type != d_type:
+            src_u, inv_src = torch.unique(src, return_inverse=True)
+            dst_u, inv_dst = torch.unique(dst, return_inverse=True)
+            out = self._sample({s_type: src_u, d_type: dst_u}, batch)
+        else:
+            seed_u, inv = torch.unique(torch.cat([src, dst]), return_inverse=True)
+            inv_src, inv_dst = inv[:src.numel()], inv[src.numel():]
+            out = self._sample({s_type: seed_u}, batch)
+        dev = self.device
+        input_id = positions.to(dev, non_blocking=True)
+        data = self._filter(out)
+        in_store = data if self._input_type is None else data[self._input_type]
+        in_store.input_id = input_id
+        if ns is None or ns.is_binary():
+            in_store.edge_label_index = torch.stack([inv_src, inv_dst]).to(dev, non_blocking=True)
+            in_store.edge_label = None if label is None else label.to(dev, non_blocking=True)
+            in_store.edge_label_time = None
+        else:
+            src_store = data if self._input_type is None else data[s_type]
+            dst_store = data if self._input_type is None else data[d_type]
+            src_store.src_index = inv_src.to(dev, non_blocking=True)
+            dst_store.dst_pos_index = inv_dst[:num_pos].to(dev, non_blocking=True)
+            dst_store.dst_neg_index = inv_dst[num_pos:].view(num_pos, -1).squeeze(-1) \
+                .to(dev, non_blocking=True)
+            src_store.seed_time = None
+            dst_store.seed_time = None
+            if "edge_label_index" in in_store:
+                del in_store.edge_label_index
+        return self._finish(data)
+
+
+# ----------------------------------------------------------------------------------------------
+def _check_data(data: Any, name: str) -> None:
+    if isinstance(data, (tuple, list)):
+        raise TypeError(f"{name}: a (FeatureStore, GraphStore) pair is not supported; pass a "
+                        f"torch_geometric.data.Data or HeteroData")
+    if not isinstance(data, (Data, HeteroData)):
+        raise TypeError(f"{name}: data must be a torch_geometric.data.Data or HeteroData, got "
+                        f"{type(data).__name__}")
+
+
+def _typed_graph(data: Any, name: str) -> HeteroCSCGraph:
+    """``data``'s edges as one CSC per edge type (a homogeneous graph: one type ``_N``)."""
+    if isinstance(data, HeteroData):
+        eidx = {}
+        for et in data.edge_types:
+            ei = data[et].get("edge_index")
+            if ei is None:
+                raise TypeError(f"{name}: data[{et!r}] has no edge_index (adj_t / SparseTensor "
+                                f"graphs are not supported)")
+            eidx[et] = ei
+        if not eidx:
+            raise ValueError(f"{name}: data has no edge types")
+        num_nodes = {nt: int(data[nt].num_nodes or 0) for nt in data.node_types}
+        try:
+            return HeteroCSCGraph.from_edge_index_dict(eidx, num_nodes)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name}: data's edge_index: {exc}") from None
+    ei = getattr(data, "edge_index", None)
+    if ei is None:
+        raise TypeError(f"{name}: data has no edge_index (adj_t / SparseTensor graphs are not "
+                        f"supported)")
+    n = data.num_nodes
+    try:
+        csc = CSCGraph.from_edge_index(ei, None if n is None else int(n))
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: data.edge_index: {exc}") from None
+    return HeteroCSCGraph({_E: csc}, {_N: csc.num_nodes})
+
+
+def _input_nodes(data: Any, input_nodes: Any, input_id: Optional[Tensor], name: str
+                 ) -> Tuple[Optional[str], Tensor, Optional[Tensor]]:
+    """PyG's ``get_input_nodes``: ``(node type, seed ids, input ids or None)``."""
+    def to_ids(nodes: Any, n: int, what: str) -> Tuple[Tensor, Optional[Tensor]]:
+        if isinstance(nodes, Tensor) and nodes.dtype == torch.bool:
+            if nodes.dim() != 1 or nodes.numel() != n:
+                raise ValueError(f"{name}: {what} is a boolean mask of shape "
+                                 f"{tuple(nodes.shape)}, expected ({n},)")
+            ids = nodes.nonzero().view(-1).cpu()
+            return ids, ids if input_id is None else input_id
+        if isinstance(nodes, np.ndarray) and nodes.dtype == np.bool_:
+            return to_ids(torch.from_numpy(nodes), n, what)
+        return nodes, input_id
+
+    if isinstance(data, Data):
+        if input_nodes is None:
+            return None, torch.arange(data.num_nodes), None
+        if isinstance(input_nodes, (str, tuple)) and not isinstance(input_nodes, Tensor):
+            raise TypeError(f"{name}: input_nodes (node type) needs HeteroData; for Data pass ids "
+                            f"or a mask")
+        return (None, *to_ids(input_nodes, data.num_nodes, "input_nodes"))
+    if input_nodes is None:
+        raise ValueError(f"{name}: input_nodes is required for HeteroData: a node type, or "
+                         f"(node_type, ids or mask)")
+    if isinstance(input_nodes, str):
+        nt, nodes = input_nodes, None
+    elif isinstance(input_nodes, (list, tuple)) and len(input_nodes) == 2 \
+            and isinstance(input_nodes[0], str):
+        nt, nodes = input_nodes
+    else:
+        raise TypeError(f"{name}: input_nodes for HeteroData must be a node type or "
+                        f"(node_type, ids or mask), got {type(input_nodes).__name__}")
+    if nt not in data.node_types:
+        raise KeyError(f"{name}: input_nodes names node type {nt!r}, which data lacks "
+                       f"(has {data.node_types})")
+    n = data[nt].num_nodes
+    if nodes is None:
+        return nt, torch.arange(n), None
+    return (nt, *to_ids(nodes, n, f"input_nodes[{nt!r}]"))
+
+
+def _edge_label_index(data: Any, eli: Any, name: str) -> Tuple[Optional[EdgeType], Tensor]:
+    """PyG's ``get_edge_label_index``: ``(edge type or None, [2, E] int64 CPU tensor)``."""
+    if isinstance(data, Data):
+        if eli is None:
+            eli = data.edge_index
+        etype = None
+    else:
+        if eli is None:
+            raise ValueError(f"{name}: edge_label_index is required for HeteroData: an edge type "
+                             f"or (edge_type, [2, E] tensor)")
+        if isinstance(eli, (list, tuple)) and len(eli) and isinstance(eli[0], str):
+            etype, eli = tuple(eli), None
+        elif isinstance(eli, (list, tuple)) and len(eli) == 2:
+            etype, eli = eli
+            etype = tuple(etype) if isinstance(etype, (list, tuple)) else etype
+        else:
+            raise TypeError(f"{name}: edge_label_index for HeteroData must be an edge type or "
+                            f"(edge_type, [2, E] tensor)")
+        try:
+            etype = data._to_canonical(*etype) if isinstance(etype, tuple) else data._to_canonical(etype)
+        except Exception:  # noqa: BLE001 - PyG raises several types for an unknown edge type
+            etype = None
+        if etype is None or etype not in data.edge_types:
+            raise KeyError(f"{name}: edge_label_index names an edge type data lacks "
+                           f"(has {data.edge_types})")
+        if eli is None:
+            eli = data[etype].edge_index
+    if isinstance(eli, np.ndarray):
+        eli = torch.from_numpy(eli)
+    if not isinstance(eli, Tensor):
+        raise TypeError(f"{name}: edge_label_index must be a [2, E] tensor, got "
+                        f"{type(eli).__name__}")
+    if eli.dtype == torch.bool or eli.is_floating_point() or eli.is_complex():
+        raise TypeError(f"{name}: edge_label_index must hold integer node ids, got {eli.dtype}")
+    if eli.dim() != 2 or eli.shape[0] != 2:
+        raise ValueError(f"{name}: edge_label_index must have shape [2, E], got "
+                         f"{tuple(eli.shape)}")
+    return etype, eli.to("cpu", torch.int64)
+
+
+def _check_endpoints(eli: Tensor, n_src: int, n_dst: int, name: str) -> None:
+    for row, n, what in ((eli[0], n_src, "source"), (eli[1], n_dst, "destination")):
+        if row.numel():
+            lo, hi = int(row.min()), int(row.max())
+            if lo < 0 or hi >= n:
+                raise IndexError(f"{name}: edge_label_index holds {what} node "
+                                 f"{lo if lo < 0 else hi}, outside [0, {n})")
+
+
+def _hop_fields(hs: HopSample) -> tuple:
+    return (hs.node, hs.row, hs.col, hs.edge, hs.num_sampled_nodes, hs.num_sampled_edges)
