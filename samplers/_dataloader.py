@@ -275,6 +275,31 @@ class _LoaderCore(torch.utils.data.DataLoader):
         """Set the epoch counter used by the ``use_ddp`` permutation (as DDP samplers do)."""
         self._epoch = int(epoch)
 
+    def _batch_of(self, index: Any) -> Any:
+        """One batch, made now in the calling thread on its current stream, of the seeds at
+        positions ``index`` of ``indices`` (PyG's ``loader(index)``). Its draws are keyed apart
+        from every epoch's batches: by a per-loader call counter."""
+        name = self._name
+        pos = torch.as_tensor(index)
+        if pos.dtype == torch.bool or pos.is_floating_point() or pos.is_complex():
+            raise TypeError(f"{name}: index must hold integer positions, got {pos.dtype}")
+        pos = pos.reshape(-1).to("cpu", torch.int64)
+        n = len(self._seeds)
+        if pos.numel() and (int(pos.min()) < 0 or int(pos.max()) >= n):
+            bad = int(pos.min()) if int(pos.min()) < 0 else int(pos.max())
+            raise IndexError(f"{name}: index holds position {bad}, outside [0, {n})")
+        with self._tables_lock:
+            calls = self.__dict__.get("_calls", 0)
+            self._calls = calls + 1
+        dev = self._sample_device
+        ids = self._seed_ids_dev.index_select(0, pos.to(dev))
+        types = None if self._seed_types_dev is None \
+            else self._seed_types_dev.index_select(0, pos.to(dev))
+        ctx = torch.cuda.device(self.device) if self.device.type == "cuda" \
+            else contextlib.nullcontext()
+        with ctx:
+            return self._produce(self._seeds.batch(ids, types), pos, (0xFFFFFFFF << 32) + calls)
+
 
 class DataLoader(_LoaderCore):
     r"""Iterate over minibatches of sampled blocks, prefetching one step ahead.

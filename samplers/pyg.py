@@ -297,6 +297,11 @@ class _PyGLoader(_LoaderCore):
         raise TypeError(f"{self._name}: cannot slice attribute {key!r} of type "
                         f"{type(value).__name__}")
 
+    def __call__(self, index: Any) -> Any:
+        """The batch of the seeds at positions ``index`` (PyG's ``loader(index)``), made now in
+        the calling thread."""
+        return self._batch_of(index)
+
     def _finish(self, data: Any) -> Any:
         return data if self.transform is None else self.transform(data)
 
