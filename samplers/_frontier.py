@@ -85,24 +85,31 @@ class HopSample:
     every edge of type ``et`` (int64, indices into ``node[src type]`` / ``node[dst type]``), hop
     by hop; ``edge[et]``: their global edge ids (int64). ``num_sampled_nodes[t]``: nodes of type
     ``t`` added at each hop (entry 0: the seeds); ``num_sampled_edges[et]``: edges per hop
-    (``None`` for an induced subgraph, whose edges are not per hop)."""
+    (``None`` for an induced subgraph, whose edges are not per hop). ``batch[t]``: with
+    ``disjoint``, the tree (seed position) of every node of ``node[t]`` (int64), else ``None``."""
     node: Dict[str, Tensor]
     row: Dict[EdgeType, Tensor]
     col: Dict[EdgeType, Tensor]
     edge: Dict[EdgeType, Tensor]
     num_sampled_nodes: Dict[str, List[int]]
     num_sampled_edges: Optional[Dict[EdgeType, List[int]]] = field(default=None)
+    batch: Optional[Dict[str, Tensor]] = field(default=None)
 
 
 def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
                 num_neighbors: Dict[EdgeType, List[int]], replace: bool, key: int,
-                induced: bool = False) -> HopSample:
+                induced: bool = False, disjoint: bool = False) -> HopSample:
     """Sample ``len(num_neighbors[et])`` hops from ``seeds`` (``{node_type: distinct ids}`` of the
     graph's idtype, all on the CPU or all on one GPU). ``num_neighbors[et][k]``: neighbours per
     node over edge type ``et`` at hop ``k`` (``-1``: all, ``0``: none). ``induced``: after the
     nodes are sampled, keep every edge of the graph between them instead of the sampled edges
-    (PyG's ``subgraph_type="induced"``).
+    (PyG's ``subgraph_type="induced"``). ``disjoint``: every seed grows its own tree (PyG's
+    ``disjoint=True``): a node reached from two seeds appears twice, ``batch`` says whose it is,
+    and seeds need not be distinct. (A node that appears in several trees at one hop draws the
+    same neighbours in each: draws are keyed by node.)
     """
+    if disjoint and induced:
+        raise NotImplementedError("disjoint sampling of induced subgraphs is not supported")
     etypes = graph.canonical_etypes
     num_hops = max((len(v) for v in num_neighbors.values()), default=0)
     any_ids = next(iter(seeds.values()))
@@ -112,6 +119,7 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
     lo = {nt: 0 for nt in graph.ntypes}
     hi = {nt: int(node[nt].numel()) for nt in graph.ntypes}
     nsn = {nt: [hi[nt]] for nt in graph.ntypes}
+    tree = {nt: torch.arange(hi[nt], device=dev) for nt in graph.ntypes} if disjoint else None
     rows: Dict[EdgeType, List[Tensor]] = {et: [] for et in etypes}
     cols: Dict[EdgeType, List[Tensor]] = {et: [] for et in etypes}
     eids: Dict[EdgeType, List[Tensor]] = {et: [] for et in etypes}
@@ -126,11 +134,18 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
             src, dst_pos, eid = raw_layer(graph[et], node[d][lo[d]:hi[d]], fan, replace,
                                           hop_key(key, hop, i))
             raw[et] = (src, dst_pos + lo[d], eid)
+            if disjoint:   # the source joins its destination's tree
+                raw[et] = raw[et] + (tree[d][raw[et][1]],)
         new_hi = dict(hi)
         for s in dict.fromkeys(et[0] for et in raw):
             mine = [et for et in raw if et[0] == s]
             cat = torch.cat([raw[et][0] for et in mine]) if len(mine) > 1 else raw[mine[0]][0]
-            node[s], local = relabel_typed(graph, s, node[s], cat)
+            if disjoint:
+                trees = torch.cat([raw[et][3] for et in mine])
+                node[s], tree[s], local = _relabel_disjoint(graph.num_nodes(s), node[s], tree[s],
+                                                            cat, trees)
+            else:
+                node[s], local = relabel_typed(graph, s, node[s], cat)
             new_hi[s] = int(node[s].numel())
             pos = 0
             for et in mine:
@@ -154,7 +169,19 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
 
     return HopSample(node, {et: cat(rows[et]) for et in etypes},
                      {et: cat(cols[et]) for et in etypes}, {et: cat(eids[et]) for et in etypes},
-                     nsn, nse)
+                     nsn, nse, tree)
+
+
+def _relabel_disjoint(n: int, nodes: Tensor, trees: Tensor, src: Tensor, src_trees: Tensor
+                      ) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`relabel_typed` over ``(tree, node)`` pairs: ``(nodes, trees, local)``."""
+    from ._sampler_cuda import relabel_first_appearance
+
+    span = max(n, 1)
+    first = trees * span + nodes.to(torch.int64)
+    rest = src_trees * span + src.to(torch.int64)
+    keys, local, _ = relabel_first_appearance(first, rest)
+    return (keys % span).to(nodes.dtype), keys // span, local
 
 
 def _induced_edges(graph: HeteroCSCGraph, node: Dict[str, Tensor]

@@ -115,15 +115,16 @@ class _PyGLoader(_LoaderCore):
         if weight_attr is not None:
             raise NotImplementedError(f"{name}: weighted sampling (weight_attr={weight_attr!r}) "
                                       f"is not supported yet; sampling is uniform")
-        if disjoint:
-            raise NotImplementedError(f"{name}: disjoint=True (one subgraph per seed) is not "
-                                      f"supported yet; use disjoint=False")
+        if not isinstance(disjoint, (bool, np.bool_)):
+            raise TypeError(f"{name}: disjoint must be a bool, got {disjoint!r}")
         if not isinstance(replace, (bool, np.bool_)):
             raise TypeError(f"{name}: replace must be a bool, got {replace!r}")
         self.data = data
         self.replace = bool(replace)
         self.subgraph_type = _subgraph_type(subgraph_type, directed, name)
-        self.disjoint = False
+        if disjoint and self.subgraph_type == "induced":
+            raise ValueError(f"{name}: disjoint=True does not support subgraph_type='induced'")
+        self.disjoint = bool(disjoint)
         self.transform = transform
         self.transform_sampler_output = transform_sampler_output
         self.filter_per_worker = filter_per_worker   # accepted; there are no workers
@@ -186,7 +187,8 @@ class _PyGLoader(_LoaderCore):
         """``seeds`` -> PyG's ``SamplerOutput`` / ``HeteroSamplerOutput`` on ``device`` (metadata
         left for the front-end), after ``subgraph_type`` and ``transform_sampler_output``."""
         hs = sample_hops(self.graph, seeds, self.num_neighbors, self.replace,
-                         self._batch_key(batch), induced=self.subgraph_type == "induced")
+                         self._batch_key(batch), induced=self.subgraph_type == "induced",
+                         disjoint=self.disjoint)
         if self.device != self._sample_device:
             hs = _to_device(_hop_fields(hs), self.device, self._pin)
             hs = HopSample(*hs)
@@ -199,10 +201,12 @@ class _PyGLoader(_LoaderCore):
         node = {nt: ids.to(torch.int64) for nt, ids in hs.node.items()}
         if not self._hetero:
             return SamplerOutput(node=node[_N], row=hs.row[_E], col=hs.col[_E], edge=hs.edge[_E],
-                                 batch=None, num_sampled_nodes=hs.num_sampled_nodes[_N],
+                                 batch=None if hs.batch is None else hs.batch[_N],
+                                 num_sampled_nodes=hs.num_sampled_nodes[_N],
                                  num_sampled_edges=None if hs.num_sampled_edges is None
                                  else hs.num_sampled_edges[_E])
-        return HeteroSamplerOutput(node=node, row=hs.row, col=hs.col, edge=hs.edge, batch=None,
+        return HeteroSamplerOutput(node=node, row=hs.row, col=hs.col, edge=hs.edge,
+                                   batch=hs.batch,
                                    num_sampled_nodes=hs.num_sampled_nodes,
                                    num_sampled_edges=hs.num_sampled_edges)
 
@@ -342,7 +346,10 @@ class NeighborLoader(_PyGLoader):
         As PyG: the sampled edges; those plus their reverses (PyG's ``to_bidirectional``); or
         every edge between the sampled nodes.
     disjoint : bool
-        ``True`` is not supported yet (``NotImplementedError``).
+        Every seed grows its own subgraph (``batch.batch`` says whose each node is); a node
+        reached from two seeds appears once per tree. (A node met by several trees at one hop
+        draws the same neighbours in each: draws are keyed by node, so they are not independent
+        across trees.) Not with ``subgraph_type="induced"``.
     transform, transform_sampler_output : callable
         As PyG: applied to each batch / each ``SamplerOutput``.
     is_sorted, filter_per_worker
@@ -549,7 +556,20 @@ class LinkNeighborLoader(_PyGLoader):
             else:
                 dst = torch.cat([dst, self._negatives(num_neg, "dst", gen)])
         s_type, d_type = self._types
-        if s_type != d_type:
+        if self.disjoint:   # no merging: every endpoint roots its own tree, seeds in order
+            if s_type != d_type:
+                out = self._sample({s_type: src, d_type: dst}, batch)
+                inv_src = torch.arange(src.numel(), device=src.device)
+                inv_dst = torch.arange(dst.numel(), device=dst.device)
+            else:
+                out = self._sample({s_type: torch.cat([src, dst])}, batch)
+                inv_src = torch.arange(src.numel(), device=src.device)
+                inv_dst = torch.arange(src.numel(), src.numel() + dst.numel(), device=dst.device)
+            if isinstance(out.batch, dict):
+                out.batch = {k: v % num_pos for k, v in out.batch.items()}
+            else:
+                out.batch = out.batch % num_pos
+        elif s_type != d_type:
             src_u, inv_src = torch.unique(src, return_inverse=True)
             dst_u, inv_dst = torch.unique(dst, return_inverse=True)
             out = self._sample({s_type: src_u, d_type: dst_u}, batch)
@@ -571,8 +591,11 @@ class LinkNeighborLoader(_PyGLoader):
             dst_store = data if self._input_type is None else data[d_type]
             src_store.src_index = inv_src.to(dev, non_blocking=True)
             dst_store.dst_pos_index = inv_dst[:num_pos].to(dev, non_blocking=True)
-            dst_store.dst_neg_index = inv_dst[num_pos:].view(num_pos, -1).squeeze(-1) \
-                .to(dev, non_blocking=True)
+            neg = inv_dst[num_pos:]
+            # PyG pairs negative j with positive j // amount, or with j % num_pos when disjoint
+            # (there a tree's id modulo num_pos names its positive)
+            neg = neg.view(-1, num_pos).t() if self.disjoint else neg.view(num_pos, -1)
+            dst_store.dst_neg_index = neg.squeeze(-1).to(dev, non_blocking=True)
             src_store.seed_time = None
             dst_store.seed_time = None
             if "edge_label_index" in in_store:
@@ -710,4 +733,5 @@ def _check_endpoints(eli: Tensor, n_src: int, n_dst: int, name: str) -> None:
 
 
 def _hop_fields(hs: HopSample) -> tuple:
-    return (hs.node, hs.row, hs.col, hs.edge, hs.num_sampled_nodes, hs.num_sampled_edges)
+    return (hs.node, hs.row, hs.col, hs.edge, hs.num_sampled_nodes, hs.num_sampled_edges,
+            hs.batch)
