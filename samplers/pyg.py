@@ -130,7 +130,7 @@ class _PyGLoader(_LoaderCore):
         self.filter_per_worker = filter_per_worker   # accepted; there are no workers
         self.is_sorted = bool(is_sorted)             # accepted; the CSC is built once either way
         self._hetero = isinstance(data, HeteroData)
-        graph = _typed_graph(data, name)
+        graph = _typed_graph(data, name, getattr(self, "_input_type", None))
         self.num_neighbors = self._num_neighbors(num_neighbors, graph)
         num_workers = kwargs.get("num_workers", 0)
         self._init_core(graph, seeds, "node", device=device, use_uva=use_uva,
@@ -235,9 +235,11 @@ class _PyGLoader(_LoaderCore):
         for nt in data.node_types:
             self._filter_nodes(self.data[nt], data[nt], out.node.get(nt, empty), nt)
         for et in data.edge_types:
-            e = (out.edge or {}).get(et)
+            # As PyG's filter_hetero_data: an edge type absent from the sample has no edges; one
+            # whose ids are None (bidirectional subgraphs) has no edge attributes.
+            e = None if out.edge is None else out.edge.get(et, empty)
             self._filter_edges(self.data[et], data[et], out.row.get(et, empty),
-                               out.col.get(et, empty), empty if e is None else e, et)
+                               out.col.get(et, empty), e, et)
         for nt, ids in out.node.items():
             if "n_id" not in data[nt]:
                 data[nt].n_id = ids
@@ -613,27 +615,39 @@ def _check_data(data: Any, name: str) -> None:
                         f"{type(data).__name__}")
 
 
-def _typed_graph(data: Any, name: str) -> HeteroCSCGraph:
-    """``data``'s edges as one CSC per edge type (a homogeneous graph: one type ``_N``)."""
+def _typed_graph(data: Any, name: str, seed_etype: Any = None) -> HeteroCSCGraph:
+    """``data``'s edges as one CSC per edge type (a homogeneous graph: one type ``_N``). A graph
+    without edges is an empty graph, as in PyG; ``seed_etype`` (a link loader's seed edge type,
+    which ``data`` may lack) is added without edges when missing."""
     if isinstance(data, HeteroData):
         eidx = {}
         for et in data.edge_types:
-            ei = data[et].get("edge_index")
+            store = data[et]
+            ei = store.get("edge_index")
             if ei is None:
-                raise TypeError(f"{name}: data[{et!r}] has no edge_index (adj_t / SparseTensor "
-                                f"graphs are not supported)")
+                if store.get("adj_t") is not None:
+                    raise TypeError(f"{name}: data[{et!r}] holds adj_t (a SparseTensor graph); "
+                                    f"pass edge_index")
+                ei = torch.empty(2, 0, dtype=torch.int64)
             eidx[et] = ei
-        if not eidx:
-            raise ValueError(f"{name}: data has no edge types")
         num_nodes = {nt: int(data[nt].num_nodes or 0) for nt in data.node_types}
+        idtype = next((ei.dtype for ei in eidx.values() if isinstance(ei, Tensor)), torch.int64)
+        if isinstance(seed_etype, tuple) and seed_etype not in eidx:
+            eidx[seed_etype] = torch.empty(2, 0, dtype=idtype)
+        if not eidx:   # no edge types at all: one empty relation keeps the graph well-formed
+            if not num_nodes:
+                raise ValueError(f"{name}: data has no node types")
+            nt = next(iter(num_nodes))
+            eidx[(nt, "__no_edges__", nt)] = torch.empty(2, 0, dtype=idtype)
         try:
             return HeteroCSCGraph.from_edge_index_dict(eidx, num_nodes)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{name}: data's edge_index: {exc}") from None
     ei = getattr(data, "edge_index", None)
     if ei is None:
-        raise TypeError(f"{name}: data has no edge_index (adj_t / SparseTensor graphs are not "
-                        f"supported)")
+        if getattr(data, "adj_t", None) is not None:
+            raise TypeError(f"{name}: data holds adj_t (a SparseTensor graph); pass edge_index")
+        ei = torch.empty(2, 0, dtype=torch.int64)
     n = data.num_nodes
     try:
         csc = CSCGraph.from_edge_index(ei, None if n is None else int(n))
@@ -705,10 +719,14 @@ def _edge_label_index(data: Any, eli: Any, name: str) -> Tuple[Optional[EdgeType
             etype = data._to_canonical(*etype) if isinstance(etype, tuple) else data._to_canonical(etype)
         except Exception:  # noqa: BLE001 - PyG raises several types for an unknown edge type
             etype = None
-        if etype is None or etype not in data.edge_types:
-            raise KeyError(f"{name}: edge_label_index names an edge type data lacks "
-                           f"(has {data.edge_types})")
+        if not (isinstance(etype, tuple) and len(etype) == 3
+                and etype[0] in data.node_types and etype[-1] in data.node_types):
+            raise KeyError(f"{name}: edge_label_index names an edge type whose node types data "
+                           f"lacks (edge types {data.edge_types}, node types {data.node_types})")
         if eli is None:
+            if etype not in data.edge_types or data[etype].get("edge_index") is None:
+                raise ValueError(f"{name}: edge_label_index=({etype!r}, None) needs "
+                                 f"data[{etype!r}].edge_index")
             eli = data[etype].edge_index
     if isinstance(eli, np.ndarray):
         eli = torch.from_numpy(eli)
