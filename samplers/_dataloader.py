@@ -54,11 +54,11 @@ _TORCH_LOADER_KWARGS = frozenset({
 _workers_warned = False
 
 
-def _warn_workers_once(num_workers: int) -> None:
+def _warn_workers_once(num_workers: int, name: str = "DataLoader") -> None:
     global _workers_warned
     if not _workers_warned:
         _workers_warned = True
-        warnings.warn(f"DataLoader: num_workers={num_workers} is not used: one producer thread "
+        warnings.warn(f"{name}: num_workers={num_workers} is not used: one producer thread "
                       f"replaces worker processes (it samples and gathers the next batch on a side "
                       f"stream while this one trains; the CPU sampler is itself multi-threaded)",
                       UserWarning, stacklevel=3)
@@ -80,6 +80,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
     are) so trainers that check ``isinstance`` accept it."""
 
     _name = "DataLoader"
+    _distinct_positions = True   # loader(index): seeds of one batch must be distinct
 
     def _init_core(self, graph: Any, indices: Any, kind: str, *, device: Optional[DeviceLike],
                    use_uva: Optional[bool], batch_size: int, drop_last: bool, shuffle: bool,
@@ -107,7 +108,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
         self.ddp_seed = int(ddp_seed)
         self.num_workers = int(num_workers)
         if self.num_workers > 0:
-            _warn_workers_once(self.num_workers)
+            _warn_workers_once(self.num_workers, name)
         self.max_threads = _check_max_threads(max_threads)
         self._is_dgl = _dgl_compat.is_dgl_graph(graph)
         self._epoch = 0
@@ -228,7 +229,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
             return t
         import unified_tensor as ut
         try:
-            return ut.unified(_contiguous_table(t, arg))   # pins in place, no copy
+            return ut.unified(_contiguous_table(t, arg, name))   # pins in place, no copy
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{name}: {arg}: {exc}") from None
 
@@ -288,6 +289,12 @@ class _LoaderCore(torch.utils.data.DataLoader):
         if pos.numel() and (int(pos.min()) < 0 or int(pos.max()) >= n):
             bad = int(pos.min()) if int(pos.min()) < 0 else int(pos.max())
             raise IndexError(f"{name}: index holds position {bad}, outside [0, {n})")
+        if self._distinct_positions and pos.numel() > 1:
+            srt = torch.sort(pos).values
+            rep = torch.nonzero(srt[1:] == srt[:-1])
+            if rep.numel():
+                raise ValueError(f"{name}: index holds position {int(srt[int(rep[0, 0])])} twice; "
+                                 f"a batch's seeds must be distinct")
         with self._tables_lock:
             calls = self.__dict__.get("_calls", 0)
             self._calls = calls + 1
@@ -811,14 +818,14 @@ def _iter_tensors(obj: Any, _depth: int = 0) -> Iterator[Tensor]:
 
 
 # ----------------------------------------------------------------------------------------------
-def _contiguous_table(t: Any, what: str) -> Any:
+def _contiguous_table(t: Any, what: str, name: str = "DataLoader") -> Any:
     """``t`` itself, or for a non-contiguous tensor (a column slice, a transposed or expanded
     tensor) a contiguous copy, with a warning that says what it costs (DGL gathers from such
     tables; the zero-copy path needs contiguous rows)."""
     if isinstance(t, torch.Tensor) and t.layout == torch.strided and not t.is_contiguous() \
             and not t.requires_grad:
         mib = t.numel() * t.element_size() / 2**20
-        warnings.warn(f"DataLoader: {what} is not contiguous; gathering from a contiguous copy "
+        warnings.warn(f"{name}: {what} is not contiguous; gathering from a contiguous copy "
                       f"({mib:.1f} MiB more host memory). Pass a contiguous tensor to avoid it.",
                       UserWarning, stacklevel=4)
         return t.contiguous()

@@ -414,10 +414,7 @@ class NeighborLoader(_PyGLoader):
                     transform_sampler_output=transform_sampler_output, is_sorted=is_sorted,
                     filter_per_worker=filter_per_worker, neighbor_sampler=neighbor_sampler,
                     directed=directed, device=device, use_uva=use_uva, seed=seed, kwargs=kwargs)
-        self._input_id = None if input_id is None else input_id.to(torch.int64)
-        if self._input_id is not None and self._input_id.numel() != len(self._seeds):
-            raise ValueError(f"{name}: input_id has {self._input_id.numel()} entries but "
-                             f"input_nodes has {len(self._seeds)}")
+        self._input_id = _check_input_id(input_id, len(self._seeds), "input_nodes", name)
 
     def _produce(self, seeds: Any, positions: Tensor, batch: int) -> Any:
         out = self._sample({self._input_type or _N: seeds}, batch)
@@ -465,6 +462,7 @@ class LinkNeighborLoader(_PyGLoader):
     """
 
     _name = "LinkNeighborLoader"
+    _distinct_positions = False   # repeated seed edges merge like any shared endpoint
 
     def __init__(self, data: Any, num_neighbors: Any, edge_label_index: Any = None,
                  edge_label: Optional[Tensor] = None, edge_label_time: Optional[Tensor] = None,
@@ -514,6 +512,7 @@ class LinkNeighborLoader(_PyGLoader):
                 if w is not None and (not isinstance(w, Tensor) or w.numel() != n):
                     raise ValueError(f"{name}: neg_sampling.{what}_weight must have one entry "
                                      f"per {what} node ({n})")
+        input_id = kwargs.pop("input_id", None)
         self.edge_label_index = edge_label_index
         self.edge_label = edge_label
         self._types = (s_type, d_type)
@@ -525,6 +524,7 @@ class LinkNeighborLoader(_PyGLoader):
                     transform_sampler_output=transform_sampler_output, is_sorted=is_sorted,
                     filter_per_worker=filter_per_worker, neighbor_sampler=neighbor_sampler,
                     directed=directed, device=device, use_uva=use_uva, seed=seed, kwargs=kwargs)
+        self._input_id = _check_input_id(input_id, num, "edge_label_index", name)
         dev = self._sample_device
         self._eli = eli.to(dev, self.graph.idtype)
         self._label = None if edge_label is None else edge_label.to(dev)
@@ -580,7 +580,8 @@ class LinkNeighborLoader(_PyGLoader):
             inv_src, inv_dst = inv[:src.numel()], inv[src.numel():]
             out = self._sample({s_type: seed_u}, batch)
         dev = self.device
-        input_id = positions.to(dev, non_blocking=True)
+        input_id = positions if self._input_id is None else self._input_id[positions]
+        input_id = input_id.to(dev, non_blocking=True)
         data = self._filter(out)
         in_store = data if self._input_type is None else data[self._input_type]
         in_store.input_id = input_id
@@ -739,6 +740,19 @@ def _edge_label_index(data: Any, eli: Any, name: str) -> Tuple[Optional[EdgeType
         raise ValueError(f"{name}: edge_label_index must have shape [2, E], got "
                          f"{tuple(eli.shape)}")
     return etype, eli.to("cpu", torch.int64)
+
+
+def _check_input_id(input_id: Any, n: int, what: str, name: str) -> Optional[Tensor]:
+    """A custom ``input_id`` (PyG's ``NodeLoader`` / ``LinkLoader`` argument): one entry per seed,
+    reported per batch as ``input_id[positions]``; its dtype is kept."""
+    if input_id is None:
+        return None
+    if not isinstance(input_id, Tensor):
+        input_id = torch.as_tensor(input_id)
+    if input_id.dim() == 0 or input_id.shape[0] != n:
+        raise ValueError(f"{name}: input_id has shape {tuple(input_id.shape)} but {what} has "
+                         f"{n} seeds")
+    return input_id.cpu()
 
 
 def _check_endpoints(eli: Tensor, n_src: int, n_dst: int, name: str) -> None:
