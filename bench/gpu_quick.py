@@ -22,12 +22,16 @@ one runs. Steps, most valuable first (estimates on an H100/H200):
                sanitizer refuses the device (it does under gVisor) (~40 s)
   7. sampler   bench/sampler.py GPU rows (time left)
   8. demo      examples/train_graphsage.py on the GPU (time left)
+  9. pyg       bench/pyg_loader.py: samplers.pyg.NeighborLoader against the DGL-style DataLoader
+               (UVA sampling, zero-copy x / y), interleaved runs, stage breakdown, and GraphSAGE
+               steps through each path; skipped where torch_geometric is not installed (~25 s)
 
 A summary table (per step status, seconds and the headline ratios) is printed last and written
 to ``gpu_quick_summary.json`` after every step. Output files: gpu_quick.log (everything printed),
 gpu_quick_summary.json, gpu_probe.json, gpu_tests.xml, gather_<gpu>.json, gather_<gpu>_thp.json,
-overlap_<gpu>.json, e2e_<gpu>.json, sampler_<gpu>.json (9 with every step: a remote run that brings
-back 8 files needs --steps without one of them).
+overlap_<gpu>.json, e2e_<gpu>.json, sampler_<gpu>.json, pyg_loader_<gpu>.json (10 with every step:
+a remote run that brings back 8 files needs --steps without two of them; the pyg step's headline
+ratios are also copied into gpu_quick_summary.json).
 
 Without a GPU (CI) every GPU step is reported "skipped: no GPU" after checking that its command
 line parses, and the run exits 0 in seconds (``--dry-run`` forces that mode on a GPU machine too).
@@ -51,10 +55,11 @@ from typing import Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
-STEP_NAMES = ["probe", "gpu_tests", "gather", "gather_thp", "overlap", "e2e", "memcheck", "sampler", "demo"]
+STEP_NAMES = ["probe", "gpu_tests", "gather", "gather_thp", "overlap", "e2e", "memcheck", "sampler", "demo",
+              "pyg"]
 # Per-step caps (seconds); each is also clipped to the budget left.
 CAPS = {"probe": 75, "gpu_tests": 150, "gather": 110, "gather_thp": 70, "overlap": 75, "e2e": 170, "memcheck": 70, "sampler": 80,
-        "demo": 90}
+        "demo": 90, "pyg": 45}
 MIN_STEP_S = 15      # a step gets at least this much or is skipped for lack of budget
 RESERVE_S = 5        # kept back for the summary
 
@@ -193,6 +198,16 @@ def headlines(out_dir: str, tag: str) -> Dict[str, object]:
                 h[f"e2e {a}/{b}"] = round(sps[a] / sps[b], 3)
     except (OSError, ValueError, KeyError):
         pass
+    try:
+        with open(os.path.join(out_dir, f"pyg_loader_{tag}.json")) as f:
+            pl = json.load(f)
+        for part in ("feat", "nofeat"):
+            if part in pl:
+                h[f"pyg_loader {part} pyg/dgl_style batches/s"] = round(pl[part]["median_ratio"], 3)
+        for k, v in pl.get("e2e", {}).get("ratios", {}).items():
+            h[f"pyg_loader e2e {k}"] = round(v, 3)
+    except (OSError, ValueError, KeyError):
+        pass
     return h
 
 
@@ -266,9 +281,12 @@ def main(argv=None) -> int:
         "sampler": ["--nodes", "2000000", "--edges", "30000000", "--no-dgl", "--rounds", "3",
                     "--batches", "8", "--out", r.path(f"sampler_{tag}.json")],
         "demo": ["--epochs", "1", "--nodes", "500000"],
+        "pyg": ["--device", "cuda", "--nodes", "1000000", "--batches", "10", "--runs", "5",
+                "--e2e-warmup", "3", "--e2e-batches", "10", "--e2e-rounds", "3",
+                "--out", r.path(f"pyg_loader_{tag}.json")],
     }
     scripts = {"gather": "bench/gather.py", "gather_thp": "bench/gather.py", "overlap": "bench/overlap.py", "e2e": "bench/e2e.py", "sampler": "bench/sampler.py",
-               "demo": "examples/train_graphsage.py"}
+               "demo": "examples/train_graphsage.py", "pyg": "bench/pyg_loader.py"}
 
     for name in steps:
         if not gpu:
@@ -298,6 +316,9 @@ def main(argv=None) -> int:
                                           "tests/unified_tensor", "tests/samplers"])
             if st == "PASS" and " passed" not in text:
                 st = "FAIL(no test passed: GPU tests skipped?)"
+        elif name == "pyg" and importlib.util.find_spec("torch_geometric") is None:
+            r.record(name, "skipped: torch_geometric not installed", 0.0)
+            continue
         elif name == "memcheck":
             san = find_sanitizer()
             if san is None:

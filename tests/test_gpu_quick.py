@@ -10,7 +10,7 @@ import pytest
 from testing import has_gpu
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = ["probe", "gpu_tests", "gather", "gather_thp", "overlap", "e2e", "memcheck", "sampler", "demo"]
+STEPS = ["probe", "gpu_tests", "gather", "gather_thp", "overlap", "e2e", "memcheck", "sampler", "demo", "pyg"]
 
 
 def _run(out, *extra, env_out=None):
