@@ -17,7 +17,7 @@ from testing import REPO_ROOT, run_script
 EXAMPLES = sorted(os.path.relpath(p, REPO_ROOT).replace(os.sep, "/")
                   for p in glob.glob(os.path.join(REPO_ROOT, "examples", "[!_]*.py")))
 BENCHES = [f"bench/{name}.py" for name in ("gather", "sampler", "e2e", "gpu_probe", "gpu_quick", "overlap",
-                                            "sampler_ratio")]
+                                            "sampler_ratio", "pyg_loader")]
 # Their parsers show no defaults (no ArgumentDefaultsHelpFormatter); every option says its own.
 NO_DEFAULTS_FORMATTER = {"bench/gpu_probe.py"}
 
