@@ -28,10 +28,10 @@ one runs. Steps, most valuable first (estimates on an H100/H200):
 
 A summary table (per step status, seconds and the headline ratios) is printed last and written
 to ``gpu_quick_summary.json`` after every step. Output files: gpu_quick.log (everything printed),
-gpu_quick_summary.json, gpu_probe.json, gpu_tests.xml, gather_<gpu>.json, gather_<gpu>_thp.json,
-overlap_<gpu>.json, e2e_<gpu>.json, sampler_<gpu>.json, pyg_loader_<gpu>.json (10 with every step:
-a remote run that brings back 8 files needs --steps without two of them; the pyg step's headline
-ratios are also copied into gpu_quick_summary.json).
+gpu_quick_summary.json, gpu_probe.json, gpu_tests.xml, gather_<gpu>.json, overlap_<gpu>.json,
+e2e_<gpu>.json: 7 files with every step. The lower-priority steps' JSON (gather_thp, sampler, pyg)
+is folded into gpu_quick_summary.json under "results" as each of them ends (their own files are
+removed), so a remote run that brings back 8 files loses nothing.
 
 Without a GPU (CI) every GPU step is reported "skipped: no GPU" after checking that its command
 line parses, and the run exits 0 in seconds (``--dry-run`` forces that mode on a GPU machine too).
@@ -69,6 +69,7 @@ class Runner:
         self.args, self.out, self.gpu, self.tag = args, out_dir, gpu, tag
         self.t0 = time.monotonic()
         self.records: List[Dict[str, object]] = []
+        self.embedded: Dict[str, object] = {}   # folded-in results of the lower-priority steps
         self.log = open(os.path.join(out_dir, "gpu_quick.log"), "a", buffering=1)
         self.python = args.python
 
@@ -91,11 +92,25 @@ class Runner:
     def write_summary(self) -> None:
         payload = {"tool": "bench/gpu_quick.py", "device": self.tag, "budget_s": self.args.budget,
                    "elapsed_s": round(time.monotonic() - self.t0, 1), "dry_run": not self.gpu,
-                   "steps": self.records, "headlines": headlines(self.out, self.tag)}
+                   "steps": self.records, "headlines": headlines(self.out, self.tag, self.embedded),
+                   "results": self.embedded}
         tmp = self.path("gpu_quick_summary.json.tmp")
         with open(tmp, "w") as f:
             json.dump(payload, f, indent=1, default=str)
         os.replace(tmp, self.path("gpu_quick_summary.json"))
+
+    def fold(self, name: str, filename: str) -> None:
+        """Move a lower-priority step's JSON into the summary (keeps the files that come back from
+        a remote run to 8)."""
+        path = self.path(filename)
+        if not os.path.exists(path):
+            return
+        try:
+            with open(path) as f:
+                self.embedded[name] = json.load(f)
+        except (OSError, ValueError) as exc:
+            self.embedded[name] = {"error": f"unreadable {filename}: {exc}"}
+        os.remove(path)
 
     def run(self, name: str, cmd: List[str], env: Optional[Dict[str, str]] = None) -> tuple:
         """Run ``cmd`` in its own process group, output to the terminal and the log, clipped to the
@@ -166,8 +181,9 @@ def _load(name: str):
     return mod
 
 
-def headlines(out_dir: str, tag: str) -> Dict[str, object]:
-    """The ratios the issue's targets are about, read from the JSON files written so far."""
+def headlines(out_dir: str, tag: str, embedded: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+    """The ratios the issue's targets are about, read from the JSON files written so far (and the
+    results folded into the summary)."""
     h: Dict[str, object] = {}
     try:
         with open(os.path.join(out_dir, f"gather_{tag}.json")) as f:
@@ -199,8 +215,10 @@ def headlines(out_dir: str, tag: str) -> Dict[str, object]:
     except (OSError, ValueError, KeyError):
         pass
     try:
-        with open(os.path.join(out_dir, f"pyg_loader_{tag}.json")) as f:
-            pl = json.load(f)
+        pl = (embedded or {}).get("pyg")
+        if pl is None:
+            with open(os.path.join(out_dir, f"pyg_loader_{tag}.json")) as f:
+                pl = json.load(f)
         for part in ("feat", "nofeat"):
             if part in pl:
                 h[f"pyg_loader {part} pyg/dgl_style batches/s"] = round(pl[part]["median_ratio"], 3)
@@ -288,6 +306,8 @@ def main(argv=None) -> int:
     scripts = {"gather": "bench/gather.py", "gather_thp": "bench/gather.py", "overlap": "bench/overlap.py", "e2e": "bench/e2e.py", "sampler": "bench/sampler.py",
                "demo": "examples/train_graphsage.py", "pyg": "bench/pyg_loader.py"}
 
+    folded = {"gather_thp": f"gather_{tag}_thp.json", "sampler": f"sampler_{tag}.json",
+              "pyg": f"pyg_loader_{tag}.json"}
     for name in steps:
         if not gpu:
             # Dry run: the step's command line must still parse, so the script cannot rot.
@@ -342,6 +362,8 @@ def main(argv=None) -> int:
                 st = "FAIL(no memcheck summary)"
         else:
             st, secs, _ = r.run(name, [py, scripts[name]] + bench_argv[name])
+        if name in folded:
+            r.fold(name, folded[name])
         extra = {"graph_nodes": nodes} if name == "e2e" else {}
         r.record(name, st, secs, **extra)
 
@@ -352,7 +374,7 @@ def main(argv=None) -> int:
     r.say(f"{'step':<10} {'status':<60} {'seconds':>7}")
     for rec in r.records:
         r.say(f"{rec['step']:<10} {str(rec['status'])[:60]:<60} {rec['seconds']:>7}")
-    for k, v in headlines(args.out, tag).items():
+    for k, v in headlines(args.out, tag, r.embedded).items():
         r.say(f"  {k}: {v}")
     failed = [rec for rec in r.records if str(rec["status"]).startswith(("FAIL", "TIMEOUT"))]
     r.say("RESULT: " + ("FAILED: " + ", ".join(x["step"] for x in failed) if failed else "OK"))

@@ -82,3 +82,28 @@ def test_without_gpu_the_default_run_is_a_dry_run(tmp_path):
     p = _run(str(tmp_path), "--steps", "probe,gather")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "dry run" in p.stdout
+
+
+def test_lower_priority_results_are_folded_into_the_summary(tmp_path):
+    """A remote GPU run brings back 8 files: gather_thp / sampler / pyg results go into the
+    summary (and their own files away), with their headline ratios."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_gpu_quick", os.path.join(REPO, "bench", "gpu_quick.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.Runner(argparse.Namespace(budget=60.0, python=sys.executable), str(tmp_path), False, "cpu")
+    (tmp_path / "pyg_loader_cpu.json").write_text(json.dumps({"feat": {"median_ratio": 0.987}}))
+    (tmp_path / "sampler_cpu.json").write_text("{not json")
+    r.fold("pyg", "pyg_loader_cpu.json")
+    r.fold("sampler", "sampler_cpu.json")
+    r.fold("gather_thp", "gather_cpu_thp.json")        # never written: nothing to fold
+    r.write_summary()
+    r.log.close()
+    summary = json.loads((tmp_path / "gpu_quick_summary.json").read_text())
+    assert summary["results"]["pyg"] == {"feat": {"median_ratio": 0.987}}
+    assert "unreadable" in summary["results"]["sampler"]["error"]
+    assert "gather_thp" not in summary["results"]
+    assert summary["headlines"]["pyg_loader feat pyg/dgl_style batches/s"] == 0.987
+    assert sorted(os.listdir(tmp_path)) == ["gpu_quick.log", "gpu_quick_summary.json"]
