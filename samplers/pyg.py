@@ -282,9 +282,13 @@ class _PyGLoader(_LoaderCore):
                 and not value.requires_grad:
             kind, owner, _ = cache_key
             where = f"data[{owner!r}].{key}" if owner is not None else f"data.{key}"
+            from unified_tensor._cudart import CudaRuntimeError
+
             try:
                 table = self._table(cache_key, value, where, None)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, CudaRuntimeError) as exc:
+                # e.g. a dtype the gather does not take, or memory the driver will not pin in
+                # place (some refuse file-backed memmap pages): correct rows, gathered on the CPU
                 if cache_key not in _fallback_warned:
                     _fallback_warned.add(cache_key)
                     warnings.warn(f"{self._name}: {where} is gathered with index_select (a copy on "

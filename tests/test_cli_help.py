@@ -97,10 +97,14 @@ def test_help_explains_every_option(script, hide_modules):
 @pytest.mark.parametrize("script, module, framework, install", [
     ("examples/train_dgl.py", "dgl", "DGL", "pip install dgl"),
     ("examples/train_pyg.py", "torch_geometric", "PyG", "pip install torch_geometric"),
+    ("examples/train_pyg_hetero.py", "torch_geometric", "PyG", "pip install torch_geometric"),
+    ("examples/train_pyg_link.py", "torch_geometric", "PyG", "pip install torch_geometric"),
 ])
 def test_missing_framework_exits_with_one_line(script, module, framework, install, hide_modules):
     hide_modules(module)
-    p = run_script(script, "--device", "cpu", "--cache", "none", check=False, timeout=300)
+    # (the synthetic ogbn-mag graph is always generated in RAM: no --cache there)
+    cache = [] if script.endswith("_hetero.py") else ["--cache", "none"]
+    p = run_script(script, "--device", "cpu", *cache, check=False, timeout=300)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "Traceback" not in p.stderr
     lines = p.stderr.strip().splitlines()
@@ -110,10 +114,11 @@ def test_missing_framework_exits_with_one_line(script, module, framework, instal
     assert "dataset:" not in p.stdout                  # stopped before loading anything
 
 
-@pytest.mark.parametrize("script", ["examples/train_graphsage.py", "examples/train_pyg.py"])
+@pytest.mark.parametrize("script", ["examples/train_graphsage.py", "examples/train_pyg.py",
+                                    "examples/train_pyg_link.py"])
 @pytest.mark.parametrize("case", ["no folder", "no --ogb-root"])
 def test_missing_ogb_dataset_exits_with_one_line(script, case, tmp_path):
-    if script.endswith("pyg.py"):
+    if "_pyg" in script:
         pytest.importorskip("torch_geometric")
     root = tmp_path / "nonexistent"
     args = ["--dataset", "ogbn-products", "--device", "cpu"]
