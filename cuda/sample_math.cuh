@@ -69,4 +69,28 @@ UT_HD void floyd_pick(u64 key, i64 node, i64 deg, i64 k, T* sel) {
   }
 }
 
+// Excluded edges (link prediction: the seed edges and their reverses are removed before the
+// draws, as DGL's sample_neighbors(exclude_edges=...) does). `ex` is an ascending array of
+// excluded CSC positions; a node's in-edges are the positions [start, start + deg).
+
+// First index of ex[0, n) holding a value >= x (n when none).
+UT_HD i64 lower_bound_i64(const i64* ex, i64 n, i64 x) {
+  i64 lo = 0, hi = n;
+  while (lo < hi) {
+    const i64 mid = lo + (hi - lo) / 2;
+    if (ex[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+// Position of the r-th (0-based) kept in-edge of a node whose in-edges start at `start` and whose
+// excluded positions are ex[lo, hi) (ascending, all inside the node's range): step over every
+// excluded position at or before the candidate. O(hi - lo).
+UT_HD i64 nth_kept(i64 start, i64 r, const i64* ex, i64 lo, i64 hi) {
+  i64 pos = start + r;
+  for (i64 q = lo; q < hi && ex[q] <= pos; ++q) ++pos;
+  return pos;
+}
+
 }  // namespace ut

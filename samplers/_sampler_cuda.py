@@ -59,13 +59,15 @@ def relabel_first_appearance(seeds: torch.Tensor, src: torch.Tensor
 
 
 def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, key: int,
-                      check: bool, relabel: bool = True
+                      check: bool, relabel: bool = True, excl: Optional[torch.Tensor] = None
                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample one layer on the GPU of ``seeds`` (CUDA tensor of the graph's idtype).
 
     Returns ``(src_nodes, edge_index, edge_ids)`` on the seeds' device: the block's source nodes
     (seeds first), ``[2, E]`` int64 local edges and int64 global edge ids. With ``check``, raises
     IndexError for out-of-range seeds and ValueError for repeated seeds (one extra sync).
+    ``excl``: ascending, distinct int64 CSC positions (on the seeds' device) removed before the
+    draws (the seed edges of link prediction and their reverses), or ``None``.
     """
     dev = seeds.device
     device = dev.index if dev.index is not None else torch.cuda.current_device()
@@ -74,6 +76,11 @@ def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, ke
     ip, ix, ei = graph.indptr, graph.indices, graph.edge_ids
     if graph.placement == "pinned":   # the kernels read host memory: sync before it is unregistered
         _pinning.note_device_use(device)
+    if excl is not None and excl.numel():
+        excl = excl.to(dev, torch.int64).contiguous()
+        excl_args = (np.uint64(excl.data_ptr()), np.int64(excl.numel()))
+    else:
+        excl_args = (np.uint64(0), np.int64(0))
     counts = torch.empty(n, dtype=torch.int64, device=dev)
     err = torch.zeros(1, dtype=torch.int32, device=dev)
     offsets = torch.zeros(n + 1, dtype=torch.int64, device=dev)
@@ -82,7 +89,7 @@ def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, ke
         grid = max(1, min(_MAX_BLOCKS, (n + _THREADS - 1) // _THREADS))
         _kernels.launch(fn, grid, _THREADS,
                         (_ptr(ip), np.int64(graph.num_nodes), np.uint64(seeds.data_ptr()),
-                         np.int64(n), np.int64(fanout), np.int32(bool(replace)),
+                         np.int64(n), np.int64(fanout), np.int32(bool(replace)), *excl_args,
                          np.uint64(counts.data_ptr()), np.uint64(err.data_ptr())), device)
         torch.cumsum(counts, 0, out=offsets[1:])
     total_err = torch.stack([offsets[-1], err[0].long()]).tolist()  # one sync
@@ -100,7 +107,7 @@ def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, ke
         _kernels.launch(fn, grid, _THREADS,
                         (_ptr(ip), _ptr(ix), _ptr(ei), np.int64(graph.num_nodes),
                          np.uint64(seeds.data_ptr()), np.int64(n), np.uint64(offsets.data_ptr()),
-                         np.int64(fanout), np.int32(bool(replace)), np.uint64(key),
+                         np.int64(fanout), np.int32(bool(replace)), np.uint64(key), *excl_args,
                          np.uint64(out_src.data_ptr()), np.uint64(out_eid.data_ptr()),
                          np.uint64(edge_index[1].data_ptr())), device)
     if not relabel:   # heterogeneous graphs relabel per node type: global sources, local dsts

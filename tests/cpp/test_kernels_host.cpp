@@ -141,7 +141,7 @@ static void test_gather() {
 // Mirrors samplers/_sampler_cuda.py: 256 threads; count grid = ceil(n / 256), fill grid =
 // ceil(n / 8) (one warp per seed), both capped at 65535 blocks; offsets = exclusive scan.
 template <typename IdT, typename PtrT>
-static void check_sample(i64 fanout, bool replace, bool with_eids) {
+static void check_sample(i64 fanout, bool replace, bool with_eids, bool with_excl) {
   // Node v has in-degree (v * 7) % 23 (0 included), plus node 5 with degree 300.
   const i64 n = 200;
   std::vector<PtrT> indptr(n + 1, 0);
@@ -152,8 +152,16 @@ static void check_sample(i64 fanout, bool replace, bool with_eids) {
     indices[i] = (IdT)((i * 37) % n);
     eids[i] = (IdT)(i + 1000);
   }
+  // Excluded positions (ascending): every 4th position, and all of node 7's in-edges.
+  std::vector<i64> excl;
+  if (with_excl)
+    for (i64 p = 0; p < e; ++p)
+      if (p % 4 == 1 || (p >= (i64)indptr[7] && p < (i64)indptr[8])) excl.push_back(p);
+  const i64 nx = (i64)excl.size();
+  const i64* xp = with_excl ? excl.data() : nullptr;
   std::vector<IdT> seeds;
   for (i64 v = 0; v < n; v += 3) seeds.push_back((IdT)v);
+  seeds.push_back((IdT)7);
   seeds.push_back((IdT)5);
   const i64 ns = (i64)seeds.size();
   const u64 key = 0x1234567890ABCDEFULL;
@@ -161,7 +169,8 @@ static void check_sample(i64 fanout, bool replace, bool with_eids) {
   std::vector<i64> counts(ns), offsets(ns + 1, 0);
   int err = 0;
   launch((unsigned)std::min<i64>(65535, (ns + 255) / 256), 256, [&] {
-    ut::sample_count<IdT, PtrT>(indptr.data(), n, seeds.data(), ns, fanout, rep, counts.data(), &err);
+    ut::sample_count<IdT, PtrT>(indptr.data(), n, seeds.data(), ns, fanout, rep, xp, nx,
+                                counts.data(), &err);
   });
   CHECK(err == 0, "no bad seed");
   for (i64 i = 0; i < ns; ++i) offsets[i + 1] = offsets[i] + counts[i];
@@ -170,11 +179,17 @@ static void check_sample(i64 fanout, bool replace, bool with_eids) {
   std::vector<i64> out_eid(total, -7), out_dst(total, -7);
   launch((unsigned)std::min<i64>(65535, (ns + 7) / 8), 256, [&] {
     ut::sample_fill<IdT, PtrT>(indptr.data(), indices.data(), with_eids ? eids.data() : nullptr, n,
-                               seeds.data(), ns, offsets.data(), fanout, rep, key, out_src.data(),
-                               out_eid.data(), out_dst.data());
+                               seeds.data(), ns, offsets.data(), fanout, rep, key, xp, nx,
+                               out_src.data(), out_eid.data(), out_dst.data());
   });
   for (i64 i = 0; i < ns; ++i) {
-    const i64 v = (i64)seeds[i], start = (i64)indptr[v], deg = (i64)indptr[v + 1] - start;
+    const i64 v = (i64)seeds[i], start = (i64)indptr[v], full = (i64)indptr[v + 1] - start;
+    // The node's kept in-edges, in CSC order (the reference the draws index into).
+    std::vector<i64> kept;
+    for (i64 p = start; p < start + full; ++p)
+      if (!std::binary_search(excl.begin(), excl.end(), p)) kept.push_back(p);
+    const i64 deg = (i64)kept.size();
+    if (v == 7 && with_excl) CHECK(deg == 0, "node 7 keeps no in-edge");
     const i64 k = offsets[i + 1] - offsets[i];
     CHECK(k == ut::num_picks(deg, fanout, replace), "seed %lld: %lld edges", (long long)v, (long long)k);
     std::vector<i64> local(k);
@@ -188,9 +203,10 @@ static void check_sample(i64 fanout, bool replace, bool with_eids) {
       if (ut::take_all(deg, fanout, replace)) want = t;
       else if (replace) want = ut::pick_with_replacement(key, v, t, deg);
       else want = local[t];
-      CHECK(pos == start + want, "seed %lld edge %lld: position %lld, expected %lld", (long long)v,
-            (long long)t, (long long)pos, (long long)(start + want));
-      CHECK(pos >= start && pos < start + deg, "position in the seed's in-edges");
+      CHECK(want >= 0 && want < deg && pos == kept[want], "seed %lld edge %lld: position %lld, "
+            "expected kept[%lld]", (long long)v, (long long)t, (long long)pos, (long long)want);
+      CHECK(pos >= start && pos < start + full, "position in the seed's in-edges");
+      CHECK(!std::binary_search(excl.begin(), excl.end(), pos), "an excluded edge was drawn");
       CHECK((i64)out_src[o] == (i64)indices[pos < 0 || pos >= e ? 0 : pos], "source id");
       CHECK(out_dst[o] == i, "dst is the seed's position");
       seen.insert(pos);
@@ -202,7 +218,8 @@ static void check_sample(i64 fanout, bool replace, bool with_eids) {
   std::vector<i64> bc(3, -1);
   err = 0;
   launch(1, 256, [&] {
-    ut::sample_count<IdT, PtrT>(indptr.data(), n, bad.data(), 3, fanout, rep, bc.data(), &err);
+    ut::sample_count<IdT, PtrT>(indptr.data(), n, bad.data(), 3, fanout, rep, xp, nx, bc.data(),
+                                &err);
   });
   CHECK(err == 1 && bc[1] == 0, "out-of-range seed flagged");
 }
@@ -212,7 +229,8 @@ static void check_sample_all() {
   for (i64 fanout : {(i64)-1, (i64)1, (i64)5, (i64)40})
     for (int replace = 0; replace < 2; ++replace)
       for (int with_eids = 0; with_eids < 2; ++with_eids)
-        check_sample<IdT, PtrT>(fanout, replace != 0, with_eids != 0);
+        for (int with_excl = 0; with_excl < 2; ++with_excl)
+          check_sample<IdT, PtrT>(fanout, replace != 0, with_eids != 0, with_excl != 0);
 }
 
 int main() {

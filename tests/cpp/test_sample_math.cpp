@@ -122,7 +122,38 @@ static void test_floyd() {
   CHECK(chi2p < 20.5, "subset chi2 = %f", chi2p);  // 5 dof, 99.9th percentile 20.5
 }
 
+// Exclusion before the draws: lower_bound_i64 and nth_kept against brute force.
+static void test_excluded_positions() {
+  const std::vector<i64> ex = {3, 4, 7, 10, 11, 12, 20};
+  const i64 n = (i64)ex.size();
+  for (i64 x = -1; x <= 22; ++x) {
+    i64 want = 0;
+    while (want < n && ex[want] < x) ++want;
+    CHECK(ut::lower_bound_i64(ex.data(), n, x) == want, "lower_bound(%lld)", (long long)x);
+  }
+  CHECK(ut::lower_bound_i64(ex.data(), 0, 5) == 0, "empty");
+  // Nodes as ranges [start, start + deg) of positions 0..24.
+  const i64 ranges[][2] = {{0, 5}, {3, 2}, {5, 9}, {10, 3}, {13, 12}, {0, 25}};
+  for (const auto& rg : ranges) {
+    const i64 start = rg[0], deg = rg[1];
+    const i64 lo = ut::lower_bound_i64(ex.data(), n, start);
+    const i64 hi = ut::lower_bound_i64(ex.data(), n, start + deg);
+    std::vector<i64> kept;
+    for (i64 p = start; p < start + deg; ++p) {
+      bool x = false;
+      for (i64 e : ex) x = x || e == p;
+      if (!x) kept.push_back(p);
+    }
+    CHECK((i64)kept.size() == deg - (hi - lo), "kept count of [%lld, +%lld)", (long long)start,
+          (long long)deg);
+    for (i64 r = 0; r < (i64)kept.size(); ++r)
+      CHECK(ut::nth_kept(start, r, ex.data(), lo, hi) == kept[r], "nth_kept(%lld, %lld)",
+            (long long)start, (long long)r);
+  }
+}
+
 int main() {
+  test_excluded_positions();
   test_known_values();
   test_num_picks();
   test_with_replacement();

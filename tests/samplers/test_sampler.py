@@ -281,7 +281,9 @@ def test_output_device_and_repr():
 @pytest.mark.parametrize("idtype", IDTYPES)
 @pytest.mark.parametrize("ptrtype", IDTYPES)
 @pytest.mark.parametrize("with_eids", [False, True])
-def test_cuda_launch_arguments_match_kernel_signatures(monkeypatch, idtype, ptrtype, with_eids):
+@pytest.mark.parametrize("with_excl", [False, True])
+def test_cuda_launch_arguments_match_kernel_signatures(monkeypatch, idtype, ptrtype, with_eids,
+                                                       with_excl):
     """sample_layer_cuda passes exactly the parameter types of sample_count / sample_fill, in
     order, with the right pointers (CPU: launches faked; signatures from NVRTC's mangled names)."""
     pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
@@ -303,18 +305,20 @@ def test_cuda_launch_arguments_match_kernel_signatures(monkeypatch, idtype, ptrt
         source, name = fn
         launches.append((source, name, grid, block, args, device))
         if "sample_count" in name:   # every seed gets one edge
-            (ctypes.c_int64 * 3).from_address(int(args[6]))[:] = [1, 1, 1]
+            (ctypes.c_int64 * 3).from_address(int(args[8]))[:] = [1, 1, 1]
         else:                        # every edge comes from node 2
             width = 4 if idtype == torch.int32 else 8
-            ctypes.memset(int(args[10]), 0, 3 * width)
-            (ctypes.c_uint8 * 1).from_address(int(args[10]))[0] = 2
+            ctypes.memset(int(args[12]), 0, 3 * width)
+            (ctypes.c_uint8 * 1).from_address(int(args[12]))[0] = 2
 
     monkeypatch.setattr(_kernels, "get_function", lambda source, name, device: (source, name))
     monkeypatch.setattr(_kernels, "launch", fake_launch)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(unified_tensor, "device_pointer", lambda t: t.data_ptr())
     key = 0xF000_0000_0000_0001
-    src_nodes, edge_index, _ = _sampler_cuda.sample_layer_cuda(g, seeds, -1, True, key, check=True)
+    excl = torch.tensor([1, 4], dtype=torch.int64) if with_excl else None
+    src_nodes, edge_index, _ = _sampler_cuda.sample_layer_cuda(g, seeds, -1, True, key, check=True,
+                                                               excl=excl)
     assert src_nodes.tolist()[:3] == [3, 0, 1]
     (s1, count, g1, b1, a1, d1), (s2, fill, g2, b2, a2, d2) = launches
     assert count == _sampler_cuda._name("sample_count", idtype, ptrtype)
@@ -325,7 +329,9 @@ def test_cuda_launch_arguments_match_kernel_signatures(monkeypatch, idtype, ptrt
     assert [int(a) for a in a2[:6]] == [indptr.data_ptr(), indices.data_ptr(),
                                         eids.data_ptr() if with_eids else 0, 4, seeds.data_ptr(), 3]
     assert [int(a) for a in a2[7:10]] == [-1, 1, key]
-    assert int(a2[12]) == edge_index[1].data_ptr()
+    want_excl = [excl.data_ptr(), 2] if with_excl else [0, 0]
+    assert [int(a) for a in a1[6:8]] == want_excl and [int(a) for a in a2[10:12]] == want_excl
+    assert int(a2[14]) == edge_index[1].data_ptr()
     assert b1 % 32 == 0 and b2 % 32 == 0 and g1 >= 1 and g2 * (b2 // 32) >= 3   # a warp per seed
     assert d1 == d2 == 0
 
