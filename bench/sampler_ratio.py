@@ -55,6 +55,21 @@ def runner(sampler, graph, batches) -> Callable[[], None]:
     return run
 
 
+def check_last_block(ours, theirs, graph, dgraph, seeds) -> None:
+    """Both samplers' output block (destination nodes = the seeds) must have the same size: the
+    same destination nodes and, per edge type, ``min(in-degree, fanout)`` edges per node."""
+    mine = ours.sample(graph, seeds)[2][-1]
+    dgl_block = theirs.sample(dgraph, seeds)[2][-1]
+    etypes = getattr(mine, "canonical_etypes", None)
+    if etypes is None:   # homogeneous
+        got, want = [mine.num_edges()], [dgl_block.num_edges()]
+    else:
+        got = [mine.num_edges(et) for et in etypes]
+        want = [dgl_block.num_edges(et) if et in dgl_block.canonical_etypes else 0 for et in etypes]
+    if got != want:
+        raise RuntimeError(f"sampler_ratio: our output block has {got} edges, DGL's {want}")
+
+
 def interleave(ours: Callable[[], None], theirs: Callable[[], None], runs: int) -> Dict[str, object]:
     ours(), theirs()   # warm-up (compilation, caches)
     t_ours, t_dgl = [], []
@@ -80,6 +95,8 @@ def main(argv=None) -> dict:
     dg.create_formats_()
     seeds = torch.randperm(args.nodes, generator=torch.Generator().manual_seed(args.seed))
     batches = [seeds[i * bs:(i + 1) * bs] for i in range(nb)]
+    check_last_block(NeighborSampler(fanouts, seed=0), dgl.dataloading.NeighborSampler(fanouts),
+                     g, dg, batches[0])
     res = {"homogeneous": interleave(runner(NeighborSampler(fanouts, seed=0), g, batches),
                                      runner(dgl.dataloading.NeighborSampler(fanouts), dg, batches),
                                      args.runs)}
@@ -106,6 +123,8 @@ def main(argv=None) -> dict:
         dhg.create_formats_()
         pseeds = torch.randperm(n["paper"], generator=gen)
         hb = [{"paper": pseeds[i * bs:(i + 1) * bs]} for i in range(nb)]
+        check_last_block(NeighborSampler(fanouts, seed=0), dgl.dataloading.NeighborSampler(fanouts),
+                         hg, dhg, hb[0])
         res["heterogeneous"] = interleave(runner(NeighborSampler(fanouts, seed=0), hg, hb),
                                           runner(dgl.dataloading.NeighborSampler(fanouts), dhg, hb),
                                           args.runs)

@@ -54,6 +54,19 @@ _TORCH_LOADER_KWARGS = frozenset({
 _workers_warned = False
 
 
+def _user_stacklevel() -> int:
+    """``stacklevel`` that makes a warning point at the first frame outside this package (the
+    user's line that built the loader, however many front-end layers sit in between)."""
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn_workers_once(num_workers: int, name: str = "DataLoader") -> None:
     global _workers_warned
     if not _workers_warned:
@@ -61,7 +74,7 @@ def _warn_workers_once(num_workers: int, name: str = "DataLoader") -> None:
         warnings.warn(f"{name}: num_workers={num_workers} is not used: one producer thread "
                       f"replaces worker processes (it samples and gathers the next batch on a side "
                       f"stream while this one trains; the CPU sampler is itself multi-threaded)",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=_user_stacklevel())
 
 
 _JOIN_TIMEOUT_S = 10.0     # how long a stopped producer may take to finish its current batch
@@ -827,7 +840,7 @@ def _contiguous_table(t: Any, what: str, name: str = "DataLoader") -> Any:
         mib = t.numel() * t.element_size() / 2**20
         warnings.warn(f"{name}: {what} is not contiguous; gathering from a contiguous copy "
                       f"({mib:.1f} MiB more host memory). Pass a contiguous tensor to avoid it.",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=_user_stacklevel())
         return t.contiguous()
     return t
 

@@ -349,7 +349,7 @@ def sample_hetero_layers(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
     Returns ``(input_nodes, blocks)``: ``{ntype: ids}`` of the first block's source nodes and the
     blocks, input layer first.
     """
-    from ._sampler_cpu import relabel_cpu, sample_layer
+    from ._sampler_cpu import relabel_rows_cpu, sample_layer
     from ._sampler_cuda import relabel_first_appearance, sample_layer_cuda
 
     etypes = graph.canonical_etypes
@@ -358,7 +358,9 @@ def sample_hetero_layers(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
     for layer in range(len(fanouts)):
         fan = fanouts[-1 - layer]
         key = layer_key(layer)
-        raw: Dict[EdgeType, Tuple[Tensor, Tensor, Tensor]] = {}
+        # Per edge type: [2, E] edges (row 0 global source ids, row 1 local destination ids) and
+        # the edge ids.
+        raw: Dict[EdgeType, Tuple[Tensor, Tensor]] = {}
         for i, et in enumerate(etypes):
             s, _, d = et
             ids = dst.get(d)
@@ -369,16 +371,13 @@ def sample_hetero_layers(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
             if ids.is_cuda:
                 _, ei, eid = sample_layer_cuda(g, ids, fan[et], replace, ekey, check=False,
                                                relabel=False)
-                src_global, dst_local = ei[0], ei[1]
             else:
                 ip, ix = _plain(g.indptr).numpy(), _plain(g.indices).numpy()
                 eids = None if g.edge_ids is None else _plain(g.edge_ids).numpy()
                 _, ei_np, eid_np, _ = sample_layer(ip, ix, eids, ids.numpy(), fan[et], replace,
                                                    ekey, None, relabel=False)
-                src_global = torch.from_numpy(ei_np[0])
-                dst_local = torch.from_numpy(ei_np[1])
-                eid = torch.from_numpy(eid_np)
-            raw[et] = (src_global, dst_local, eid)
+                ei, eid = torch.from_numpy(ei_np), torch.from_numpy(eid_np)
+            raw[et] = (ei, eid)
         # Relabel once per source node type: that type's destination nodes first (DGL's
         # to_block), then new sources in edge order over the edge types.
         src_types = list(dict.fromkeys(list(dst) + [et[0] for et in raw]))
@@ -388,28 +387,33 @@ def sample_hetero_layers(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
             mine = [et for et in raw if et[0] == s]
             first = dst.get(s)
             if first is None:
-                first = raw[mine[0]][0][:0].to(graph.idtype)
-            cat = torch.cat([raw[et][0] for et in mine]) if mine else first[:0]
-            if first.is_cuda:
-                nodes, local, _ = relabel_first_appearance(first, cat)
-            else:   # sequential relabel over a node-sized map: far cheaper than torch.unique here
+                first = raw[mine[0]][0][0, :0].to(graph.idtype)
+            if not first.is_cuda:
+                # Sequential relabel over a node-sized map, row 0 of every edge type's [2, E]
+                # int64 edges turned into local ids in place (no concatenation, no stacking).
                 scratch = graph._take_scratch(s)
                 try:
-                    nodes_np, local_np = relabel_cpu(first.numpy(), cat.numpy(), scratch)
+                    rows = [raw[et][0].numpy()[0] for et in mine]
+                    nodes_np = relabel_rows_cpu(first.numpy(), rows, scratch)
                 finally:
                     graph._give_scratch(s, scratch)
-                nodes, local = torch.from_numpy(nodes_np), torch.from_numpy(local_np)
+                src_nodes[s] = torch.from_numpy(nodes_np)
+                for et in mine:
+                    edge_index[et] = raw[et][0]
+                continue
+            cat = torch.cat([raw[et][0][0] for et in mine]) if mine else first[:0]
+            nodes, local, _ = relabel_first_appearance(first, cat)
             src_nodes[s] = nodes
             pos = 0
             for et in mine:
-                k = raw[et][0].numel()
-                edge_index[et] = torch.stack([local[pos:pos + k], raw[et][1].to(torch.int64)])
+                k = raw[et][0].shape[1]
+                edge_index[et] = torch.stack([local[pos:pos + k], raw[et][0][1].to(torch.int64)])
                 pos += k
         any_ids = next(iter(dst.values()))
         empty = torch.empty((2, 0), dtype=torch.int64, device=any_ids.device)
         full_index = {et: edge_index.get(et, empty) for et in etypes
                       if et[0] in src_nodes and et[2] in dst}
-        edge_ids = {et: raw[et][2] if et in raw else empty[0] for et in full_index}
+        edge_ids = {et: raw[et][1] if et in raw else empty[0] for et in full_index}
         blocks.append(HeteroBlock(src_nodes, dst, full_index, edge_ids))
         dst = src_nodes
     blocks.reverse()

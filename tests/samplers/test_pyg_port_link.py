@@ -20,6 +20,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+pytest.importorskip("torch_geometric")
+
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.testing import (
     MyFeatureStore,

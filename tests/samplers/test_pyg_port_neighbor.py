@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("torch_geometric")
+
 import torch_geometric.typing
 from torch_geometric import EdgeIndex
 from torch_geometric.data import Data, HeteroData
