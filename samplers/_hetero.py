@@ -340,11 +340,14 @@ def _etype_key(layer_key: int, index: int) -> int:
 
 def sample_hetero_layers(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
                          fanouts: List[Dict[EdgeType, int]], replace: bool,
-                         layer_key) -> Tuple[Dict[str, Tensor], List[HeteroBlock]]:
+                         layer_key, exclude: Optional[Dict[EdgeType, Tensor]] = None
+                         ) -> Tuple[Dict[str, Tensor], List[HeteroBlock]]:
     """Sample ``len(fanouts)`` layers (``fanouts[i]`` for block ``i``, input layer first) of
     ``graph`` from ``seeds`` (``{ntype: distinct ids}`` of the graph's idtype, all on the CPU or
     all on one GPU). ``layer_key(layer)`` gives each layer's key; each edge type's draws are keyed
     by it and the edge type's position, so results are reproducible and the CPU and GPU agree.
+
+    ``exclude``: ``{etype: ascending CSC positions}`` removed before the draws, or ``None``.
 
     Returns ``(input_nodes, blocks)``: ``{ntype: ids}`` of the first block's source nodes and the
     blocks, input layer first.
@@ -368,14 +371,16 @@ def sample_hetero_layers(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
                 continue
             g = graph[et]
             ekey = _etype_key(key, i)
+            ex = None if exclude is None else exclude.get(et)
             if ids.is_cuda:
                 _, ei, eid = sample_layer_cuda(g, ids, fan[et], replace, ekey, check=False,
-                                               relabel=False)
+                                               relabel=False, excl=ex)
             else:
                 ip, ix = _plain(g.indptr).numpy(), _plain(g.indices).numpy()
                 eids = None if g.edge_ids is None else _plain(g.edge_ids).numpy()
                 _, ei_np, eid_np, _ = sample_layer(ip, ix, eids, ids.numpy(), fan[et], replace,
-                                                   ekey, None, relabel=False)
+                                                   ekey, None, relabel=False,
+                                                   excl=None if ex is None else ex.cpu().numpy())
                 ei, eid = torch.from_numpy(ei_np), torch.from_numpy(eid_np)
             raw[et] = (ei, eid)
         # Relabel once per source node type: that type's destination nodes first (DGL's

@@ -11,8 +11,9 @@ samples from, so ``blocks[-1]``'s destination nodes are the pair graph's nodes i
 Exclusion (``exclude``) drops, from every block, the edges that would leak the answer: the seed
 edges themselves (``"self"``), also their reverse edges by id (``"reverse_id"`` with
 ``reverse_eids``) or by type (``"reverse_types"`` with ``reverse_etypes``), or whatever a callable
-returns for the seed edges. Edges are removed after the neighbour draws (DGL excludes them before
-drawing, so a node may then draw a replacement neighbour; here it gets one neighbour fewer).
+returns for the seed edges. They are removed before the neighbour draws, as DGL's
+``sample_neighbors(exclude_edges=...)`` does: a node draws its fanout from the in-edges it keeps
+(the sampling kernels take the excluded CSC positions, on the CPU and the GPU alike).
 """
 from __future__ import annotations
 
@@ -130,9 +131,9 @@ _endpoints: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _endpoints_lock = threading.Lock()
 
 
-def _edge_endpoints(g: CSCGraph) -> Tuple[Tensor, Tensor]:
-    """``(src, dst)`` of every edge id of ``g`` (int64 CPU tensors indexed by edge id), built
-    once per graph from its CSC arrays."""
+def _edge_endpoints(g: CSCGraph) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(src, dst, pos)`` of every edge id of ``g``: its endpoints and its position in the CSC
+    arrays (int64 CPU tensors indexed by edge id), built once per graph from its CSC arrays."""
     with _endpoints_lock:
         hit = _endpoints.get(g)
     if hit is not None:
@@ -142,16 +143,18 @@ def _edge_endpoints(g: CSCGraph) -> Tuple[Tensor, Tensor]:
     deg = ip[1:] - ip[:-1]
     dst_by_pos = torch.repeat_interleave(torch.arange(deg.numel()), deg)
     if g.edge_ids is None:
-        src, dst = ix, dst_by_pos
+        src, dst, pos = ix, dst_by_pos, torch.arange(ix.numel())
     else:
         eids = _plain(g.edge_ids).cpu().long()
         src = torch.empty_like(ix)
         dst = torch.empty_like(ix)
+        pos = torch.empty_like(ix)
         src[eids] = ix
         dst[eids] = dst_by_pos
+        pos[eids] = torch.arange(ix.numel())
     with _endpoints_lock:
-        _endpoints[g] = (src, dst)
-    return src, dst
+        _endpoints[g] = (src, dst, pos)
+    return src, dst, pos
 
 
 def _compact(pieces: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
@@ -248,7 +251,7 @@ class EdgePredictionSampler:
         pos, neg = {}, {}
         for i, (et, eids) in enumerate(seeds.items()):
             g = graph[et] if hetero else graph
-            src_all, dst_all = _edge_endpoints(g)
+            src_all, dst_all, _ = _edge_endpoints(g)
             n_e = src_all.numel()
             if eids.numel() and (int(eids.min()) < 0 or int(eids.max()) >= n_e):
                 raise IndexError(f"seed edges{'' if et is None else f'[{et!r}]'} must be edge ids in "
@@ -289,14 +292,32 @@ class EdgePredictionSampler:
             pair = PairGraph(node_ids, pos_ei[None], seeds[None])
             neg_pair = PairGraph(node_ids, neg_ei[None]) if self.negative_sampler is not None else None
             seed_nodes = node_ids
-        input_nodes, _, blocks = self.sampler._sample(graph, seed_nodes, check_distinct=False,
-                                                      batch=b)
-        excluded = self._excluded(graph, seeds, hetero)
-        if excluded:
-            blocks = [_drop_edges(b, excluded, hetero) for b in blocks]
+        # Excluded edges are removed before the draws, as DGL's sample_neighbors(exclude_edges=)
+        # does: a node draws its fanout from the in-edges it keeps.
+        excluded = self._excluded_positions(graph, self._excluded(graph, seeds, hetero), hetero,
+                                            device)
+        input_nodes, _, blocks = self.sampler._sample(
+            graph, seed_nodes, check_distinct=False, batch=b,
+            exclude=excluded if hetero else excluded.get(None))
         if neg_pair is None:
             return input_nodes, pair, blocks
         return input_nodes, pair, neg_pair, blocks
+
+    @staticmethod
+    def _excluded_positions(graph: Any, excluded: Dict[Any, Tensor], hetero: bool,
+                            device: torch.device) -> Dict[Any, Tensor]:
+        """Excluded edge ids -> ascending, distinct CSC positions per edge type, on ``device``."""
+        out = {}
+        for et, eids in excluded.items():
+            g = graph[et] if hetero else graph
+            _, _, pos = _edge_endpoints(g)
+            e = eids.reshape(-1).cpu().long()
+            if e.numel() and (int(e.min()) < 0 or int(e.max()) >= pos.numel()):
+                bad = int(e.min()) if int(e.min()) < 0 else int(e.max())
+                raise IndexError(f"excluded edge id {bad}{'' if et is None else f' of {et!r}'} is "
+                                 f"outside [0, {pos.numel()})")
+            out[et] = torch.unique(pos[e]).to(device)   # sorted
+        return out
 
     def _excluded(self, graph: Any, seeds: Dict[Any, Tensor], hetero: bool) -> Dict[Any, Tensor]:
         ex = self.exclude
@@ -325,23 +346,3 @@ class EdgePredictionSampler:
                 r = graph.to_canonical_etype(r)
                 out[r] = torch.cat([out[r], v]) if r in out else v
         return out
-
-
-def _drop_edges(block: Any, excluded: Dict[Any, Tensor], hetero: bool) -> Any:
-    """``block`` without the edges whose global ids are excluded (per edge type)."""
-    from ._block import Block
-    from ._hetero import HeteroBlock
-
-    if not hetero:
-        eid = block.edata["_ID"]
-        keep = ~torch.isin(eid.long(), excluded[None].to(eid.device))
-        ei = block.edge_index[:, keep]
-        return Block._from_edge_index(block.srcdata["_ID"], block.dstdata["_ID"], ei, eid[keep])
-    new_ei, new_eid = {}, {}
-    for et, ei in block.edge_index.items():
-        eid = block.edata["_ID"][et]
-        if et in excluded:
-            keep = ~torch.isin(eid.long(), excluded[et].to(eid.device))
-            ei, eid = ei[:, keep], eid[keep]
-        new_ei[et], new_eid[et] = ei, eid
-    return HeteroBlock(block.srcdata["_ID"], block.dstdata["_ID"], new_ei, new_eid)

@@ -223,9 +223,12 @@ class NeighborSampler:
         """
         return self._sample(graph, seeds, check_distinct=False, batch=batch)
 
-    def _sample(self, graph: CSCGraph, seeds: Any, check_distinct: bool, batch: Optional[int] = None):
+    def _sample(self, graph: CSCGraph, seeds: Any, check_distinct: bool, batch: Optional[int] = None,
+                exclude: Any = None):
+        """``exclude``: CSC positions removed before the draws of every layer (ascending,
+        distinct int64; a dict ``{etype: positions}`` for a heterogeneous graph), or ``None``."""
         if isinstance(graph, HeteroCSCGraph):
-            return self._sample_hetero(graph, seeds, check_distinct, batch)
+            return self._sample_hetero(graph, seeds, check_distinct, batch, exclude)
         if not isinstance(graph, CSCGraph):
             raise TypeError(f"graph must be a samplers.CSCGraph or HeteroCSCGraph (see "
                             f"CSCGraph.from_dgl / from_edge_index), got {type(graph).__name__}")
@@ -235,9 +238,9 @@ class NeighborSampler:
         seeds = self._check_seeds(graph, seeds)
         key = self._next_key() if batch is None else self._batch_key(batch)
         if seeds.is_cuda:
-            input_nodes, blocks = self._sample_cuda(graph, seeds, key, check_distinct)
+            input_nodes, blocks = self._sample_cuda(graph, seeds, key, check_distinct, exclude)
         else:
-            input_nodes, blocks = self._sample_cpu(graph, seeds, key)
+            input_nodes, blocks = self._sample_cpu(graph, seeds, key, exclude)
         output_nodes = seeds
         if self.output_device is not None:
             dev = self.output_device
@@ -260,7 +263,7 @@ class NeighborSampler:
         return out
 
     def _sample_hetero(self, graph: HeteroCSCGraph, seeds: Any, check_distinct: bool,
-                       batch: Optional[int]):
+                       batch: Optional[int], exclude: Optional[Dict[Any, torch.Tensor]] = None):
         if not isinstance(seeds, Mapping) or not seeds:
             raise TypeError(f"seeds for a heterogeneous graph must be a non-empty dict "
                             f"{{node_type: ids}}, got {type(seeds).__name__}")
@@ -293,7 +296,8 @@ class NeighborSampler:
             raise ValueError(f"seeds of every node type must be on one device, got {sorted(map(str, devices))}")
         key = self._next_key() if batch is None else self._batch_key(batch)
         input_nodes, blocks = sample_hetero_layers(graph, checked, fanouts, self.replace,
-                                                   lambda layer: self._layer_key(key, layer))
+                                                   lambda layer: self._layer_key(key, layer),
+                                                   exclude)
         output_nodes = checked
         if self.output_device is not None:
             dev = self.output_device
@@ -302,7 +306,9 @@ class NeighborSampler:
             output_nodes = {k: v.to(dev) for k, v in output_nodes.items()}
         return input_nodes, output_nodes, blocks
 
-    def _sample_cpu(self, graph: CSCGraph, seeds: torch.Tensor, key: int):
+    def _sample_cpu(self, graph: CSCGraph, seeds: torch.Tensor, key: int,
+                    exclude: Optional[torch.Tensor] = None):
+        excl = None if exclude is None else exclude.cpu().numpy()
         ip = _plain(graph.indptr).numpy()
         ix = _plain(graph.indices).numpy()
         ei = None if graph.edge_ids is None else _plain(graph.edge_ids).numpy()
@@ -314,7 +320,7 @@ class NeighborSampler:
                 fanout = self.fanouts[-1 - layer]
                 src_np, edge_index, eid, dup = sample_layer(
                     ip, ix, ei, dst.numpy(), fanout, self.replace,
-                    self._layer_key(key, layer), scratch)
+                    self._layer_key(key, layer), scratch, excl=excl)
                 if dup >= 0:
                     v = int(dst[dup])
                     first = int(torch.nonzero(dst == v)[0, 0])
@@ -329,14 +335,16 @@ class NeighborSampler:
         blocks.reverse()
         return dst, blocks
 
-    def _sample_cuda(self, graph: CSCGraph, seeds: torch.Tensor, key: int, check_distinct: bool):
+    def _sample_cuda(self, graph: CSCGraph, seeds: torch.Tensor, key: int, check_distinct: bool,
+                     exclude: Optional[torch.Tensor] = None):
         blocks: List[Block] = []
         dst = seeds
         for layer in range(len(self.fanouts)):
             fanout = self.fanouts[-1 - layer]
             src, edge_index, eid = sample_layer_cuda(graph, dst, fanout, self.replace,
                                                      self._layer_key(key, layer),
-                                                     check=check_distinct and layer == 0)
+                                                     check=check_distinct and layer == 0,
+                                                     excl=exclude)
             blocks.append(Block._from_edge_index(src, dst, edge_index, eid))
             dst = src
         blocks.reverse()

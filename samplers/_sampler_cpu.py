@@ -87,6 +87,28 @@ def _num_picks(deg, fanout, replace):
     return fanout
 
 
+@njit(inline="always", nogil=True, cache=True)
+def _kept_degree(excl, start, deg):
+    """``(deg', lo, hi)``: in-degree without the excluded positions ``excl[lo:hi]`` (ascending
+    CSC positions) of a node whose in-edges are ``[start, start + deg)`` (``ut::lower_bound_i64``)."""
+    if excl.shape[0] == 0:
+        return deg, 0, 0
+    lo = np.searchsorted(excl, start)
+    hi = np.searchsorted(excl, start + deg)
+    return deg - (hi - lo), lo, hi
+
+
+@njit(inline="always", nogil=True, cache=True)
+def _nth_kept(start, r, excl, lo, hi):
+    """Position of the ``r``-th kept in-edge (``ut::nth_kept``)."""
+    pos = start + r
+    q = lo
+    while q < hi and excl[q] <= pos:
+        pos += 1
+        q += 1
+    return pos
+
+
 @njit(nogil=True, cache=True)
 def draw_numba(key, node, t):
     """``ut::draw`` compiled (tests compare it with the C++ reference values)."""
@@ -163,7 +185,7 @@ _SEED_BLOCK = 64   # seeds per parallel work item of the layer kernel
 
 
 def _layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, offsets, counted,
-              flat, scratch, uniq, relabel):
+              flat, scratch, uniq, relabel, excl):
     """One layer in one call. Unless ``counted``, first ``offsets``: the prefix sum of the edges
     drawn per seed (``offsets[0] = 0``). Then every seed writes its own slice
     ``[offsets[i], offsets[i + 1])`` of the ``E = offsets[-1]`` global sources (``flat[:E]``),
@@ -171,13 +193,15 @@ def _layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, offs
     are sized for an upper bound of ``E``. Then, with ``relabel``, the sequential
     first-appearance relabel of the sources (in place) into ``uniq``. Returns
     ``(E, num, dup)``: ``uniq[:num]`` are the block's source nodes, ``dup`` as in
-    ``sample_layer``."""
+    ``sample_layer``. ``excl``: ascending CSC positions removed before the draws (may be
+    empty)."""
     n = seeds.shape[0]
     if not counted:   # sequential: a second parallel region would cost more (see _SERIAL_MAX_EDGES)
         offsets[0] = 0
         for i in range(n):
             v = seeds[i]
-            deg = np.int64(indptr[v + 1]) - np.int64(indptr[v])
+            start = np.int64(indptr[v])
+            deg, _, _ = _kept_degree(excl, start, np.int64(indptr[v + 1]) - start)
             offsets[i + 1] = offsets[i] + _num_picks(deg, fanout, replace)
     total = offsets[n]
     src = flat[:total]
@@ -196,12 +220,12 @@ def _layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, offs
             o = offsets[i]
             k = offsets[i + 1] - o
             start = np.int64(indptr[v])
-            deg = np.int64(indptr[v + 1]) - start
+            deg, xlo, xhi = _kept_degree(excl, start, np.int64(indptr[v + 1]) - start)
             for t in range(k):
                 dst[o + t] = i
             if _take_all(deg, fanout, replace):
                 for t in range(k):
-                    eid[o + t] = start + t
+                    eid[o + t] = start + t if xhi == xlo else _nth_kept(start, t, excl, xlo, xhi)
                 continue
             if replace:
                 for t in range(k):
@@ -216,8 +240,12 @@ def _layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, offs
                             taken = True
                             break
                     eid[o + t] = j if taken else r
-            for t in range(k):
-                eid[o + t] += start
+            if xhi == xlo:
+                for t in range(k):
+                    eid[o + t] += start
+            else:
+                for t in range(k):
+                    eid[o + t] = _nth_kept(start, eid[o + t], excl, xlo, xhi)
         for e in range(offsets[lo], offsets[hi]):
             pos = eid[e]
             src[e] = indices[pos]
@@ -230,13 +258,14 @@ def _layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, offs
     return total, num, dup
 
 
-def _count_py(indptr, seeds, fanout, replace, offsets):
+def _count_py(indptr, seeds, fanout, replace, offsets, excl):
     """``offsets``: prefix sum of the edges drawn per seed (``offsets[0] = 0``)."""
     n = seeds.shape[0]
     offsets[0] = 0
     for i in prange(n):
         v = seeds[i]
-        deg = np.int64(indptr[v + 1]) - np.int64(indptr[v])
+        start = np.int64(indptr[v])
+        deg, _, _ = _kept_degree(excl, start, np.int64(indptr[v + 1]) - start)
         offsets[i + 1] = _num_picks(deg, fanout, replace)
     for i in range(n):
         offsets[i + 1] += offsets[i]
@@ -268,7 +297,7 @@ _BOUND_MAX_EDGES = 1 << 22
 
 
 def _sample_layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, scratch,
-                     relabel):
+                     relabel, excl):
     """One layer for ``sample_layer``: outputs carved from one recycled buffer (see
     ``_Recycler``), one kernel launch."""
     n = seeds.shape[0]
@@ -276,7 +305,7 @@ def _sample_layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, ke
     bound = n * int(fanout) if fanout >= 0 else -1
     counted = not 0 <= bound <= _BOUND_MAX_EDGES
     if counted:
-        _count(indptr, seeds, fanout, replace, offsets)
+        _count(indptr, seeds, fanout, replace, offsets, excl)
         bound = int(offsets[n])
     parts = [((3 * bound,), np.int64), ((n + bound if relabel else 0,), seeds.dtype)]
     flat, uniq = _carve(_POOL.take(_layer_bytes(parts)), parts)
@@ -284,7 +313,7 @@ def _sample_layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, ke
     if bound <= _SERIAL_MAX_EDGES:   # serial build: no threads, so no guard needed
         kernel = (_layer._builds or _layer._get_builds())[1]
     total, num, dup = kernel(indptr, indices, eids, has_eids, seeds, fanout, replace, key,
-                             offsets, counted, flat, scratch, uniq, relabel)
+                             offsets, counted, flat, scratch, uniq, relabel, excl)
     edge_index = flat[:2 * total].reshape(2, total)
     eid = flat[2 * total:3 * total]
     if not relabel:   # raw: row 0 keeps the global source ids (heterogeneous relabel is per type)
@@ -376,7 +405,8 @@ _warned = False
 
 
 def sample_layer(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarray, fanout: int,
-                 replace: bool, key: int, scratch: Optional[np.ndarray], relabel: bool = True):
+                 replace: bool, key: int, scratch: Optional[np.ndarray], relabel: bool = True,
+                 excl: Optional[np.ndarray] = None):
     """Sample one layer on the CPU.
 
     Returns ``(src_nodes, edge_index, edge_ids, dup)``: the block's source nodes (``seeds`` first),
@@ -386,7 +416,8 @@ def sample_layer(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarra
     and destinations are different node types) ``src_nodes`` is empty, row 0 of ``edge_index``
     holds the global source ids, ``dup`` is -1 and ``scratch`` is not used (may be ``None``).
     The outputs are views of one buffer that is recycled once nothing refers to it any more
-    (see ``_Recycler``); all on the CPU.
+    (see ``_Recycler``); all on the CPU. ``excl``: ascending, distinct int64 CSC positions
+    removed before the draws (link prediction's seed edges and their reverses), or ``None``.
     """
     global _warned
     if not NUMBA and not _warned:
@@ -398,8 +429,12 @@ def sample_layer(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarra
         eids = indices[:0]
     if scratch is None:
         scratch = np.empty(0, np.int32)
+    excl = _NO_EXCL if excl is None else np.ascontiguousarray(excl, dtype=np.int64)
     return _sample_layer_py(indptr, indices, eids, has_eids, seeds, np.int64(fanout),
-                            bool(replace), np.uint64(key), scratch, bool(relabel))
+                            bool(replace), np.uint64(key), scratch, bool(relabel), excl)
+
+
+_NO_EXCL = np.empty(0, np.int64)
 
 
 def relabel_rows_cpu(first: np.ndarray, rows: List[np.ndarray], scratch: np.ndarray) -> np.ndarray:
