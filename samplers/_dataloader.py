@@ -136,7 +136,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
                 device = _dgl_compat.graph_device(graph) or torch.device("cuda")
             else:
                 device = torch.device("cpu")
-        self.device = _normalise_device(device)
+        self.device = _normalise_device(device, name)
         cuda_out = self.device.type == "cuda"
         if cuda_out and not torch.cuda.is_available():
             raise ValueError(f"{name}: device={device!r} but CUDA is not available")
@@ -855,17 +855,17 @@ def _check_max_threads(max_threads: Any) -> Optional[int]:
     return int(max_threads)
 
 
-def _normalise_device(device: DeviceLike) -> torch.device:
+def _normalise_device(device: DeviceLike, name: str = "DataLoader") -> torch.device:
     if isinstance(device, int) and not isinstance(device, bool):
         return torch.device("cuda", device)
     try:
         dev = torch.device(device)
     except (TypeError, RuntimeError) as exc:
-        raise ValueError(f"DataLoader: device={device!r} is not a device") from exc
+        raise ValueError(f"{name}: device={device!r} is not a device") from exc
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", _current_cuda_index())
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"DataLoader: device must be 'cpu' or 'cuda', got {device!r}")
+        raise ValueError(f"{name}: device must be 'cpu' or 'cuda', got {device!r}")
     return dev
 
 

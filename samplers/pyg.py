@@ -516,6 +516,10 @@ class LinkNeighborLoader(_PyGLoader):
                 if w is not None and (not isinstance(w, Tensor) or w.numel() != n):
                     raise ValueError(f"{name}: neg_sampling.{what}_weight must have one entry "
                                      f"per {what} node ({n})")
+                if w is not None and (w.is_complex() or not bool(torch.isfinite(w).all())
+                                      or bool((w < 0).any()) or not bool((w > 0).any())):
+                    raise ValueError(f"{name}: neg_sampling.{what}_weight must be finite, >= 0 "
+                                     f"and not all 0 (negatives are drawn in proportion to it)")
         input_id = kwargs.pop("input_id", None)
         self.edge_label_index = edge_label_index
         self.edge_label = edge_label
