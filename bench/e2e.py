@@ -12,6 +12,8 @@ seeded sampler, so only the data path differs:
                         gather; next batch produced on a side stream / thread while this one trains
 ``unified_unsorted``    ``unified`` with the gather reading rows in index order (no argsort)
 ``unified_capped``      ``unified`` with the gather capped at ``--capped-threads`` resident threads
+``unified_one_sync``    ``unified`` with GPU sampling that syncs the host once per batch
+                        (``NeighborSampler(one_sync=True)``; GPU only)
 ``unified_no_overlap``  the same, produced in the training thread (``prefetch=0``)
 ``gpu_resident``        graph and features copied into GPU memory (upper bound; GPU only)
 ``dgl``                 DGL's CPU ``NeighborSampler`` + ``DataLoader`` with ``prefetch_node_feats``
@@ -50,7 +52,8 @@ from _common import env_info, free_cuda, is_oom, median, print_table, write_json
 
 logger = logging.getLogger("bench.e2e")
 
-CONFIGS = ("baseline", "unified", "unified_unsorted", "unified_capped", "unified_no_overlap", "gpu_resident", "dgl",
+CONFIGS = ("baseline", "unified", "unified_unsorted", "unified_capped", "unified_one_sync", "unified_no_overlap",
+           "gpu_resident", "dgl",
            "dgl_dropin")
 
 
@@ -145,11 +148,12 @@ def make_pipeline(name: str, ds, device: torch.device, fanouts: List[int], args)
         cls = dgl.dataloading.DataLoader if name == "dgl" else DataLoader
         return DGLPipeline(dgl, ds, device, fanouts, args.batch_size, cls)
     mode = {"baseline": "baseline", "unified": "unified", "unified_unsorted": "unified",
-            "unified_capped": "unified",
+            "unified_capped": "unified", "unified_one_sync": "unified",
             "unified_no_overlap": "unified", "gpu_resident": "gpu"}[name]
     return Pipeline(mode, ds, device, fanouts, args.batch_size,
                     overlap=name != "unified_no_overlap", seed=args.seed,
-                    max_threads=args.capped_threads if name == "unified_capped" else args.max_threads)
+                    max_threads=args.capped_threads if name == "unified_capped" else args.max_threads,
+                    one_sync=name == "unified_one_sync")
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -303,7 +307,7 @@ def main(argv=None) -> dict:
     else:
         configs = ["baseline", "unified", "unified_no_overlap"]
         if device.type == "cuda":
-            configs[2:2] = ["unified_capped"]
+            configs[2:2] = ["unified_capped", "unified_one_sync"]
             configs.append("gpu_resident")
         else:
             try:
@@ -332,6 +336,7 @@ def main(argv=None) -> dict:
     ratios = {}
     for a, b in (("unified", "baseline"), ("unified", "unified_no_overlap"),
                  ("unified_capped", "unified"), ("unified_capped", "baseline"),
+                 ("unified_one_sync", "unified"),
                  ("unified", "unified_unsorted"),
                  ("unified", "gpu_resident"), ("unified", "dgl"), ("dgl_dropin", "dgl")):
         if sps(a) and sps(b):

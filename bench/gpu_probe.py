@@ -229,9 +229,10 @@ def sec_syncs(torch) -> dict:
     out["feats[idx]"] = count(lambda: feats[idx])
     out["ut.gather(validate=False)"] = count(lambda: ut.gather(feats, idx, validate=False))
     nb = 5
-    for prefetch in (0, None):
-        loader = DataLoader(graph, torch.arange(n // 2), NeighborSampler([10, 5]), batch_size=512,
-                            device="cuda", features=feats, labels=labels, prefetch=prefetch, seed=0)
+    for one_sync, prefetch in ((False, 0), (False, None), (True, 0)):
+        loader = DataLoader(graph, torch.arange(n // 2), NeighborSampler([10, 5], one_sync=one_sync),
+                            batch_size=512, device="cuda", features=feats, labels=labels,
+                            prefetch=prefetch, seed=0)
         it = iter(loader)
         next(it)
 
@@ -241,6 +242,8 @@ def sec_syncs(torch) -> dict:
         c = count(run)
         key = "loader_per_batch(prefetch=0, producer in this thread)" if prefetch == 0 else \
             "loader_per_batch(prefetch thread; counts both threads)"
+        if one_sync:
+            key = key.replace("loader_per_batch", "loader_per_batch(one_sync)")
         out[key] = round(c / nb, 2)
         del it, loader
     torch.cuda.synchronize()

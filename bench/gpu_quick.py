@@ -16,7 +16,7 @@ one runs. Steps, most valuable first (estimates on an H100/H200):
   3b. gather_thp  the same with the table in transparent huge pages (madvise), 0 offset only (~30 s)
   4. overlap   bench/overlap.py: gather (per thread cap) beside a stand-in training step on another
                stream: both / (gather + train), and the capped gather's GB/s against pcie_h2d (~30 s)
-  5. e2e       bench/e2e.py GraphSAGE: baseline, unified, unified_capped, unified_no_overlap,
+  5. e2e       bench/e2e.py GraphSAGE: baseline, unified, unified_one_sync, unified_capped, unified_no_overlap,
                gpu_resident on a synthetic graph generated with all cores (~120 s)
   6. memcheck  compute-sanitizer memcheck on test_gather.py; skipped in one line where the
                sanitizer refuses the device (it does under gVisor) (~40 s)
@@ -209,7 +209,8 @@ def headlines(out_dir: str, tag: str, embedded: Optional[Dict[str, object]] = No
         for k, v in sps.items():
             h[f"e2e {k} seeds/s"] = round(v, 1)
         for a, b in (("unified", "baseline"), ("gpu_resident", "unified"), ("unified", "unified_no_overlap"),
-                     ("unified_capped", "unified"), ("unified", "unified_unsorted")):
+                     ("unified_capped", "unified"), ("unified", "unified_unsorted"),
+                     ("unified_one_sync", "unified")):
             if sps.get(a) and sps.get(b):
                 h[f"e2e {a}/{b}"] = round(sps[a] / sps[b], 3)
     except (OSError, ValueError, KeyError):
@@ -293,7 +294,8 @@ def main(argv=None) -> int:
                        "--no-plot", "--out", r.path(f"gather_{tag}_thp.json")],
         "overlap": ["--out", r.path(f"overlap_{tag}.json")],
         "e2e": ["--nodes", str(nodes), "--configs",
-                "baseline,unified,unified_unsorted,unified_capped,unified_no_overlap,gpu_resident",
+                "baseline,unified,unified_one_sync,unified_unsorted,unified_capped,unified_no_overlap,"
+                "gpu_resident",
                 "--warmup", "3", "--batches", "10", "--rounds", "3", "--cache", "none", "--no-plot",
                 "--out", r.path(f"e2e_{tag}.json")],
         "sampler": ["--nodes", "2000000", "--edges", "30000000", "--no-dgl", "--rounds", "3",

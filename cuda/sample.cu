@@ -2,7 +2,9 @@
 //
 // indptr/indices/eids may live in pinned host memory (read over PCIe through UVA) or in device
 // memory. One layer takes two launches:
-//   sample_count: counts[i] = number of edges sampled for seeds[i]; flags out-of-range seeds in err.
+//   sample_count: counts[i] = number of edges sampled for seeds[i]; flags out-of-range seeds in err
+//                 (with pad_negative, a negative seed is padding instead: count 0, no flag; the
+//                 one-sync sampler pads its fixed-size seed arrays with -1).
 //   sample_fill:  after the host turned counts into offsets (n + 1 entries, offsets[0] = 0), one
 //                 warp per seed writes its slice [offsets[i], offsets[i+1]) of the outputs:
 //                 out_src (global source id), out_eid (edge id: eids[pos], or the CSC position when
@@ -18,11 +20,15 @@ namespace ut {
 template <typename IdT, typename PtrT>
 __global__ void sample_count(const PtrT* __restrict__ indptr, i64 num_nodes,
                              const IdT* __restrict__ seeds, i64 num_seeds, i64 fanout, int replace,
-                             const i64* __restrict__ excl, i64 num_excl,
+                             const i64* __restrict__ excl, i64 num_excl, int pad_negative,
                              i64* __restrict__ counts, int* __restrict__ err) {
   const i64 stride = (i64)gridDim.x * blockDim.x;
   for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < num_seeds; i += stride) {
     const i64 v = (i64)seeds[i];
+    if (v < 0 && pad_negative) {
+      counts[i] = 0;
+      continue;
+    }
     if (v < 0 || v >= num_nodes) {
       counts[i] = 0;
       atomicExch(err, 1);

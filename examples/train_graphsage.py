@@ -90,11 +90,14 @@ class Pipeline:
     """One way of turning seed ids into ``(blocks, x, y)`` on the training device."""
 
     def __init__(self, mode: str, ds, device: torch.device, fanouts: List[int], batch_size: int,
-                 overlap: bool, seed: int, max_threads: Optional[int] = None) -> None:
+                 overlap: bool, seed: int, max_threads: Optional[int] = None,
+                 one_sync: bool = False) -> None:
         if mode not in ("baseline", "unified", "gpu"):
             raise ValueError(f"mode must be 'baseline', 'unified' or 'gpu', got {mode!r}")
         self.mode, self.device, self.batch_size = mode, device, batch_size
-        self.sampler = NeighborSampler(fanouts, seed=seed)
+        # one_sync: GPU sampling with one host sync per batch (bench/e2e.py's unified_one_sync)
+        self.sampler = NeighborSampler(fanouts, seed=seed,
+                                       one_sync=one_sync and device.type == "cuda")
         self.prefetch = None if overlap else 0
         self.max_threads = max_threads
         graph = CSCGraph.from_csc(ds.indptr, ds.indices)

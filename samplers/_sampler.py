@@ -86,6 +86,11 @@ class NeighborSampler:
         ``blocks[-1].dstdata`` (DGL's arguments; the sampler itself only stores them).
     output_device : device, optional
         Move the result there before returning it.
+    one_sync : bool
+        GPU only: sample a batch with one host sync instead of about two per layer (outputs sized
+        by upper bounds, see ``samplers._one_sync``); the blocks are identical. Used by
+        :meth:`sample_distinct` (the DataLoader's call) when every fanout is ``>= 0``. Off by
+        default until it has been measured on a GPU (its logic is tested on the CPU).
 
     Seeds must be distinct (a repeated seed raises ``ValueError``; DGL's ``to_block`` does not
     support them either). Seeds on the CPU are sampled by the Numba path (graph ``"cpu"`` or
@@ -103,8 +108,12 @@ class NeighborSampler:
     def __init__(self, fanouts: Sequence[int], replace: bool = False, seed: Optional[int] = None,
                  prefetch_node_feats: Optional[List[str]] = None,
                  prefetch_labels: Optional[List[str]] = None,
-                 output_device: Optional[Union[str, torch.device]] = None):
+                 output_device: Optional[Union[str, torch.device]] = None,
+                 one_sync: bool = False):
         self.fanouts = _check_fanouts(fanouts)
+        if not isinstance(one_sync, (bool, np.bool_)):
+            raise TypeError(f"one_sync must be a bool, got {type(one_sync).__name__}")
+        self.one_sync = bool(one_sync)
         if not isinstance(replace, (bool, np.bool_)):
             raise TypeError(f"replace must be a bool, got {type(replace).__name__}")
         self.replace = bool(replace)
@@ -337,6 +346,11 @@ class NeighborSampler:
 
     def _sample_cuda(self, graph: CSCGraph, seeds: torch.Tensor, key: int, check_distinct: bool,
                      exclude: Optional[torch.Tensor] = None):
+        if self.one_sync and not check_distinct and all(f >= 0 for f in self.fanouts):
+            from ._one_sync import sample_blocks_one_sync
+
+            return sample_blocks_one_sync(graph, seeds, self.fanouts, self.replace,
+                                          lambda layer: self._layer_key(key, layer), exclude)
         blocks: List[Block] = []
         dst = seeds
         for layer in range(len(self.fanouts)):

@@ -90,7 +90,8 @@ def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, ke
         _kernels.launch(fn, grid, _THREADS,
                         (_ptr(ip), np.int64(graph.num_nodes), np.uint64(seeds.data_ptr()),
                          np.int64(n), np.int64(fanout), np.int32(bool(replace)), *excl_args,
-                         np.uint64(counts.data_ptr()), np.uint64(err.data_ptr())), device)
+                         np.int32(0), np.uint64(counts.data_ptr()), np.uint64(err.data_ptr())),
+                        device)
         torch.cumsum(counts, 0, out=offsets[1:])
     total_err = torch.stack([offsets[-1], err[0].long()]).tolist()  # one sync
     total, bad = int(total_err[0]), int(total_err[1])

@@ -169,7 +169,7 @@ static void check_sample(i64 fanout, bool replace, bool with_eids, bool with_exc
   std::vector<i64> counts(ns), offsets(ns + 1, 0);
   int err = 0;
   launch((unsigned)std::min<i64>(65535, (ns + 255) / 256), 256, [&] {
-    ut::sample_count<IdT, PtrT>(indptr.data(), n, seeds.data(), ns, fanout, rep, xp, nx,
+    ut::sample_count<IdT, PtrT>(indptr.data(), n, seeds.data(), ns, fanout, rep, xp, nx, 0,
                                 counts.data(), &err);
   });
   CHECK(err == 0, "no bad seed");
@@ -218,10 +218,32 @@ static void check_sample(i64 fanout, bool replace, bool with_eids, bool with_exc
   std::vector<i64> bc(3, -1);
   err = 0;
   launch(1, 256, [&] {
-    ut::sample_count<IdT, PtrT>(indptr.data(), n, bad.data(), 3, fanout, rep, xp, nx, bc.data(),
+    ut::sample_count<IdT, PtrT>(indptr.data(), n, bad.data(), 3, fanout, rep, xp, nx, 0, bc.data(),
                                 &err);
   });
   CHECK(err == 1 && bc[1] == 0, "out-of-range seed flagged");
+  // Padding: with pad_negative a -1 seed counts 0 and is not flagged (without it, it is), and
+  // sample_fill skips it.
+  std::vector<IdT> padded = {(IdT)1, (IdT)-1, (IdT)2, (IdT)-1};
+  std::vector<i64> pc(4, -1);
+  for (int pad = 0; pad < 2; ++pad) {
+    err = 0;
+    launch(1, 256, [&] {
+      ut::sample_count<IdT, PtrT>(indptr.data(), n, padded.data(), 4, fanout, rep, xp, nx, pad,
+                                  pc.data(), &err);
+    });
+    CHECK(pc[1] == 0 && pc[3] == 0 && err == (pad ? 0 : 1), "pad_negative=%d", pad);
+  }
+  std::vector<i64> po(5, 0);
+  for (int i = 0; i < 4; ++i) po[i + 1] = po[i] + pc[i];
+  std::vector<IdT> ps(po[4] + 1, (IdT)-5);
+  std::vector<i64> pe(po[4] + 1, -5), pd(po[4] + 1, -5);
+  launch(1, 256, [&] {
+    ut::sample_fill<IdT, PtrT>(indptr.data(), indices.data(), nullptr, n, padded.data(), 4,
+                               po.data(), fanout, rep, key, xp, nx, ps.data(), pe.data(), pd.data());
+  });
+  for (i64 t = 0; t < po[4]; ++t) CHECK(pd[t] == 0 || pd[t] == 2, "padding wrote no edge");
+  CHECK(pd[po[4]] == -5, "nothing written past the last offset");
 }
 
 template <typename IdT, typename PtrT>

@@ -305,7 +305,7 @@ def test_cuda_launch_arguments_match_kernel_signatures(monkeypatch, idtype, ptrt
         source, name = fn
         launches.append((source, name, grid, block, args, device))
         if "sample_count" in name:   # every seed gets one edge
-            (ctypes.c_int64 * 3).from_address(int(args[8]))[:] = [1, 1, 1]
+            (ctypes.c_int64 * 3).from_address(int(args[9]))[:] = [1, 1, 1]
         else:                        # every edge comes from node 2
             width = 4 if idtype == torch.int32 else 8
             ctypes.memset(int(args[12]), 0, 3 * width)

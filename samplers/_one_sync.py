@@ -1,0 +1,178 @@
+"""GPU neighbour sampling with one host sync per batch (``NeighborSampler(one_sync=True)``).
+
+The per-layer GPU path (:func:`~samplers._sampler_cuda.sample_layer_cuda`) reads each layer's
+edge count back to size its outputs, and its relabel (``torch.unique``) reads the number of unique
+nodes: about two host syncs per layer, each of which stalls the producer until the GPU has caught
+up. Here every size the host needs is an upper bound known in advance, so nothing is read back
+until the batch is complete:
+
+* a layer of ``n`` (padded) destination nodes and fanout ``f >= 0`` has at most ``n * f`` edges:
+  the outputs are allocated at that size and filled with ``-1`` past the real edges, which
+  ``sample_fill`` writes as a prefix (its offsets are a prefix sum over the seeds, padded seeds
+  counting 0);
+* :func:`relabel_padded` numbers the unique nodes in order of first appearance with fixed-size
+  torch ops (sort, scans, scatters), ignoring the ``-1`` padding, and returns the count as a device
+  scalar; the next layer's seeds are that fixed-size array, padding included (``sample_count`` is
+  launched with ``pad_negative``);
+* one read at the end (:func:`_read_sizes`) brings back every layer's edge count, node count and
+  error flag, and the blocks are cut to size.
+
+The draws are the kernels' own, keyed as in the per-layer path, and the relabel orders nodes the
+same way (destination nodes first, then sources in edge order), so the blocks are identical to
+the per-layer path's. Fanout ``-1`` has no bound: such samplers use the per-layer path.
+The padded arrays grow as ``n * prod(1 + f)``: for 1024 seeds and fanouts [15, 10, 5], about 1.1M
+entries in the last layer.
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ._block import Block
+
+__all__ = ["relabel_padded", "sample_blocks_one_sync"]
+
+Tensor = torch.Tensor
+
+
+def relabel_padded(first: Tensor, rest: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """First-appearance relabel of ``cat(first, rest)`` ignoring negative (padding) entries, with
+    fixed-size torch ops only (no host sync), on the inputs' device.
+
+    ``first``'s non-negative entries must be distinct. Returns ``(uniq, local, num)``: ``uniq``
+    (``first``'s dtype, ``len(first) + len(rest)`` long) holds the unique nodes, ``first``'s first,
+    then new ones in order of first appearance in ``rest``, then ``-1``; ``local`` (int64, like
+    ``rest``) the position in ``uniq`` of every entry of ``rest`` (``-1`` for padding); ``num`` the
+    number of unique nodes, a 0-d int64 tensor on the device.
+    """
+    allv = torch.cat([first, rest.to(first.dtype)]).to(torch.int64)
+    m = allv.numel()
+    dev = allv.device
+    if m == 0:
+        return (torch.empty(0, dtype=first.dtype, device=dev),
+                torch.empty(0, dtype=torch.int64, device=dev), torch.zeros((), dtype=torch.int64, device=dev))
+    big = torch.iinfo(torch.int64).max
+    valid = allv >= 0
+    keys, order = torch.sort(torch.where(valid, allv, big), stable=True)
+    starts = torch.ones(m, dtype=torch.bool, device=dev)
+    starts[1:] = keys[1:] != keys[:-1]
+    group = torch.cumsum(starts, 0) - 1                       # group of each sorted entry
+    # First appearance (original position) of each group; padding's group and unused slots: m.
+    first_pos = torch.full((m,), m, dtype=torch.int64, device=dev)
+    first_pos.scatter_reduce_(0, group, order, reduce="amin", include_self=True)
+    group_valid = torch.zeros(m, dtype=torch.bool, device=dev)
+    group_valid.scatter_(0, group, keys != big)
+    first_pos = torch.where(group_valid, first_pos, torch.full_like(first_pos, m))
+    rank = torch.empty(m, dtype=torch.int64, device=dev)
+    rank[torch.argsort(first_pos, stable=True)] = torch.arange(m, device=dev)
+    sorted_local = rank[group]
+    sorted_valid = keys != big
+    local_all = torch.empty(m, dtype=torch.int64, device=dev)
+    local_all[order] = torch.where(sorted_valid, sorted_local, torch.full_like(sorted_local, -1))
+    # Unique nodes by rank; padding writes -1 into a spare slot m that is dropped.
+    uniq = torch.full((m + 1,), -1, dtype=torch.int64, device=dev)
+    slot = torch.where(sorted_valid, sorted_local, torch.full_like(sorted_local, m))
+    uniq.scatter_(0, slot, torch.where(sorted_valid, keys, torch.full_like(keys, -1)))
+    num = group_valid.sum()
+    return uniq[:m].to(first.dtype), local_all[first.numel():], num
+
+
+# A layer function: (graph, padded dst, fanout, replace, key, excl) ->
+#   (src, dst_pos, eid, total, err): padded outputs of at least total entries whose first `total`
+#   are the edges (src: global ids; dst_pos: index into dst; eid: edge ids; -1 past them), the
+#   edge count and an error flag (0-d device tensors).
+LayerFn = Callable[..., Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]
+
+
+def _read_sizes(t: Tensor) -> List[int]:
+    """The one host read of a batch (a sync on a GPU)."""
+    return t.tolist()
+
+
+def sample_blocks_one_sync(graph, seeds: Tensor, fanouts: List[int], replace: bool,
+                           layer_key: Callable[[int], int], excl: Optional[Tensor],
+                           layer_fn: Optional[LayerFn] = None,
+                           read: Callable[[Tensor], List[int]] = _read_sizes
+                           ) -> Tuple[Tensor, List[Block]]:
+    """Blocks of ``seeds`` (distinct, the graph's idtype) for ``fanouts`` (input layer first, all
+    ``>= 0``) with one call of ``read`` (one host sync). ``layer_fn`` defaults to the CUDA kernels
+    (:func:`layer_padded_cuda`). Returns ``(input_nodes, blocks)`` on ``seeds``' device; raises
+    ``IndexError`` for out-of-range seeds (found by the kernels, reported after the read)."""
+    if any(f < 0 for f in fanouts):
+        raise ValueError("one-sync sampling needs fanouts >= 0 (fanout -1 has no size bound)")
+    layer_fn = layer_fn or layer_padded_cuda
+    dst = seeds
+    layers = []
+    for layer in range(len(fanouts)):
+        fanout = fanouts[-1 - layer]
+        src, dst_pos, eid, total, err = layer_fn(graph, dst, fanout, replace, layer_key(layer), excl)
+        uniq, local, num = relabel_padded(dst, src)
+        layers.append((dst, uniq, local, dst_pos, eid, total, num, err))
+        dst = uniq
+    sizes = read(torch.stack([torch.stack([x[5].reshape(()), x[6].reshape(()), x[7].reshape(()).to(torch.int64)])
+                              for x in layers])) if layers else []
+    if any(s[2] for s in sizes):
+        n = graph.num_nodes
+        bad = seeds[(seeds < 0) | (seeds >= n)]
+        raise IndexError(f"seeds must be node ids in [0, {n}), got "
+                         f"{int(bad[0]) if bad.numel() else 'an id outside it'}")
+    blocks: List[Block] = []
+    num_dst = seeds.numel()
+    for (d, uniq, local, dst_pos, eid, _, _, _), (total, num, _) in zip(layers, sizes):
+        edge_index = torch.stack([local[:total], dst_pos[:total]])
+        blocks.append(Block._from_edge_index(uniq[:num], d[:num_dst], edge_index, eid[:total]))
+        num_dst = num
+    blocks.reverse()
+    input_nodes = blocks[0].srcdata["_ID"] if blocks else seeds
+    return input_nodes, blocks
+
+
+def layer_padded_cuda(graph, dst: Tensor, fanout: int, replace: bool, key: int,
+                      excl: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One layer on the GPU with outputs sized by the bound ``len(dst) * fanout`` (no sync):
+    ``sample_count`` (negative seeds are padding), an on-device prefix sum, ``sample_fill``."""
+    from unified_tensor import _kernels, _pinning
+
+    from ._sampler_cuda import _MAX_BLOCKS, _SOURCE, _THREADS, _name, _ptr
+
+    dev = dst.device
+    device = dev.index if dev.index is not None else torch.cuda.current_device()
+    idtype, ptrtype = graph.idtype, graph.indptr.dtype
+    n = dst.numel()
+    bound = n * int(fanout)
+    if graph.placement == "pinned":
+        _pinning.note_device_use(device)
+    if excl is not None and excl.numel():
+        excl = excl.to(dev, torch.int64).contiguous()
+        excl_args = (np.uint64(excl.data_ptr()), np.int64(excl.numel()))
+    else:
+        excl_args = (np.uint64(0), np.int64(0))
+    counts = torch.zeros(n, dtype=torch.int64, device=dev)
+    err = torch.zeros(1, dtype=torch.int32, device=dev)
+    offsets = torch.zeros(n + 1, dtype=torch.int64, device=dev)
+    out_src = torch.full((bound,), -1, dtype=idtype, device=dev)
+    out_eid = torch.full((bound,), -1, dtype=torch.int64, device=dev)
+    out_dst = torch.full((bound,), -1, dtype=torch.int64, device=dev)
+    if n:
+        fn = _kernels.get_function(_SOURCE, _name("sample_count", idtype, ptrtype), device)
+        grid = max(1, min(_MAX_BLOCKS, (n + _THREADS - 1) // _THREADS))
+        _kernels.launch(fn, grid, _THREADS,
+                        (_ptr(graph.indptr), np.int64(graph.num_nodes), np.uint64(dst.data_ptr()),
+                         np.int64(n), np.int64(fanout), np.int32(bool(replace)), *excl_args,
+                         np.int32(1), np.uint64(counts.data_ptr()), np.uint64(err.data_ptr())),
+                        device)
+        torch.cumsum(counts, 0, out=offsets[1:])
+        if bound:
+            fn = _kernels.get_function(_SOURCE, _name("sample_fill", idtype, ptrtype), device)
+            warps_per_block = _THREADS // 32
+            grid = max(1, min(_MAX_BLOCKS, (n + warps_per_block - 1) // warps_per_block))
+            _kernels.launch(fn, grid, _THREADS,
+                            (_ptr(graph.indptr), _ptr(graph.indices), _ptr(graph.edge_ids),
+                             np.int64(graph.num_nodes), np.uint64(dst.data_ptr()), np.int64(n),
+                             np.uint64(offsets.data_ptr()), np.int64(fanout),
+                             np.int32(bool(replace)), np.uint64(key), *excl_args,
+                             np.uint64(out_src.data_ptr()), np.uint64(out_eid.data_ptr()),
+                             np.uint64(out_dst.data_ptr())), device)
+    return out_src, out_dst, out_eid, offsets[-1], err[0]
