@@ -32,9 +32,30 @@ import torch
 
 from ._block import Block
 
-__all__ = ["relabel_padded", "sample_blocks_one_sync"]
+__all__ = ["relabel_padded", "sample_blocks_one_sync", "padded_sizes_fit"]
 
 Tensor = torch.Tensor
+
+# Entries (edges of a layer + its padded source nodes) the padded arrays may hold over a batch
+# before the sampler keeps the per-layer path: ~2 GiB of int64 working arrays at the bound.
+MAX_PADDED_ENTRIES = 1 << 26
+
+
+def padded_sizes_fit(num_seeds: int, fanouts: List[int], num_nodes: int,
+                     limit: int = MAX_PADDED_ENTRIES) -> bool:
+    """Whether one-sync sampling of ``num_seeds`` seeds for ``fanouts`` (input layer first) stays
+    within ``limit`` padded entries. A layer of ``n`` padded nodes has ``n * f`` padded edges and
+    ``min(n + n * f, num_nodes)`` padded source nodes (the unique nodes never exceed the graph)."""
+    if any(f < 0 for f in fanouts):
+        return False
+    n, total = int(num_seeds), 0
+    for f in reversed(fanouts):
+        edges = n * int(f)
+        n = min(n + edges, int(num_nodes))
+        total += edges + n
+        if total > limit:
+            return False
+    return True
 
 
 def relabel_padded(first: Tensor, rest: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -110,7 +131,7 @@ def sample_blocks_one_sync(graph, seeds: Tensor, fanouts: List[int], replace: bo
         src, dst_pos, eid, total, err = layer_fn(graph, dst, fanout, replace, layer_key(layer), excl)
         uniq, local, num = relabel_padded(dst, src)
         layers.append((dst, uniq, local, dst_pos, eid, total, num, err))
-        dst = uniq
+        dst = uniq[:graph.num_nodes]   # never more unique nodes than the graph has
     sizes = read(torch.stack([torch.stack([x[5].reshape(()), x[6].reshape(()), x[7].reshape(()).to(torch.int64)])
                               for x in layers])) if layers else []
     if any(s[2] for s in sizes):

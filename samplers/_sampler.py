@@ -89,8 +89,9 @@ class NeighborSampler:
     one_sync : bool
         GPU only: sample a batch with one host sync instead of about two per layer (outputs sized
         by upper bounds, see ``samplers._one_sync``); the blocks are identical. Used by
-        :meth:`sample_distinct` (the DataLoader's call) when every fanout is ``>= 0``. Off by
-        default until it has been measured on a GPU (its logic is tested on the CPU).
+        :meth:`sample_distinct` (the DataLoader's call) when every fanout is ``>= 0`` and the
+        padded arrays stay under ``samplers._one_sync.MAX_PADDED_ENTRIES``. Off by default until
+        it has been measured on a GPU (its logic is tested on the CPU).
 
     Seeds must be distinct (a repeated seed raises ``ValueError``; DGL's ``to_block`` does not
     support them either). Seeds on the CPU are sampled by the Numba path (graph ``"cpu"`` or
@@ -346,9 +347,10 @@ class NeighborSampler:
 
     def _sample_cuda(self, graph: CSCGraph, seeds: torch.Tensor, key: int, check_distinct: bool,
                      exclude: Optional[torch.Tensor] = None):
-        if self.one_sync and not check_distinct and all(f >= 0 for f in self.fanouts):
-            from ._one_sync import sample_blocks_one_sync
+        from ._one_sync import padded_sizes_fit, sample_blocks_one_sync
 
+        if self.one_sync and not check_distinct \
+                and padded_sizes_fit(seeds.numel(), self.fanouts, graph.num_nodes):
             return sample_blocks_one_sync(graph, seeds, self.fanouts, self.replace,
                                           lambda layer: self._layer_key(key, layer), exclude)
         blocks: List[Block] = []

@@ -207,3 +207,15 @@ def test_cuda_layer_launch_arguments_match_kernel_signatures(monkeypatch, idtype
     assert int(a1[8]) == 1                                       # pad_negative
     assert [int(a) for a in a1[6:8]] == ([excl.data_ptr(), 1] if with_excl else [0, 0])
     assert int(a2[12]) == src.data_ptr() and int(a2[13]) == eid.data_ptr() and int(a2[14]) == pos.data_ptr()
+
+
+def test_padded_sizes_bound_the_working_arrays():
+    from samplers._one_sync import padded_sizes_fit
+
+    assert padded_sizes_fit(1024, [15, 10, 5], 10**6)
+    assert not padded_sizes_fit(1024, [-1, 10], 10**6)            # fanout -1: no bound
+    # Node arrays are capped by the graph: a small graph keeps even huge fanouts in bounds...
+    assert padded_sizes_fit(4096, [100, 100, 100], 1000)
+    # ...a big one does not: the per-layer path is used.
+    assert not padded_sizes_fit(4096, [100, 100, 100], 10**8)
+    assert not padded_sizes_fit(10, [5], 100, limit=50) and padded_sizes_fit(10, [5], 100, limit=110)
