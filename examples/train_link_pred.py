@@ -220,28 +220,36 @@ def evaluate(model, loader, pipe: Pipeline, k: int, max_batches: Optional[int] =
 
 
 class LinkHistory(History):
-    """Per-epoch records of link prediction (AUC and MRR instead of accuracies)."""
+    """Per-epoch records of link prediction (AUC, and MRR where measured, instead of
+    accuracies)."""
 
     def epoch(self, **rec: float) -> None:
         self.epochs.append(rec)
+        mrr = f" | val MRR {rec['val_mrr']:.4f}" if "val_mrr" in rec else ""
         print(f"epoch {rec['epoch']:>2} | time {rec['time_s']:.2f} s | "
               f"{rec['seeds_per_s']:,.0f} seed edges/s | loss {rec['loss']:.4f} | "
-              f"val AUC {rec['val_auc']:.4f} | val MRR {rec['val_mrr']:.4f}", flush=True)
+              f"val AUC {rec['val_auc']:.4f}{mrr}", flush=True)
 
-    def finish_link(self, test_auc: float, test_mrr: float, k: int, path: Optional[str]) -> None:
+    def finish_link(self, test_auc: float, test_mrr: Optional[float], k: int,
+                    path: Optional[str]) -> None:
         timed = self.epochs[1:] or self.epochs
         thr = sum(e["seeds_per_s"] for e in timed) / len(timed) if timed else 0.0
-        self.final = dict(test_auc=test_auc, test_mrr=test_mrr, chance_auc=0.5,
-                          chance_mrr=mrr_chance(k), seeds_per_s=thr)
+        self.final = dict(test_auc=test_auc, chance_auc=0.5, seeds_per_s=thr)
+        mrr = ""
+        if test_mrr is not None:
+            self.final.update(test_mrr=test_mrr, chance_mrr=mrr_chance(k))
+            mrr = (f" | test MRR {test_mrr:.4f} against {k} negatives (chance "
+                   f"{mrr_chance(k):.4f})")
         span = f"epochs {timed[0]['epoch']}..{timed[-1]['epoch']}" if timed else "no epoch"
-        print(f"test AUC {test_auc:.4f} (chance 0.5000) | test MRR {test_mrr:.4f} against {k} "
-              f"negatives (chance {mrr_chance(k):.4f}) | throughput {thr:,.0f} seed edges/s "
-              f"(mean of {span})", flush=True)
+        print(f"test AUC {test_auc:.4f} (chance 0.5000){mrr} | throughput {thr:,.0f} seed "
+              f"edges/s (mean of {span})", flush=True)
         self.write(path)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+def link_parser(doc: str) -> Tuple[argparse.ArgumentParser, argparse._ArgumentGroup]:
+    """The options every link-prediction example shares (data, training, sizes); returns the
+    parser and its training group for the script's own options."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_args(p, nodes=30_000)
     set_option(p, "avg_degree", avg_degree=10.0)
@@ -251,6 +259,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     set_option(p, "dropout", dropout=0.1)
     set_option(p, "eval_batches", help="evaluate on at most this many batches of held-out edges; "
                                        "if not given, on all of them")
+    return p, t
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p, t = link_parser(__doc__)
     t.add_argument("--loader", choices=("baseline", "unified"), default="unified",
                    help="how minibatches reach the model: 'baseline': CPU sampling, "
                         "feats[input_nodes] on the CPU in the training loop, then a copy (what "

@@ -39,9 +39,9 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from _util import (History, add_data_args, add_train_args, load_dataset, parse_fanouts,
-                   pick_device, progress, require_framework, set_option, sync)
-from train_link_pred import auc
+from _util import (load_dataset, parse_fanouts, pick_device, progress, require_framework,
+                   sync)
+from train_link_pred import LinkHistory, auc, link_parser
 from train_pyg import (PYG_ERROR, PYG_INSTALL, add_pyg_args, loader_class, loader_kwargs,
                        pyg_backend_required)
 
@@ -118,37 +118,9 @@ def test(model, loader, device: torch.device, max_batches: Optional[int]) -> flo
     return auc(s[y == 1], s[y == 0])
 
 
-class LinkHistory(History):
-    """Per-epoch records of link prediction (validation AUC instead of accuracies)."""
-
-    def epoch(self, **rec: float) -> None:
-        self.epochs.append(rec)
-        print(f"epoch {rec['epoch']:>2} | time {rec['time_s']:.2f} s | "
-              f"{rec['seeds_per_s']:,.0f} seed edges/s | loss {rec['loss']:.4f} | "
-              f"val AUC {rec['val_auc']:.4f}", flush=True)
-
-    def finish_auc(self, test_auc: float, path: Optional[str]) -> None:
-        timed = self.epochs[1:] or self.epochs
-        thr = sum(e["seeds_per_s"] for e in timed) / len(timed) if timed else 0.0
-        self.final = dict(test_auc=test_auc, chance_auc=0.5, seeds_per_s=thr)
-        span = f"epochs {timed[0]['epoch']}..{timed[-1]['epoch']}" if timed else "no epoch"
-        print(f"test AUC {test_auc:.4f} (chance 0.5000) | throughput {thr:,.0f} seed edges/s "
-              f"(mean of {span})", flush=True)
-        self.write(path)
-
-
 # ------------------------------------------------------------------------------------ script
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_args(p, nodes=30_000)
-    set_option(p, "avg_degree", avg_degree=10.0)
-    t = add_train_args(p, epochs=3)
-    set_option(p, "batch_size", help="seed edges (positive pairs) per minibatch", batch_size=512)
-    set_option(p, "hidden", help="hidden and embedding width of the GraphSAGE layers", hidden=128)
-    set_option(p, "dropout", dropout=0.1)
-    set_option(p, "eval_batches", help="evaluate on at most this many batches of held-out edges; "
-                                       "if not given, on all of them")
+    p, t = link_parser(__doc__)
     add_pyg_args(t)
     t.add_argument("--held-out", type=float, default=0.05,
                    help="fraction of the undirected edges held out for validation, and the same "
@@ -214,7 +186,7 @@ def main(argv=None) -> LinkHistory:
             val_auc = test(model, val_loader, device, args.eval_batches)
             hist.epoch(epoch=epoch, time_s=dt, seeds_per_s=n / dt, loss=loss, val_auc=val_auc)
         test_auc = test(model, test_loader, device, args.eval_batches)
-    hist.finish_auc(test_auc, args.json)
+    hist.finish_link(test_auc, None, 0, args.json)
     return hist
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
 
-import numpy as np
 import torch
 
 from ._block import Block
@@ -154,46 +153,20 @@ def layer_padded_cuda(graph, dst: Tensor, fanout: int, replace: bool, key: int,
                       excl: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One layer on the GPU with outputs sized by the bound ``len(dst) * fanout`` (no sync):
     ``sample_count`` (negative seeds are padding), an on-device prefix sum, ``sample_fill``."""
-    from unified_tensor import _kernels, _pinning
+    from ._sampler_cuda import _Launch
 
-    from ._sampler_cuda import _MAX_BLOCKS, _SOURCE, _THREADS, _name, _ptr
-
-    dev = dst.device
-    device = dev.index if dev.index is not None else torch.cuda.current_device()
-    idtype, ptrtype = graph.idtype, graph.indptr.dtype
-    n = dst.numel()
+    launch = _Launch(graph, dst, excl)
+    dev, n = launch.dev, launch.n
     bound = n * int(fanout)
-    if graph.placement == "pinned":
-        _pinning.note_device_use(device)
-    if excl is not None and excl.numel():
-        excl = excl.to(dev, torch.int64).contiguous()
-        excl_args = (np.uint64(excl.data_ptr()), np.int64(excl.numel()))
-    else:
-        excl_args = (np.uint64(0), np.int64(0))
     counts = torch.zeros(n, dtype=torch.int64, device=dev)
     err = torch.zeros(1, dtype=torch.int32, device=dev)
     offsets = torch.zeros(n + 1, dtype=torch.int64, device=dev)
-    out_src = torch.full((bound,), -1, dtype=idtype, device=dev)
+    out_src = torch.full((bound,), -1, dtype=graph.idtype, device=dev)
     out_eid = torch.full((bound,), -1, dtype=torch.int64, device=dev)
     out_dst = torch.full((bound,), -1, dtype=torch.int64, device=dev)
     if n:
-        fn = _kernels.get_function(_SOURCE, _name("sample_count", idtype, ptrtype), device)
-        grid = max(1, min(_MAX_BLOCKS, (n + _THREADS - 1) // _THREADS))
-        _kernels.launch(fn, grid, _THREADS,
-                        (_ptr(graph.indptr), np.int64(graph.num_nodes), np.uint64(dst.data_ptr()),
-                         np.int64(n), np.int64(fanout), np.int32(bool(replace)), *excl_args,
-                         np.int32(1), np.uint64(counts.data_ptr()), np.uint64(err.data_ptr())),
-                        device)
+        launch.count(fanout, replace, True, counts, err)
         torch.cumsum(counts, 0, out=offsets[1:])
         if bound:
-            fn = _kernels.get_function(_SOURCE, _name("sample_fill", idtype, ptrtype), device)
-            warps_per_block = _THREADS // 32
-            grid = max(1, min(_MAX_BLOCKS, (n + warps_per_block - 1) // warps_per_block))
-            _kernels.launch(fn, grid, _THREADS,
-                            (_ptr(graph.indptr), _ptr(graph.indices), _ptr(graph.edge_ids),
-                             np.int64(graph.num_nodes), np.uint64(dst.data_ptr()), np.int64(n),
-                             np.uint64(offsets.data_ptr()), np.int64(fanout),
-                             np.int32(bool(replace)), np.uint64(key), *excl_args,
-                             np.uint64(out_src.data_ptr()), np.uint64(out_eid.data_ptr()),
-                             np.uint64(out_dst.data_ptr())), device)
+            launch.fill(offsets, fanout, replace, key, out_src, out_eid, out_dst)
     return out_src, out_dst, out_eid, offsets[-1], err[0]

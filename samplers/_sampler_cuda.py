@@ -58,6 +58,53 @@ def relabel_first_appearance(seeds: torch.Tensor, src: torch.Tensor
     return uniq[order], local[n:], local[:n]
 
 
+class _Launch:
+    """The two sampling kernels of one layer on one device (``sample_count`` / ``sample_fill``),
+    with the argument lists both layer paths (per-layer and one-sync) share."""
+
+    def __init__(self, graph, seeds: torch.Tensor, excl: Optional[torch.Tensor]) -> None:
+        self.graph, self.seeds = graph, seeds
+        dev = seeds.device
+        self.dev = dev
+        self.device = dev.index if dev.index is not None else torch.cuda.current_device()
+        self.n = seeds.numel()
+        if graph.placement == "pinned":   # kernels read host memory: sync before unregistering
+            _pinning.note_device_use(self.device)
+        if excl is not None and excl.numel():
+            self.excl = excl.to(dev, torch.int64).contiguous()   # kept alive until launched
+            self.excl_args = (np.uint64(self.excl.data_ptr()), np.int64(self.excl.numel()))
+        else:
+            self.excl = None
+            self.excl_args = (np.uint64(0), np.int64(0))
+
+    def _fn(self, kernel: str):
+        g = self.graph
+        return _kernels.get_function(_SOURCE, _name(kernel, g.idtype, g.indptr.dtype), self.device)
+
+    def count(self, fanout: int, replace: bool, pad_negative: bool, counts: torch.Tensor,
+              err: torch.Tensor) -> None:
+        g, n = self.graph, self.n
+        grid = max(1, min(_MAX_BLOCKS, (n + _THREADS - 1) // _THREADS))
+        _kernels.launch(self._fn("sample_count"), grid, _THREADS,
+                        (_ptr(g.indptr), np.int64(g.num_nodes), np.uint64(self.seeds.data_ptr()),
+                         np.int64(n), np.int64(fanout), np.int32(bool(replace)), *self.excl_args,
+                         np.int32(bool(pad_negative)), np.uint64(counts.data_ptr()),
+                         np.uint64(err.data_ptr())), self.device)
+
+    def fill(self, offsets: torch.Tensor, fanout: int, replace: bool, key: int,
+             out_src: torch.Tensor, out_eid: torch.Tensor, out_dst: torch.Tensor) -> None:
+        g, n = self.graph, self.n
+        warps_per_block = _THREADS // 32
+        grid = max(1, min(_MAX_BLOCKS, (n + warps_per_block - 1) // warps_per_block))
+        _kernels.launch(self._fn("sample_fill"), grid, _THREADS,
+                        (_ptr(g.indptr), _ptr(g.indices), _ptr(g.edge_ids), np.int64(g.num_nodes),
+                         np.uint64(self.seeds.data_ptr()), np.int64(n),
+                         np.uint64(offsets.data_ptr()), np.int64(fanout),
+                         np.int32(bool(replace)), np.uint64(key), *self.excl_args,
+                         np.uint64(out_src.data_ptr()), np.uint64(out_eid.data_ptr()),
+                         np.uint64(out_dst.data_ptr())), self.device)
+
+
 def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, key: int,
                       check: bool, relabel: bool = True, excl: Optional[torch.Tensor] = None
                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -69,29 +116,13 @@ def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, ke
     ``excl``: ascending, distinct int64 CSC positions (on the seeds' device) removed before the
     draws (the seed edges of link prediction and their reverses), or ``None``.
     """
-    dev = seeds.device
-    device = dev.index if dev.index is not None else torch.cuda.current_device()
-    idtype, ptrtype = graph.idtype, graph.indptr.dtype
-    n = seeds.numel()
-    ip, ix, ei = graph.indptr, graph.indices, graph.edge_ids
-    if graph.placement == "pinned":   # the kernels read host memory: sync before it is unregistered
-        _pinning.note_device_use(device)
-    if excl is not None and excl.numel():
-        excl = excl.to(dev, torch.int64).contiguous()
-        excl_args = (np.uint64(excl.data_ptr()), np.int64(excl.numel()))
-    else:
-        excl_args = (np.uint64(0), np.int64(0))
+    launch = _Launch(graph, seeds, excl)
+    dev, n, idtype = launch.dev, launch.n, graph.idtype
     counts = torch.empty(n, dtype=torch.int64, device=dev)
     err = torch.zeros(1, dtype=torch.int32, device=dev)
     offsets = torch.zeros(n + 1, dtype=torch.int64, device=dev)
     if n:
-        fn = _kernels.get_function(_SOURCE, _name("sample_count", idtype, ptrtype), device)
-        grid = max(1, min(_MAX_BLOCKS, (n + _THREADS - 1) // _THREADS))
-        _kernels.launch(fn, grid, _THREADS,
-                        (_ptr(ip), np.int64(graph.num_nodes), np.uint64(seeds.data_ptr()),
-                         np.int64(n), np.int64(fanout), np.int32(bool(replace)), *excl_args,
-                         np.int32(0), np.uint64(counts.data_ptr()), np.uint64(err.data_ptr())),
-                        device)
+        launch.count(fanout, replace, False, counts, err)
         torch.cumsum(counts, 0, out=offsets[1:])
     total_err = torch.stack([offsets[-1], err[0].long()]).tolist()  # one sync
     total, bad = int(total_err[0]), int(total_err[1])
@@ -102,15 +133,7 @@ def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, ke
     out_eid = torch.empty(total, dtype=torch.int64, device=dev)
     edge_index = torch.empty((2, total), dtype=torch.int64, device=dev)
     if n and total:
-        fn = _kernels.get_function(_SOURCE, _name("sample_fill", idtype, ptrtype), device)
-        warps_per_block = _THREADS // 32
-        grid = max(1, min(_MAX_BLOCKS, (n + warps_per_block - 1) // warps_per_block))
-        _kernels.launch(fn, grid, _THREADS,
-                        (_ptr(ip), _ptr(ix), _ptr(ei), np.int64(graph.num_nodes),
-                         np.uint64(seeds.data_ptr()), np.int64(n), np.uint64(offsets.data_ptr()),
-                         np.int64(fanout), np.int32(bool(replace)), np.uint64(key), *excl_args,
-                         np.uint64(out_src.data_ptr()), np.uint64(out_eid.data_ptr()),
-                         np.uint64(edge_index[1].data_ptr())), device)
+        launch.fill(offsets, fanout, replace, key, out_src, out_eid, edge_index[1])
     if not relabel:   # heterogeneous graphs relabel per node type: global sources, local dsts
         edge_index[0].copy_(out_src)
         return seeds[:0], edge_index, out_eid

@@ -68,6 +68,12 @@ _TORCH_KWARGS = frozenset({
 
 _fallback_warned: set = set()
 
+# The sampling / packaging options both front-ends take with PyG's names and hand to _setup.
+_SETUP_OPTIONS = frozenset({
+    "replace", "subgraph_type", "disjoint", "temporal_strategy", "time_attr", "weight_attr",
+    "transform", "transform_sampler_output", "is_sorted", "filter_per_worker", "neighbor_sampler",
+    "directed", "device", "use_uva", "seed"})
+
 
 def _subgraph_type(subgraph_type: Any, directed: bool, name: str) -> str:
     value = getattr(subgraph_type, "value", subgraph_type)
@@ -411,13 +417,8 @@ class NeighborLoader(_PyGLoader):
         self.input_nodes = input_nodes
         self._input_type = input_type
         count = data.num_nodes if input_type is None else data[input_type].num_nodes
-        self._setup(data, num_neighbors, nodes, count, "input_nodes", replace=replace,
-                    subgraph_type=subgraph_type, disjoint=disjoint,
-                    temporal_strategy=temporal_strategy, time_attr=time_attr,
-                    weight_attr=weight_attr, transform=transform,
-                    transform_sampler_output=transform_sampler_output, is_sorted=is_sorted,
-                    filter_per_worker=filter_per_worker, neighbor_sampler=neighbor_sampler,
-                    directed=directed, device=device, use_uva=use_uva, seed=seed, kwargs=kwargs)
+        self._setup(data, num_neighbors, nodes, count, "input_nodes", kwargs=kwargs,
+                    **{k: v for k, v in locals().items() if k in _SETUP_OPTIONS})
         self._input_id = _check_input_id(input_id, len(self._seeds), "input_nodes", name)
 
     def _produce(self, seeds: Any, positions: Tensor, batch: int) -> Any:
@@ -526,12 +527,7 @@ class LinkNeighborLoader(_PyGLoader):
         self._types = (s_type, d_type)
         self._counts = (n_src, n_dst)
         self._setup(data, num_neighbors, torch.arange(num), num, "edge_label_index",
-                    replace=replace, subgraph_type=subgraph_type, disjoint=disjoint,
-                    temporal_strategy=temporal_strategy, time_attr=time_attr,
-                    weight_attr=weight_attr, transform=transform,
-                    transform_sampler_output=transform_sampler_output, is_sorted=is_sorted,
-                    filter_per_worker=filter_per_worker, neighbor_sampler=neighbor_sampler,
-                    directed=directed, device=device, use_uva=use_uva, seed=seed, kwargs=kwargs)
+                    kwargs=kwargs, **{k: v for k, v in locals().items() if k in _SETUP_OPTIONS})
         self._input_id = _check_input_id(input_id, num, "edge_label_index", name)
         dev = self._sample_device
         self._eli = eli.to(dev, self.graph.idtype)

@@ -100,3 +100,35 @@ def run_script(rel_path: str, *args: str, timeout: float = 240,
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n"
                              f"{p.stderr[-3000:]}")
     return p
+
+
+def ref_sample_layer(indptr, indices, eids, seeds, fanout, replace, key, excl=()):
+    """One CPU/GPU sampler layer in plain Python: ``(src, dst_local, eid)`` lists, edge by edge.
+    Each node draws from its in-edges minus the CSC positions in ``excl``, in CSC order, exactly
+    as the kernels index them (``ut::draw``, Floyd's algorithm without replacement)."""
+    from samplers._sampler_cpu import draw_py
+
+    ex = set(int(p) for p in excl)
+    src, dst, eid = [], [], []
+    for i, v in enumerate(int(s) for s in seeds):
+        start, end = int(indptr[v]), int(indptr[v + 1])
+        kept = [p for p in range(start, end) if p not in ex]
+        deg = len(kept)
+        if deg == 0:
+            continue
+        if fanout < 0 or (not replace and deg <= fanout):
+            picks = list(range(deg))
+        elif replace:
+            picks = [draw_py(key, v, t) % deg for t in range(fanout)]
+        else:
+            picks = []
+            for t in range(fanout):
+                j = deg - fanout + t
+                r = draw_py(key, v, t) % (j + 1)
+                picks.append(j if r in picks else r)
+        for p in picks:
+            pos = kept[p]
+            src.append(int(indices[pos]))
+            dst.append(i)
+            eid.append(int(eids[pos]) if eids is not None else pos)
+    return src, dst, eid

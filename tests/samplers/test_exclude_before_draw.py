@@ -10,36 +10,8 @@ import pytest
 import torch
 
 from samplers import CSCGraph, EdgePredictionSampler, HeteroCSCGraph, NeighborSampler
-from samplers._sampler_cpu import draw_py, sample_layer
-
-
-def ref_layer_excl(indptr, indices, eids, seeds, fanout, replace, key, excl):
-    """``(src, dst_local, eid)`` in plain Python: each node draws from its kept in-edges (CSC
-    order), exactly as the kernels index them."""
-    ex = set(int(p) for p in excl)
-    src, dst, eid = [], [], []
-    for i, v in enumerate(int(s) for s in seeds):
-        start, end = int(indptr[v]), int(indptr[v + 1])
-        kept = [p for p in range(start, end) if p not in ex]
-        deg = len(kept)
-        if deg == 0:
-            continue
-        if fanout < 0 or (not replace and deg <= fanout):
-            picks = list(range(deg))
-        elif replace:
-            picks = [draw_py(key, v, t) % deg for t in range(fanout)]
-        else:
-            picks = []
-            for t in range(fanout):
-                j = deg - fanout + t
-                r = draw_py(key, v, t) % (j + 1)
-                picks.append(j if r in picks else r)
-        for p in picks:
-            pos = kept[p]
-            src.append(int(indices[pos]))
-            dst.append(i)
-            eid.append(int(eids[pos]) if eids is not None else pos)
-    return src, dst, eid
+from samplers._sampler_cpu import sample_layer
+from testing import ref_sample_layer
 
 
 def random_csc(n, e, seed, idtype):
@@ -71,7 +43,7 @@ def test_cpu_kernel_matches_reference(idtype, fanout, replace, with_eids, relabe
     scratch = np.full(300, -1, np.int32) if relabel else None
     nodes, ei, got_eid, dup = sample_layer(indptr, indices, eids, seeds, fanout, replace, key,
                                            scratch, relabel=relabel, excl=excl)
-    src, dst, eid = ref_layer_excl(indptr, indices, eids, seeds, fanout, replace, key, excl)
+    src, dst, eid = ref_sample_layer(indptr, indices, eids, seeds, fanout, replace, key, excl)
     assert dup == -1
     assert ei[1].tolist() == dst and got_eid.tolist() == eid
     got_src = nodes[ei[0]].tolist() if relabel else ei[0].tolist()

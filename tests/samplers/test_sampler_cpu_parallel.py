@@ -9,7 +9,8 @@ import torch
 
 from samplers import CSCGraph, HeteroCSCGraph, NeighborSampler
 from samplers import _sampler_cpu as cpu
-from samplers._sampler_cpu import draw_py, relabel_cpu, relabel_rows_cpu, sample_layer
+from samplers._sampler_cpu import relabel_cpu, relabel_rows_cpu, sample_layer
+from testing import ref_sample_layer
 
 NP_IDTYPES = [np.int32, np.int64]
 
@@ -17,26 +18,7 @@ NP_IDTYPES = [np.int32, np.int64]
 # ------------------------------------------------------------------------ plain-Python reference
 def ref_layer(indptr, indices, eids, seeds, fanout, replace, key):
     """``(src_global, dst_local, eid)`` of one layer, edge by edge in plain Python."""
-    src, dst, eid = [], [], []
-    for i, v in enumerate(int(s) for s in seeds):
-        start, deg = int(indptr[v]), int(indptr[v + 1]) - int(indptr[v])
-        if deg <= 0:
-            continue
-        if fanout < 0 or (not replace and deg <= fanout):
-            picks = list(range(deg))
-        elif replace:
-            picks = [draw_py(key, v, t) % deg for t in range(fanout)]
-        else:   # Floyd's algorithm, in draw order
-            picks = []
-            for t in range(fanout):
-                j = deg - fanout + t
-                r = draw_py(key, v, t) % (j + 1)
-                picks.append(j if r in picks else r)
-        for p in picks:
-            src.append(int(indices[start + p]))
-            dst.append(i)
-            eid.append(int(eids[start + p]) if eids is not None else start + p)
-    return src, dst, eid
+    return ref_sample_layer(indptr, indices, eids, seeds, fanout, replace, key)
 
 
 def ref_relabel(first, rest):
