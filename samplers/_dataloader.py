@@ -104,7 +104,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
                    prefetch_factor: Optional[int] = None, max_threads: Optional[int] = None,
                    seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
                    num_workers: int = 0, seed_count: Optional[int] = None,
-                   seed_name: str = "indices") -> None:
+                   seed_name: str = "indices", sampler: Any = None) -> None:
         name = self._name
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"{name}: batch_size must be an int, got {batch_size!r}")
@@ -113,6 +113,16 @@ class _LoaderCore(torch.utils.data.DataLoader):
         if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) \
                 or num_workers < 0:
             raise ValueError(f"{name}: num_workers must be an int >= 0, got {num_workers!r}")
+        if sampler is not None:   # torch's DataLoader(sampler=...): positions, epoch by epoch
+            if shuffle:
+                raise ValueError(f"{name}: sampler= is mutually exclusive with shuffle=True "
+                                 f"(as in torch.utils.data.DataLoader)")
+            if use_ddp:
+                raise ValueError(f"{name}: pass either sampler= or use_ddp=True, not both")
+            if not hasattr(sampler, "__iter__"):
+                raise TypeError(f"{name}: sampler must be iterable (yield positions of seeds), "
+                                f"got {type(sampler).__name__}")
+        self.sampler = sampler
         self.graph = graph
         self.batch_size = int(batch_size)
         self.drop_last = bool(drop_last)
@@ -249,6 +259,8 @@ class _LoaderCore(torch.utils.data.DataLoader):
     # ------------------------------------------------------------------------------------------
     def _num_local_seeds(self) -> int:
         n = len(self._seeds)
+        if self.sampler is not None:
+            return len(self.sampler)
         if not self.use_ddp:
             return n
         world = _world_size()
@@ -265,7 +277,9 @@ class _LoaderCore(torch.utils.data.DataLoader):
         """Positions into ``indices`` for this epoch (CPU int64), shuffled / split per rank."""
         n = len(self._seeds)
         epoch, self._epoch = self._epoch, self._epoch + 1
-        if self.use_ddp:
+        if self.sampler is not None:
+            order = self._sampler_order(n)
+        elif self.use_ddp:
             gen = torch.Generator().manual_seed(self.ddp_seed + epoch)
             order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
             world, rank = _world_size(), _rank()
@@ -280,6 +294,26 @@ class _LoaderCore(torch.utils.data.DataLoader):
             order = torch.arange(n)
         if self.drop_last:
             order = order[: (order.numel() // self.batch_size) * self.batch_size]
+        return order
+
+    def _sampler_order(self, n: int) -> Tensor:
+        """This epoch's positions from ``sampler`` (e.g. ``DistributedSampler``), checked: in
+        range, and distinct within every batch (a batch's seeds must be)."""
+        name = self._name
+        order = torch.as_tensor([int(i) for i in iter(self.sampler)], dtype=torch.int64)
+        if order.numel() and (int(order.min()) < 0 or int(order.max()) >= n):
+            bad = int(order.min()) if int(order.min()) < 0 else int(order.max())
+            raise IndexError(f"{name}: sampler yielded position {bad}, outside [0, {n})")
+        bs = self.batch_size
+        full = order.numel() // bs * bs
+        for part in (order[:full].view(-1, bs), order[full:].view(1, -1)):
+            if part.numel() and part.shape[1] > 1:
+                srt = torch.sort(part, dim=1).values
+                rep = torch.nonzero(srt[:, 1:] == srt[:, :-1])
+                if rep.numel():
+                    r, c = int(rep[0, 0]), int(rep[0, 1])
+                    raise ValueError(f"{name}: sampler put position {int(srt[r, c])} twice in one "
+                                     f"batch; a batch's seeds must be distinct")
         return order
 
     def __iter__(self) -> "_LoaderIter":

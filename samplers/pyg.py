@@ -106,10 +106,9 @@ class _PyGLoader(_LoaderCore):
             "use_alternate_streams", "pin_prefetcher", "input_id"})
         if unknown:
             raise TypeError(f"{name} got unexpected keyword argument(s) {unknown}")
-        for arg in ("sampler", "batch_sampler"):
-            if kwargs.get(arg) is not None:
-                raise ValueError(f"{name}: {arg}= is not supported; the loader batches its seeds "
-                                 f"itself (batch_size, shuffle, drop_last)")
+        if kwargs.get("batch_sampler") is not None:
+            raise ValueError(f"{name}: batch_sampler= is not supported; the loader batches its "
+                             f"seeds itself (batch_size, drop_last; sampler= for the order)")
         if neighbor_sampler is not None:
             raise ValueError(f"{name}: neighbor_sampler= (a PyG sampler object) is not supported: "
                              f"this loader samples with the library's kernels; pass its options "
@@ -149,7 +148,8 @@ class _PyGLoader(_LoaderCore):
                         prefetch_factor=kwargs.get("prefetch_factor"),
                         max_threads=kwargs.get("max_threads"), seed=seed,
                         generator=kwargs.get("generator"), num_workers=num_workers,
-                        seed_count=seed_count, seed_name=seed_name)
+                        seed_count=seed_count, seed_name=seed_name,
+                        sampler=kwargs.get("sampler"))
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self._draw_seed = int(seed)
@@ -370,8 +370,10 @@ class NeighborLoader(_PyGLoader):
         Only ``None``.
     directed : bool
         Deprecated by PyG; ``False`` means ``subgraph_type="induced"``.
-    batch_size, shuffle, drop_last, generator
-        As ``torch.utils.data.DataLoader``.
+    batch_size, shuffle, drop_last, generator, sampler
+        As ``torch.utils.data.DataLoader``: ``sampler`` (e.g. ``DistributedSampler`` over
+        ``range(len(input_nodes))``) gives each epoch's seed positions, cut into batches of
+        ``batch_size`` (a position twice in one batch raises ``ValueError``).
     num_workers, pin_memory, persistent_workers, prefetch_factor, timeout, worker_init_fn, ...
         Accepted and not used: one producer thread replaces worker processes (said once with a
         ``UserWarning`` when ``num_workers > 0``) and batches land on ``device`` directly.

@@ -684,7 +684,7 @@ def _ids(*v):
     (dict(weight_attr="edge_weight"), NotImplementedError, r"weight_attr"),
     (dict(input_time=torch.zeros(N)), NotImplementedError, r"input_time"),
     (dict(neighbor_sampler=object()), ValueError, r"neighbor_sampler"),
-    (dict(sampler=[0, 1]), ValueError, r"sampler"),
+    (dict(batch_sampler=[[0, 1]]), ValueError, r"batch_sampler"),
     (dict(foo=1), TypeError, r"foo"),
     (dict(num_neighbors=[-2]), ValueError, r"num_neighbors"),
     (dict(num_neighbors=[2.5, 1]), ValueError, r"num_neighbors"),
@@ -840,3 +840,36 @@ def test_gpu_hetero(hetero):
         for et in hetero.edge_types:
             assert torch.equal(g[et].edge_index, c[et].edge_index)
             assert torch.equal(g[et].e_id, c[et].e_id)
+
+
+def test_sampler_gives_the_epoch_order_ddp_style():
+    """PyG passes torch DataLoader kwargs through: sampler=DistributedSampler(...) gives each
+    rank's positions (reshuffled by set_epoch), and the ranks together cover every seed once."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    g = torch.Generator().manual_seed(0)
+    data = Data(x=torch.randn(60, 3, generator=g), edge_index=torch.randint(0, 60, (2, 300), generator=g))
+    for epoch in (0, 1):
+        seen = []
+        for rank in (0, 1):
+            ds = DistributedSampler(range(60), num_replicas=2, rank=rank, shuffle=True, seed=4)
+            loader = NeighborLoader(data, [2], batch_size=7, sampler=ds, seed=0)
+            assert len(loader) == 5                                   # ceil(30 / 7)
+            ds.set_epoch(epoch)
+            got = torch.cat([b.n_id[:b.batch_size] for b in loader])
+            assert torch.equal(got, torch.tensor(list(iter(ds))))
+            seen.append(got)
+        assert torch.equal(torch.cat(seen).sort().values, torch.arange(60))
+
+
+def test_sampler_errors():
+    data = Data(x=torch.randn(10, 2), edge_index=torch.randint(0, 10, (2, 30)))
+    with pytest.raises(ValueError, match="mutually exclusive with shuffle"):
+        NeighborLoader(data, [2], sampler=range(10), shuffle=True)
+    with pytest.raises(IndexError, match="sampler yielded position 10"):
+        list(NeighborLoader(data, [2], sampler=[0, 10], batch_size=2))
+    with pytest.raises(ValueError, match="position 3 twice in one batch"):
+        list(NeighborLoader(data, [2], sampler=[3, 1, 3], batch_size=3))
+    assert len(list(NeighborLoader(data, [2], sampler=[3, 1, 3], batch_size=2))) == 2   # other batches
+    with pytest.raises(ValueError, match="batch_sampler"):
+        NeighborLoader(data, [2], batch_sampler=[[0, 1]])
