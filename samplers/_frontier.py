@@ -42,20 +42,19 @@ def raw_layer(g: CSCGraph, ids: Tensor, fanout: int, replace: bool, key: int
               ) -> Tuple[Tensor, Tensor, Tensor]:
     """Up to ``fanout`` in-neighbours of each of ``ids`` (distinct, the graph's idtype, on the CPU
     or a GPU), not relabelled: ``(src, dst_pos, eid)``, the global source id, the position in
-    ``ids`` of the destination and the global edge id of every sampled edge (int64 except ``src``,
-    which has the graph's idtype), grouped by destination, on ``ids``' device."""
+    ``ids`` of the destination and the global edge id of every sampled edge (all int64, fresh
+    tensors the caller may modify in place), grouped by destination, on ``ids``' device."""
     from ._sampler_cpu import sample_layer
     from ._sampler_cuda import sample_layer_cuda
 
     if ids.is_cuda:
         _, ei, eid = sample_layer_cuda(g, ids, fanout, replace, key, check=False, relabel=False)
-        return ei[0].to(g.idtype), ei[1], eid
+        return ei[0], ei[1], eid
     ip, ix = _plain(g.indptr).numpy(), _plain(g.indices).numpy()
     eids = None if g.edge_ids is None else _plain(g.edge_ids).numpy()
     _, ei_np, eid_np, _ = sample_layer(ip, ix, eids, ids.numpy(), fanout, replace, key, None,
                                        relabel=False)
-    return (torch.from_numpy(ei_np[0]).to(g.idtype), torch.from_numpy(ei_np[1]),
-            torch.from_numpy(eid_np))
+    return torch.from_numpy(ei_np[0]), torch.from_numpy(ei_np[1]), torch.from_numpy(eid_np)
 
 
 def relabel_typed(graph: HeteroCSCGraph, ntype: str, first: Tensor, rest: Tensor
@@ -133,12 +132,23 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
                 continue
             src, dst_pos, eid = raw_layer(graph[et], node[d][lo[d]:hi[d]], fan, replace,
                                           hop_key(key, hop, i))
-            raw[et] = (src, dst_pos + lo[d], eid)
+            if lo[d]:
+                dst_pos += lo[d]   # positions in node[d]: the frontier starts at lo[d]
+            raw[et] = (src, dst_pos, eid)
             if disjoint:   # the source joins its destination's tree
                 raw[et] = raw[et] + (tree[d][raw[et][1]],)
         new_hi = dict(hi)
         for s in dict.fromkeys(et[0] for et in raw):
             mine = [et for et in raw if et[0] == s]
+            if not disjoint and not node[s].is_cuda:
+                # CPU: every edge type's sources relabelled in place, one map (no concatenation)
+                node[s] = _relabel_rows(graph, s, node[s], [raw[et][0] for et in mine])
+                new_hi[s] = int(node[s].numel())
+                for et in mine:
+                    rows[et].append(raw[et][0])
+                    cols[et].append(raw[et][1])
+                    eids[et].append(raw[et][2])
+                continue
             cat = torch.cat([raw[et][0] for et in mine]) if len(mine) > 1 else raw[mine[0]][0]
             if disjoint:
                 trees = torch.cat([raw[et][3] for et in mine])
@@ -170,6 +180,19 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
     return HopSample(node, {et: cat(rows[et]) for et in etypes},
                      {et: cat(cols[et]) for et in etypes}, {et: cat(eids[et]) for et in etypes},
                      nsn, nse, tree)
+
+
+def _relabel_rows(graph: HeteroCSCGraph, ntype: str, first: Tensor, rows: List[Tensor]) -> Tensor:
+    """CPU :func:`relabel_typed` of ``first`` and ``rows`` (int64), the rows turned into local ids
+    in place; returns the nodes."""
+    from ._sampler_cpu import relabel_rows_cpu
+
+    scratch = graph._take_scratch(ntype)
+    try:
+        nodes = relabel_rows_cpu(first.numpy(), [r.numpy() for r in rows], scratch)
+    finally:
+        graph._give_scratch(ntype, scratch)
+    return torch.from_numpy(nodes)
 
 
 def _relabel_disjoint(n: int, nodes: Tensor, trees: Tensor, src: Tensor, src_trees: Tensor
