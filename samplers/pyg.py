@@ -168,7 +168,7 @@ class _PyGLoader(_LoaderCore):
         if not self._hetero and isinstance(nn.values, dict):
             raise ValueError(f"{name}: num_neighbors is a dict, which needs HeteroData")
         try:
-            values = nn._get_values(etypes, mapped=False)
+            values = nn.get_values(etypes)   # PyG's own rules (defaults, equal hop counts)
         except ValueError as exc:
             raise ValueError(f"{name}: num_neighbors: {exc}") from None
         if isinstance(values, list):
@@ -191,7 +191,8 @@ class _PyGLoader(_LoaderCore):
 
     def _sample(self, seeds: Dict[str, Tensor], batch: int) -> Any:
         """``seeds`` -> PyG's ``SamplerOutput`` / ``HeteroSamplerOutput`` on ``device`` (metadata
-        left for the front-end), after ``subgraph_type`` and ``transform_sampler_output``."""
+        left for the front-end), ``subgraph_type`` applied (``transform_sampler_output`` runs in
+        :meth:`_filter`)."""
         hs = sample_hops(self.graph, seeds, self.num_neighbors, self.replace,
                          self._batch_key(batch), induced=self.subgraph_type == "induced",
                          disjoint=self.disjoint)
