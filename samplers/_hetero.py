@@ -114,6 +114,11 @@ class HeteroCSCGraph:
     def from_edge_index_dict(cls, edge_index_dict: Mapping, num_nodes: Mapping) -> "HeteroCSCGraph":
         """From ``{(src_type, relation, dst_type): [2, E] edge_index}`` (PyG's layout); edge ``j``
         of a type gets id ``j`` of that type."""
+        if not isinstance(num_nodes, Mapping):
+            raise TypeError(f"num_nodes must be a dict {{node_type: int}}, got {type(num_nodes).__name__}")
+        for nt, n in num_nodes.items():   # before building CSCs, so the message names this
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+                raise ValueError(f"num_nodes[{nt!r}] must be an int >= 0, got {n!r}")
         graphs = {}
         for et, ei in edge_index_dict.items():
             s, _, d = _check_etype(et)

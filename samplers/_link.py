@@ -157,6 +157,35 @@ def _edge_endpoints(g: CSCGraph) -> Tuple[Tensor, Tensor, Tensor]:
     return src, dst, pos
 
 
+def _edge_ids(v: Any, what: str) -> Tensor:
+    """Edge ids a callable returned, as int64: integers only (no silent cast of floats)."""
+    try:
+        t = torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{what} must return edge ids (a tensor of integers), got "
+                        f"{type(v).__name__}") from exc
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{what} must return integer edge ids, got dtype {t.dtype}")
+    return t.reshape(-1).long()
+
+
+def _check_negatives(pair: Any, num_src: int, num_dst: int) -> None:
+    """A custom negative sampler's ``(src, dst)``: tensors of node ids in range."""
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, Tensor) for x in pair)):
+        raise TypeError("negative_sampler(...) must return a tuple (src, dst) of id tensors")
+    for x, n, what in ((pair[0], num_src, "source"), (pair[1], num_dst, "destination")):
+        if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+            raise TypeError(f"negative_sampler(...) returned {what} ids of dtype {x.dtype}")
+        if x.numel():
+            lo, hi = torch.stack([x.min(), x.max()]).tolist()
+            if lo < 0 or hi >= n:
+                raise IndexError(f"negative_sampler(...) returned {what} node "
+                                 f"{lo if lo < 0 else hi}, outside [0, {n})")
+    if pair[0].numel() != pair[1].numel():
+        raise ValueError(f"negative_sampler(...) returned {pair[0].numel()} sources and "
+                         f"{pair[1].numel()} destinations")
+
+
 def _compact(pieces: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
     """Unique nodes of the concatenated ``pieces`` in order of first appearance, and each
     piece's local ids."""
@@ -262,6 +291,9 @@ class EdgePredictionSampler:
                 num_dst = graph.num_nodes(et[2]) if hetero else graph.num_nodes
                 nkey = mix64_py(key ^ (((i + 1) * 0xD6E8FEB86659FD93) & _MASK))
                 neg[et] = self.negative_sampler(pos[et][0], num_dst, nkey)
+                if not isinstance(self.negative_sampler, UniformNegativeSampler):
+                    _check_negatives(neg[et], graph.num_nodes(et[0]) if hetero else graph.num_nodes,
+                                     num_dst)
         # One compacted node set per node type for both pair graphs.
         pieces: Dict[Any, List[Tensor]] = {}
         for et in seeds:
@@ -328,12 +360,16 @@ class EdgePredictionSampler:
             if hetero:
                 if not isinstance(got, Mapping):
                     raise TypeError("exclude(...) must return a dict {etype: ids} for a heterogeneous graph")
-                return {graph.to_canonical_etype(et): torch.as_tensor(v).long() for et, v in got.items()}
-            return {None: torch.as_tensor(got).long()}
+                return {graph.to_canonical_etype(et): _edge_ids(v, f"exclude(...)[{et!r}]")
+                        for et, v in got.items()}
+            return {None: _edge_ids(got, "exclude(...)")}
         out = {et: v for et, v in seeds.items()}
         if ex == "reverse_id":
             if hetero:
                 raise ValueError("exclude='reverse_id' is for homogeneous graphs; use 'reverse_types'")
+            if self.reverse_eids.numel() != graph.num_edges:
+                raise ValueError(f"reverse_eids has {self.reverse_eids.numel()} entries but the "
+                                 f"graph has {graph.num_edges} edges (one reverse id per edge)")
             rev = self.reverse_eids.to(seeds[None].device)
             out[None] = torch.cat([seeds[None], rev[seeds[None]]])
         elif ex == "reverse_types":

@@ -148,3 +148,44 @@ def test_gpu_exclusion_matches_cpu(replace):
         for a, b in zip(cpu_blocks, gpu_blocks):
             assert torch.equal(a.edge_index, b.edge_index.cpu())
             assert torch.equal(a.edata["_ID"].long(), b.edata["_ID"].long().cpu())
+
+
+# ------------------------------------------------------------------ unhappy paths
+def test_callable_exclusions_must_be_integer_edge_ids():
+    g, _ = _star_graph()
+    for bad, err, match in ((lambda e: e.float(), TypeError, "integer edge ids, got dtype torch.float32"),
+                            (lambda e: "x", TypeError, "must return edge ids"),
+                            (lambda e: e > 0, TypeError, "torch.bool")):
+        s = EdgePredictionSampler(NeighborSampler([2], seed=0), exclude=bad)
+        with pytest.raises(err, match=match):
+            s.sample(g, torch.tensor([0, 1]))
+
+
+def test_reverse_eids_must_cover_every_edge():
+    g, rev = _star_graph()
+    s = EdgePredictionSampler(NeighborSampler([2], seed=0), exclude="reverse_id",
+                              reverse_eids=rev[:5])
+    with pytest.raises(ValueError, match="reverse_eids has 5 entries but the graph has 12 edges"):
+        s.sample(g, torch.tensor([0]))
+
+
+@pytest.mark.parametrize("neg, err, match", [
+    (lambda src, n, key: (src, src + 100), IndexError, "returned destination node 10[0-9], outside"),
+    (lambda src, n, key: (src - 5, src), IndexError, "returned source node -[0-9], outside"),
+    (lambda src, n, key: (src, src.float()), TypeError, "destination ids of dtype torch.float32"),
+    (lambda src, n, key: [src, src], TypeError, "tuple \\(src, dst\\)"),
+    (lambda src, n, key: (src, src[:1]), ValueError, "sources and"),
+])
+def test_custom_negative_samplers_are_checked(neg, err, match):
+    g, _ = _star_graph()
+    s = EdgePredictionSampler(NeighborSampler([2], seed=0), negative_sampler=neg)
+    with pytest.raises(err, match=match):
+        s.sample(g, torch.tensor([0, 1]))
+
+
+def test_hetero_num_nodes_checked_first():
+    W = ("author", "writes", "paper")
+    with pytest.raises(ValueError, match=r"num_nodes\['author'\] must be an int >= 0, got -1"):
+        HeteroCSCGraph.from_edge_index_dict({W: torch.tensor([[0], [0]])}, {"author": -1, "paper": 1})
+    with pytest.raises(TypeError, match="num_nodes must be a dict"):
+        HeteroCSCGraph.from_edge_index_dict({W: torch.tensor([[0], [0]])}, [1, 1])
