@@ -203,3 +203,17 @@ def test_pin_without_the_cuda_path_reports_cpu(monkeypatch):
     monkeypatch.setenv("UNIFIED_TENSOR_DISABLE_CUDA", "1")
     g = CSCGraph.from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3).pin()
     assert g.placement == "cpu"
+
+
+@pytest.mark.parametrize("idtype", [torch.int32, torch.int64])
+def test_from_edge_index_large_arrays_are_numpy_backed_and_exact(idtype):
+    """Large CSC arrays (NumPy-allocated, for transparent huge pages) hold exactly the CSC of the
+    edge list."""
+    n, e = 50_000, 1_200_000
+    ei = torch.randint(0, n, (2, e), generator=torch.Generator().manual_seed(0)).to(idtype)
+    g = CSCGraph.from_edge_index(ei, n)
+    perm = torch.argsort(ei[1], stable=True)
+    assert torch.equal(g.indices, ei[0][perm]) and torch.equal(g.edge_ids.long(), perm)
+    assert torch.equal(g.indptr.long()[1:], torch.cumsum(torch.bincount(ei[1].long(), minlength=n), 0))
+    assert g.indices.dtype == g.edge_ids.dtype == idtype
+    assert g.indices.is_contiguous() and g.edge_ids.is_contiguous() and g.indptr.is_contiguous()
