@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from ._graph import CSCGraph, _plain
 from ._hetero import EdgeType, HeteroCSCGraph
 
-__all__ = ["HopSample", "sample_hops", "raw_layer", "relabel_typed", "hop_key"]
+__all__ = ["HopSample", "Temporal", "sample_hops", "raw_layer", "relabel_typed", "hop_key"]
 
 Tensor = torch.Tensor
 _MASK = (1 << 64) - 1
@@ -55,6 +56,21 @@ def raw_layer(g: CSCGraph, ids: Tensor, fanout: int, replace: bool, key: int
     _, ei_np, eid_np, _ = sample_layer(ip, ix, eids, ids.numpy(), fanout, replace, key, None,
                                        relabel=False)
     return torch.from_numpy(ei_np[0]), torch.from_numpy(ei_np[1]), torch.from_numpy(eid_np)
+
+
+def _raw_layer_temporal(g: CSCGraph, ids: Tensor, seed_time: np.ndarray,
+                        node_time: Optional[np.ndarray], fanout: int, replace: bool, last: bool,
+                        key: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`raw_layer` keeping only in-neighbours no newer than each seed's time (CPU)."""
+    from ._sampler_cpu import sample_layer_temporal
+
+    if ids.is_cuda:
+        raise NotImplementedError("temporal sampling runs on the CPU sampler")
+    ip, ix = _plain(g.indptr).numpy(), _plain(g.indices).numpy()
+    eids = None if g.edge_ids is None else _plain(g.edge_ids).numpy()
+    src, dst, eid = sample_layer_temporal(ip, ix, eids, ids.numpy(), seed_time, node_time,
+                                          fanout, replace, last, key)
+    return torch.from_numpy(src), torch.from_numpy(dst), torch.from_numpy(eid)
 
 
 def relabel_typed(graph: HeteroCSCGraph, ntype: str, first: Tensor, rest: Tensor
@@ -95,9 +111,20 @@ class HopSample:
     batch: Optional[Dict[str, Tensor]] = field(default=None)
 
 
+@dataclass
+class Temporal:
+    """PyG's node-level temporal sampling: ``node_time[t]`` (a NumPy array per node type, or
+    ``None``: that type's nodes are always eligible), ``tree_time[b]`` the time of tree ``b``
+    (its seed's, same dtype), and the strategy (``last``: the most recent, else uniform)."""
+    node_time: Dict[str, Optional[np.ndarray]]
+    tree_time: np.ndarray
+    last: bool = False
+
+
 def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
                 num_neighbors: Dict[EdgeType, List[int]], replace: bool, key: int,
-                induced: bool = False, disjoint: bool = False) -> HopSample:
+                induced: bool = False, disjoint: bool = False,
+                temporal: Optional[Temporal] = None) -> HopSample:
     """Sample ``len(num_neighbors[et])`` hops from ``seeds`` (``{node_type: distinct ids}`` of the
     graph's idtype, all on the CPU or all on one GPU). ``num_neighbors[et][k]``: neighbours per
     node over edge type ``et`` at hop ``k`` (``-1``: all, ``0``: none). ``induced``: after the
@@ -109,6 +136,8 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
     """
     if disjoint and induced:
         raise NotImplementedError("disjoint sampling of induced subgraphs is not supported")
+    if temporal is not None and not disjoint:
+        raise ValueError("temporal sampling is disjoint (each seed has its own time)")
     etypes = graph.canonical_etypes
     num_hops = max((len(v) for v in num_neighbors.values()), default=0)
     any_ids = next(iter(seeds.values()))
@@ -130,8 +159,13 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
             fan = num_neighbors[et][hop] if hop < len(num_neighbors[et]) else 0
             if fan == 0 or hi[d] == lo[d]:
                 continue
-            src, dst_pos, eid = raw_layer(graph[et], node[d][lo[d]:hi[d]], fan, replace,
-                                          hop_key(key, hop, i))
+            if temporal is None:
+                src, dst_pos, eid = raw_layer(graph[et], node[d][lo[d]:hi[d]], fan, replace,
+                                              hop_key(key, hop, i))
+            else:
+                src, dst_pos, eid = _raw_layer_temporal(
+                    graph[et], node[d][lo[d]:hi[d]], temporal.tree_time[tree[d][lo[d]:hi[d]].numpy()],
+                    temporal.node_time.get(et[0]), fan, replace, temporal.last, hop_key(key, hop, i))
             if lo[d]:
                 dst_pos += lo[d]   # positions in node[d]: the frontier starts at lo[d]
             raw[et] = (src, dst_pos, eid)

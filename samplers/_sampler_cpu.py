@@ -463,3 +463,100 @@ def relabel_cpu(first: np.ndarray, rest: np.ndarray, scratch: np.ndarray):
     if dup >= 0:
         raise ValueError(f"relabel_cpu: first must be distinct, got {first[dup]} twice")
     return uniq, local
+
+
+# ------------------------------------------------------------------------------ temporal sampling
+def _temporal_py(indptr, indices, eids, has_eids, seeds, seed_time, node_time, has_time, fanout,
+                 replace, last, key, offsets):
+    """One temporal layer (PyG's ``time_attr``): seed ``i`` draws only among its in-neighbours
+    ``u`` with ``node_time[u] <= seed_time[i]`` (all of them when ``not has_time``), uniformly
+    (the usual draws over its eligible in-edges, in CSC order) or, with ``last``, the ``fanout``
+    most recent ones (ties: the later CSC position). ``offsets`` (``n + 1``) receives the prefix
+    sum of the edges per seed. Returns ``(src, dst_pos, eid)`` (int64)."""
+    n = seeds.shape[0]
+    offsets[0] = 0
+    for i in prange(n):
+        v = seeds[i]
+        start, end = np.int64(indptr[v]), np.int64(indptr[v + 1])
+        c = np.int64(0)
+        for p in range(start, end):
+            if not has_time or node_time[indices[p]] <= seed_time[i]:
+                c += 1
+        offsets[i + 1] = _num_picks(c, fanout, replace)
+    for i in range(n):
+        offsets[i + 1] += offsets[i]
+    total = offsets[n]
+    src = np.empty(total, np.int64)
+    dst = np.empty(total, np.int64)
+    eid = np.empty(total, np.int64)
+    for i in prange(n):
+        o = offsets[i]
+        k = offsets[i + 1] - o
+        if k == 0:
+            continue
+        v = seeds[i]
+        start, end = np.int64(indptr[v]), np.int64(indptr[v + 1])
+        elig = np.empty(end - start, np.int64)
+        e = 0
+        for p in range(start, end):
+            if not has_time or node_time[indices[p]] <= seed_time[i]:
+                elig[e] = p
+                e += 1
+        if _take_all(e, fanout, replace):
+            for t in range(k):
+                eid[o + t] = elig[t]
+        elif last:   # the k most recent: stable sort by time keeps CSC order among equals
+            times = np.empty(e, node_time.dtype)
+            for t in range(e):
+                times[t] = node_time[indices[elig[t]]]
+            order = np.argsort(times, kind="mergesort")
+            for t in range(k):
+                eid[o + t] = elig[order[e - k + t]]
+        elif replace:
+            for t in range(k):
+                eid[o + t] = elig[_uniform_below(_draw(key, v, t), e)]
+        else:        # Floyd's algorithm over the eligible in-edges
+            for t in range(k):
+                j = e - k + t
+                r = _uniform_below(_draw(key, v, t), j + 1)
+                taken = False
+                for q in range(t):
+                    if dst[o + q] == r:
+                        taken = True
+                        break
+                dst[o + t] = j if taken else r
+            for t in range(k):
+                eid[o + t] = elig[dst[o + t]]
+        for t in range(k):
+            pos = eid[o + t]
+            src[o + t] = indices[pos]
+            eid[o + t] = eids[pos] if has_eids else pos
+            dst[o + t] = i
+    return src, dst, eid
+
+
+@ParallelKernel
+def _temporal():
+    """The temporal layer kernel (parallel and serial builds, under the library's guard)."""
+    return _temporal_py
+
+
+def sample_layer_temporal(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarray,
+                          seed_time: np.ndarray, node_time: Optional[np.ndarray], fanout: int,
+                          replace: bool, last: bool, key: int):
+    """Temporal neighbour sampling of one layer on the CPU (PyG's ``time_attr`` with
+    ``temporal_strategy`` ``"uniform"`` or ``"last"``): ``seeds[i]`` draws among in-neighbours no
+    newer than ``seed_time[i]``; ``node_time=None`` (a node type without times) draws among all.
+    ``seed_time`` and ``node_time`` share one dtype (int64 or float64). Returns ``(src, dst_pos,
+    eid)``: int64 global sources, positions in ``seeds`` and global edge ids, grouped by seed;
+    the draws are the plain sampler's (``ut::draw`` keyed by ``(key, node, t)``) over the
+    eligible in-edges in CSC order."""
+    has_eids = eids is not None
+    if eids is None:
+        eids = indices[:0]
+    has_time = node_time is not None
+    if node_time is None:
+        node_time = seed_time[:0]
+    offsets = np.empty(seeds.shape[0] + 1, np.int64)
+    return _temporal(indptr, indices, eids, has_eids, seeds, seed_time, node_time, has_time,
+                     np.int64(fanout), bool(replace), bool(last), np.uint64(key), offsets)

@@ -42,7 +42,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without PyG
                       "of samplers works without it") from _exc
 
 from ._dataloader import _LoaderCore, _gather, _to_device
-from ._frontier import HopSample, hop_key, sample_hops
+from ._frontier import HopSample, Temporal, hop_key, sample_hops
 from ._graph import CSCGraph
 from ._hetero import HeteroCSCGraph
 from ._sampler_cpu import mix64_py
@@ -113,10 +113,9 @@ class _PyGLoader(_LoaderCore):
             raise ValueError(f"{name}: neighbor_sampler= (a PyG sampler object) is not supported: "
                              f"this loader samples with the library's kernels; pass its options "
                              f"(num_neighbors, replace, subgraph_type) instead")
-        if time_attr is not None or temporal_strategy != "uniform":
-            raise NotImplementedError(f"{name}: temporal sampling (time_attr={time_attr!r}, "
-                                      f"temporal_strategy={temporal_strategy!r}) is not supported "
-                                      f"yet; use torch_geometric.loader with pyg-lib for it")
+        if temporal_strategy not in ("uniform", "last"):
+            raise ValueError(f"{name}: temporal_strategy must be 'uniform' or 'last', got "
+                             f"{temporal_strategy!r}")
         if weight_attr is not None:
             raise NotImplementedError(f"{name}: weighted sampling (weight_attr={weight_attr!r}) "
                                       f"is not supported yet; sampling is uniform")
@@ -127,8 +126,18 @@ class _PyGLoader(_LoaderCore):
         self.data = data
         self.replace = bool(replace)
         self.subgraph_type = _subgraph_type(subgraph_type, directed, name)
+        self.time_attr = time_attr
+        self.temporal_strategy = temporal_strategy
+        self._node_time = None if time_attr is None else _node_times(data, time_attr, name)
+        if self._node_time is not None:   # as PyG: temporal sampling is disjoint
+            disjoint = True
+            if use_uva:
+                raise ValueError(f"{name}: temporal sampling runs on the CPU sampler; "
+                                 f"use_uva=True cannot apply (batches still land on device)")
+            use_uva = False
         if disjoint and self.subgraph_type == "induced":
-            raise ValueError(f"{name}: disjoint=True does not support subgraph_type='induced'")
+            raise ValueError(f"{name}: disjoint=True (and temporal sampling) does not support "
+                             f"subgraph_type='induced'")
         self.disjoint = bool(disjoint)
         self.transform = transform
         self.transform_sampler_output = transform_sampler_output
@@ -150,9 +159,32 @@ class _PyGLoader(_LoaderCore):
                         generator=kwargs.get("generator"), num_workers=num_workers,
                         seed_count=seed_count, seed_name=seed_name,
                         sampler=kwargs.get("sampler"))
+        if self._node_time is not None and self._sample_device.type != "cpu":
+            raise NotImplementedError(f"{name}: temporal sampling runs on the CPU sampler, but "
+                                      f"data's graph is on {self._sample_device}; keep data on "
+                                      f"the CPU (device='cuda' still puts batches on the GPU)")
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self._draw_seed = int(seed)
+
+    def _times(self, t: Any, n: int, what: str) -> np.ndarray:
+        """Seed times (``input_time`` / ``edge_label_time``) in the node times' dtype, CPU."""
+        name = self._name
+        if self._node_time is None:
+            raise ValueError(f"{name}: {what} is set but time_attr is not (temporal sampling "
+                             f"needs both, as in PyG)")
+        if not isinstance(t, Tensor):
+            t = torch.as_tensor(t)
+        if t.dim() != 1 or t.numel() != n:
+            raise ValueError(f"{name}: {what} must have one entry per seed ({n}), got shape "
+                             f"{tuple(t.shape)}")
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"{name}: {what} must hold times (numbers), got {t.dtype}")
+        return _time_array(t, self._time_dtype, what, name)
+
+    @property
+    def _time_dtype(self) -> np.dtype:
+        return next(v.dtype for v in self._node_time.values() if v is not None)
 
     def _num_neighbors(self, num_neighbors: Any, graph: HeteroCSCGraph) -> Dict[EdgeType, List[int]]:
         name = self._name
@@ -189,13 +221,16 @@ class _PyGLoader(_LoaderCore):
     def _batch_key(self, batch: int) -> int:
         return mix64_py(mix64_py(self._draw_seed) ^ ((int(batch) * _GOLDEN) & _MASK))
 
-    def _sample(self, seeds: Dict[str, Tensor], batch: int) -> Any:
+    def _sample(self, seeds: Dict[str, Tensor], batch: int,
+                tree_time: Optional[np.ndarray] = None) -> Any:
         """``seeds`` -> PyG's ``SamplerOutput`` / ``HeteroSamplerOutput`` on ``device`` (metadata
         left for the front-end), ``subgraph_type`` applied (``transform_sampler_output`` runs in
         :meth:`_filter`)."""
+        temporal = None if self._node_time is None else Temporal(
+            self._node_time, tree_time, last=self.temporal_strategy == "last")
         hs = sample_hops(self.graph, seeds, self.num_neighbors, self.replace,
                          self._batch_key(batch), induced=self.subgraph_type == "induced",
-                         disjoint=self.disjoint)
+                         disjoint=self.disjoint, temporal=temporal)
         if self.device != self._sample_device:
             hs = _to_device(_hop_fields(hs), self.device, self._pin)
             hs = HopSample(*hs)
@@ -351,8 +386,16 @@ class NeighborLoader(_PyGLoader):
     input_nodes : tensor of ids, bool mask, None, str or (node_type, ids / mask / None)
         The seeds, every one used once per epoch (distinct: a repeated id raises ``ValueError``).
         ``None``: every node (``Data``); a node type: every node of it (``HeteroData``).
-    input_time, time_attr, temporal_strategy, weight_attr
-        Temporal and weighted sampling are not supported yet (``NotImplementedError``).
+    time_attr, input_time, temporal_strategy
+        Node-level temporal sampling, as PyG: ``time_attr`` names a node attribute (per node type
+        for ``HeteroData``; types without it are always eligible); a node draws only
+        in-neighbours no newer than its seed's time (``input_time[i]``, else the seed's own
+        time), uniformly or, with ``temporal_strategy="last"``, the most recent ones. Sampling
+        is then disjoint (``batch.batch``) and runs on the CPU sampler (batches still land on
+        ``device``; data already on a GPU raises ``NotImplementedError``). An edge attribute
+        (edge-level temporal sampling) raises ``NotImplementedError``.
+    weight_attr
+        Weighted sampling is not supported yet (``NotImplementedError``).
     replace : bool
         Sample with replacement.
     subgraph_type : "directional", "bidirectional" or "induced"
@@ -413,8 +456,6 @@ class NeighborLoader(_PyGLoader):
                  seed: Optional[int] = None, **kwargs: Any) -> None:
         name = self._name
         _check_data(data, name)
-        if input_time is not None:
-            raise NotImplementedError(f"{name}: input_time (temporal sampling) is not supported yet")
         input_type, nodes, input_id = _input_nodes(data, input_nodes, kwargs.pop("input_id", None),
                                                    name)
         self.input_nodes = input_nodes
@@ -423,16 +464,30 @@ class NeighborLoader(_PyGLoader):
         self._setup(data, num_neighbors, nodes, count, "input_nodes", kwargs=kwargs,
                     **{k: v for k, v in locals().items() if k in _SETUP_OPTIONS})
         self._input_id = _check_input_id(input_id, len(self._seeds), "input_nodes", name)
+        self.input_time = input_time
+        self._input_time = None if input_time is None else \
+            self._times(input_time, len(self._seeds), "input_time")
+        if self._node_time is not None and self._input_time is None \
+                and self._node_time.get(input_type or _N) is None:
+            raise ValueError(f"{name}: time_attr={time_attr!r}: the seeds' node type has no "
+                             f"times; pass input_time")
 
     def _produce(self, seeds: Any, positions: Tensor, batch: int) -> Any:
-        out = self._sample({self._input_type or _N: seeds}, batch)
+        tree_time = seed_time = None
+        if self._node_time is not None:
+            pos = positions.numpy()
+            tree_time = self._input_time[pos] if self._input_time is not None \
+                else self._node_time[self._input_type or _N][seeds.cpu().numpy()]
+            if self._input_time is not None:
+                seed_time = torch.from_numpy(tree_time).to(self.device, non_blocking=True)
+        out = self._sample({self._input_type or _N: seeds}, batch, tree_time)
         input_id = positions if self._input_id is None else self._input_id[positions]
         input_id = input_id.to(self.device, non_blocking=True)
-        out.metadata = (input_id, None)
+        out.metadata = (input_id, seed_time)
         data = self._filter(out)
         store = data if self._input_type is None else data[self._input_type]
         store.input_id = input_id
-        store.seed_time = None
+        store.seed_time = seed_time
         store.batch_size = int(positions.numel())
         return self._finish(data)
 
@@ -457,7 +512,10 @@ class LinkNeighborLoader(_PyGLoader):
     edge_label : tensor, optional
         One label per seed edge.
     edge_label_time
-        Not supported yet (``NotImplementedError``).
+        With ``time_attr``: each seed edge's time (both needed, as in PyG). The trees of a pair
+        and its negatives hold no node newer than it, negatives are redrawn (up to 5 times, then
+        the oldest node) until no newer than it, and ``edge_label_time`` / ``seed_time`` are
+        reported as PyG does.
     neg_sampling : NegativeSampling, str or dict, optional
         PyG's negative sampling: ``"binary"`` or ``"triplet"`` with ``amount`` negatives per
         positive (uniform, or by ``src_weight`` / ``dst_weight``). The draws are keyed by
@@ -485,9 +543,12 @@ class LinkNeighborLoader(_PyGLoader):
                  seed: Optional[int] = None, **kwargs: Any) -> None:
         name = self._name
         _check_data(data, name)
-        if edge_label_time is not None:
-            raise NotImplementedError(f"{name}: edge_label_time (temporal sampling) is not "
-                                      f"supported yet")
+        if time_attr is not None and edge_label_time is None:
+            raise ValueError(f"{name}: temporal sampling is on (time_attr={time_attr!r}) but "
+                             f"'edge_label_time' is not set")
+        if time_attr is None and edge_label_time is not None:
+            raise ValueError(f"{name}: received conflicting 'edge_label_time' and 'time_attr' "
+                             f"arguments: 'edge_label_time' is set while 'time_attr' is not")
         if neg_sampling_ratio is not None and neg_sampling_ratio != 0.0:
             neg_sampling = NegativeSampling("binary", neg_sampling_ratio)
         try:
@@ -532,19 +593,42 @@ class LinkNeighborLoader(_PyGLoader):
         self._setup(data, num_neighbors, torch.arange(num), num, "edge_label_index",
                     kwargs=kwargs, **{k: v for k, v in locals().items() if k in _SETUP_OPTIONS})
         self._input_id = _check_input_id(input_id, num, "edge_label_index", name)
+        self.edge_label_time = edge_label_time
+        self._label_time = None if edge_label_time is None else \
+            self._times(edge_label_time, num, "edge_label_time")
         dev = self._sample_device
         self._eli = eli.to(dev, self.graph.idtype)
         self._label = None if edge_label is None else edge_label.to(dev)
 
-    def _negatives(self, num: int, endpoint: str, gen: torch.Generator) -> Tensor:
+    def _negatives(self, num: int, endpoint: str, gen: torch.Generator,
+                   seed_time: Optional[np.ndarray] = None) -> Tensor:
+        """``num`` negative endpoints; in temporal sampling, none newer than its pair's
+        ``seed_time`` (redrawn up to 5 times, then the oldest node, as PyG does)."""
         n = self._counts[0 if endpoint == "src" else 1]
         weight = getattr(self.neg_sampling, f"{endpoint}_weight", None)
         if n == 0:
             raise ValueError(f"{self._name}: cannot draw negatives from 0 {endpoint} nodes")
-        if weight is None:
-            out = torch.randint(n, (num,), generator=gen)
-        else:
-            out = torch.multinomial(weight.float().cpu(), num, replacement=True, generator=gen)
+
+        def draw(k: int) -> Tensor:
+            if weight is None:
+                return torch.randint(n, (k,), generator=gen)
+            return torch.multinomial(weight.float().cpu(), k, replacement=True, generator=gen)
+
+        out = draw(num)
+        node_time = None if self._node_time is None \
+            else self._node_time.get(self._types[0 if endpoint == "src" else 1])
+        if seed_time is not None and node_time is not None and num:
+            t = torch.from_numpy(node_time)
+            limit = torch.from_numpy(seed_time)
+            bad = t[out] > limit
+            for _ in range(5):
+                k = int(bad.sum())
+                if k == 0:
+                    break
+                out[bad] = draw(k)
+                bad = t[out] > limit
+            if bool(bad.any()):
+                out[bad] = int(torch.argmin(t))
         return out.to(self._sample_device, self.graph.idtype)
 
     def _produce(self, seeds: Any, positions: Tensor, batch: int) -> Any:
@@ -553,25 +637,39 @@ class LinkNeighborLoader(_PyGLoader):
         label = None if self._label is None else self._label.index_select(0, seeds)
         num_pos = int(positions.numel())
         key = self._batch_key(batch)
+        # Temporal: every pair's time (negatives repeat their positive's), as PyG's edge_sample
+        t = None if self._label_time is None else self._label_time[positions.numpy()]
+        src_time = dst_time = t
         if ns is not None:
             gen = torch.Generator().manual_seed(hop_key(key, 1 << 20, 0) & ((1 << 63) - 1))
             num_neg = math.ceil(num_pos * ns.amount)
+            reps = 1 + math.ceil(ns.amount)
             if ns.is_binary():
-                src = torch.cat([src, self._negatives(num_neg, "src", gen)])
-                dst = torch.cat([dst, self._negatives(num_neg, "dst", gen)])
+                if t is not None:
+                    src_time = dst_time = np.tile(t, reps)[:num_pos + num_neg]
+                neg_time = None if t is None else src_time[num_pos:]
+                src = torch.cat([src, self._negatives(num_neg, "src", gen, neg_time)])
+                dst = torch.cat([dst, self._negatives(num_neg, "dst", gen, neg_time)])
                 if label is None:
                     label = torch.ones(num_pos, device=src.device)
                 label = torch.cat([label, label.new_zeros((num_neg,) + label.shape[1:])])
             else:
-                dst = torch.cat([dst, self._negatives(num_neg, "dst", gen)])
+                if t is not None:
+                    dst_time = np.tile(t, reps)[:num_pos + num_neg]
+                dst = torch.cat([dst, self._negatives(
+                    num_neg, "dst", gen, None if t is None else dst_time[num_pos:])])
         s_type, d_type = self._types
         if self.disjoint:   # no merging: every endpoint roots its own tree, seeds in order
             if s_type != d_type:
-                out = self._sample({s_type: src, d_type: dst}, batch)
+                # trees are numbered per type; tree j is pair j (its time) in both
+                tree_time = None if t is None else \
+                    (dst_time if dst_time.shape[0] >= src_time.shape[0] else src_time)
+                out = self._sample({s_type: src, d_type: dst}, batch, tree_time)
                 inv_src = torch.arange(src.numel(), device=src.device)
                 inv_dst = torch.arange(dst.numel(), device=dst.device)
             else:
-                out = self._sample({s_type: torch.cat([src, dst])}, batch)
+                tree_time = None if t is None else np.concatenate([src_time, dst_time])
+                out = self._sample({s_type: torch.cat([src, dst])}, batch, tree_time)
                 inv_src = torch.arange(src.numel(), device=src.device)
                 inv_dst = torch.arange(src.numel(), src.numel() + dst.numel(), device=dst.device)
             if isinstance(out.batch, dict):
@@ -592,10 +690,11 @@ class LinkNeighborLoader(_PyGLoader):
         data = self._filter(out)
         in_store = data if self._input_type is None else data[self._input_type]
         in_store.input_id = input_id
+        src_time_t = None if t is None else torch.from_numpy(src_time).to(dev, non_blocking=True)
         if ns is None or ns.is_binary():
             in_store.edge_label_index = torch.stack([inv_src, inv_dst]).to(dev, non_blocking=True)
             in_store.edge_label = None if label is None else label.to(dev, non_blocking=True)
-            in_store.edge_label_time = None
+            in_store.edge_label_time = src_time_t
         else:
             src_store = data if self._input_type is None else data[s_type]
             dst_store = data if self._input_type is None else data[d_type]
@@ -606,8 +705,8 @@ class LinkNeighborLoader(_PyGLoader):
             # (there a tree's id modulo num_pos names its positive)
             neg = neg.view(-1, num_pos).t() if self.disjoint else neg.view(num_pos, -1)
             dst_store.dst_neg_index = neg.squeeze(-1).to(dev, non_blocking=True)
-            src_store.seed_time = None
-            dst_store.seed_time = None
+            src_store.seed_time = src_time_t
+            dst_store.seed_time = src_time_t
             if "edge_label_index" in in_store:
                 del in_store.edge_label_index
         return self._finish(data)
@@ -747,6 +846,53 @@ def _edge_label_index(data: Any, eli: Any, name: str) -> Tuple[Optional[EdgeType
         raise ValueError(f"{name}: edge_label_index must have shape [2, E], got "
                          f"{tuple(eli.shape)}")
     return etype, eli.to("cpu", torch.int64)
+
+
+def _time_array(t: Tensor, dtype: np.dtype, what: str, name: str) -> np.ndarray:
+    """Times as a CPU NumPy array of ``dtype`` (int64 or float64), exactly: integer times stay
+    integers (no float rounding of large timestamps)."""
+    t = t.detach().cpu()
+    if dtype == np.int64 and t.is_floating_point():
+        raise TypeError(f"{name}: {what} is {t.dtype} but the node times are integers; pass "
+                        f"integer times (or make time_attr floating point)")
+    return t.numpy().astype(dtype, copy=False)
+
+
+def _node_times(data: Any, time_attr: str, name: str) -> Dict[str, Optional[np.ndarray]]:
+    """``{node type: times or None}`` of ``data``'s node attribute ``time_attr`` (PyG's
+    node-level temporal sampling); one dtype for all: int64 when every time is an integer, else
+    float64. Edge-level times are not supported."""
+    if isinstance(data, Data) and time_attr in data and not data.is_node_attr(time_attr) \
+            and data.is_edge_attr(time_attr):
+        raise NotImplementedError(f"{name}: time_attr={time_attr!r} is an edge attribute; "
+                                  f"edge-level temporal sampling is not supported yet")
+    stores = [(_N, data)] if isinstance(data, Data) else [(nt, data[nt]) for nt in data.node_types]
+    raw = {}
+    for nt, store in stores:
+        value = store.get(time_attr) if hasattr(store, "get") else getattr(store, time_attr, None)
+        if value is None:
+            raw[nt] = None
+            continue
+        if not isinstance(value, Tensor) or value.dim() != 1 or value.numel() != store.num_nodes:
+            raise ValueError(f"{name}: time_attr={time_attr!r} must be a 1-D tensor with one time "
+                             f"per node" + ("" if nt == _N else f" of type {nt!r}"))
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name}: time_attr={time_attr!r} must hold numbers, got {value.dtype}")
+        raw[nt] = value
+    if all(v is None for v in raw.values()):
+        edge_level = isinstance(data, HeteroData) and any(
+            time_attr in data[et] for et in data.edge_types)
+        edge_level = edge_level or (isinstance(data, Data) and time_attr in data
+                                    and data.is_edge_attr(time_attr))
+        if edge_level:
+            raise NotImplementedError(f"{name}: time_attr={time_attr!r} is an edge attribute; "
+                                      f"edge-level temporal sampling is not supported yet")
+        raise ValueError(f"{name}: time_attr={time_attr!r}: did not find any temporal data "
+                         f"(no node attribute of that name)")
+    dtype = np.int64 if all(v is None or not v.is_floating_point() for v in raw.values()) \
+        else np.float64
+    return {nt: None if v is None else _time_array(v, dtype, time_attr, name)
+            for nt, v in raw.items()}
 
 
 def _check_input_id(input_id: Any, n: int, what: str, name: str) -> Optional[Tensor]:

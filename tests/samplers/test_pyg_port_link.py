@@ -9,11 +9,10 @@ the contract. What changed, and why:
   loader is the backend.
 * ``withCUDA`` became an explicit ``device`` parametrisation whose CUDA case carries our ``gpu``
   marker (skipped without a GPU); data on a CUDA device means batches on that device.
-* Features this loader deliberately does not support are turned into checks that it refuses them
-  clearly (as ``samplers/pyg.py`` documents): temporal sampling (``time_attr``,
-  ``edge_label_time``) -> ``NotImplementedError``; ``(FeatureStore, GraphStore)`` inputs ->
-  ``TypeError``. The triplet tests run their non-temporal cases (``disjoint`` both ways) as PyG
-  wrote them; their temporal cases check the refusal.
+* Node-level temporal sampling (``time_attr``, ``edge_label_time``) runs (on the CPU sampler), so
+  the temporal tests are PyG's own. Features this loader deliberately does not support are turned
+  into checks that it refuses them clearly (as ``samplers/pyg.py`` documents): ``(FeatureStore,
+  GraphStore)`` inputs -> ``TypeError``.
 """
 from __future__ import annotations
 
@@ -236,38 +235,36 @@ def test_link_neighbor_loader_edge_label():
 
 @pytest.mark.parametrize('batch_size', [1])
 def test_temporal_homo_link_neighbor_loader(batch_size):
-    # Temporal sampling (`time_attr`, `edge_label_time`) is not supported: refused at
-    # construction.
     data = Data(
         x=torch.randn(10, 5),
         edge_index=torch.randint(0, 10, (2, 123)),
         time=torch.arange(10),
     )
 
+    # Ensure that nodes exist at the time of the `edge_label_time`:
     edge_label_time = torch.max(
         data.time[data.edge_index[0]],
         data.time[data.edge_index[1]],
     )
 
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        LinkNeighborLoader(
-            data,
-            num_neighbors=[-1],
-            time_attr='time',
-            edge_label=torch.ones(data.num_edges),
-            edge_label_time=edge_label_time,
-            batch_size=batch_size,
-            shuffle=True,
-        )
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        LinkNeighborLoader(data, num_neighbors=[-1], time_attr='time',
-                           batch_size=batch_size)
+    loader = LinkNeighborLoader(
+        data,
+        num_neighbors=[-1],
+        time_attr='time',
+        edge_label=torch.ones(data.num_edges),
+        edge_label_time=edge_label_time,
+        batch_size=batch_size,
+        shuffle=True,
+    )
+
+    for batch in loader:
+        assert batch.edge_label_index.size() == (2, batch_size)
+        assert batch.edge_label_time.size() == (batch_size, )
+        assert batch.edge_label.size() == (batch_size, )
+        assert torch.all(batch.time <= batch.edge_label_time)
 
 
 def test_temporal_hetero_link_neighbor_loader():
-    # Temporal sampling is not supported: where PyG raises "'edge_label_time' is not set"
-    # (`time_attr` without `edge_label_time`), and where it samples (both given), ours refuses
-    # temporal sampling at construction.
     data = HeteroData()
 
     data['paper'].x = torch.arange(100)
@@ -279,8 +276,8 @@ def test_temporal_hetero_link_neighbor_loader():
     data['paper', 'author'].edge_index = get_random_edge_index(100, 200, 1000)
     data['author', 'paper'].edge_index = get_random_edge_index(200, 100, 1000)
 
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        LinkNeighborLoader(
+    with pytest.raises(ValueError, match=r"'edge_label_time' is not set"):
+        loader = LinkNeighborLoader(
             data,
             num_neighbors=[-1] * 2,
             edge_label_index=('paper', 'paper'),
@@ -288,18 +285,28 @@ def test_temporal_hetero_link_neighbor_loader():
             time_attr='time',
         )
 
+    # With edge_time:
     edge_time = torch.arange(data['paper', 'paper'].edge_index.size(1))
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        LinkNeighborLoader(
-            data,
-            num_neighbors=[-1] * 2,
-            edge_label_index=('paper', 'paper'),
-            edge_label_time=edge_time,
-            batch_size=32,
-            time_attr='time',
-            neg_sampling_ratio=0.5,
-            drop_last=True,
-        )
+    loader = LinkNeighborLoader(
+        data,
+        num_neighbors=[-1] * 2,
+        edge_label_index=('paper', 'paper'),
+        edge_label_time=edge_time,
+        batch_size=32,
+        time_attr='time',
+        neg_sampling_ratio=0.5,
+        drop_last=True,
+    )
+    for batch in loader:
+        # Check if each seed edge has a different batch:
+        assert int(batch['paper'].batch.max()) + 1 == 32
+
+        author_max = batch['author'].time.max()
+        edge_max = batch['paper', 'paper'].edge_label_time.max()
+        assert edge_max >= author_max
+        author_min = batch['author'].time.min()
+        edge_min = batch['paper', 'paper'].edge_label_time.min()
+        assert edge_min >= author_min
 
 
 def test_custom_hetero_link_neighbor_loader():
@@ -413,7 +420,8 @@ def test_homo_link_neighbor_loader_triplet(disjoint, temporal, amount):
         edge_label_time = edge_label_time + 50
 
     batch_size = 20
-    kwargs = dict(
+    loader = LinkNeighborLoader(
+        data,
         num_neighbors=[-1] * 2,
         batch_size=batch_size,
         edge_label_index=data.edge_label_index,
@@ -423,14 +431,6 @@ def test_homo_link_neighbor_loader_triplet(disjoint, temporal, amount):
         neg_sampling=dict(mode='triplet', amount=amount),
         shuffle=True,
     )
-    if temporal:
-        # Temporal sampling (`time_attr`, `edge_label_time`) is not supported: refused at
-        # construction.
-        with pytest.raises(NotImplementedError, match='temporal sampling'):
-            LinkNeighborLoader(data, **kwargs)
-        return
-
-    loader = LinkNeighborLoader(data, **kwargs)
 
     assert str(loader) == 'LinkNeighborLoader()'
     assert len(loader) == 500 / batch_size
@@ -472,6 +472,10 @@ def test_homo_link_neighbor_loader_triplet(disjoint, temporal, amount):
                 batch_vector = batch.batch[i:i + batch_size]
                 assert torch.equal(batch_vector, torch.arange(batch_size))
 
+        if temporal:
+            for i in range(batch_size):
+                assert batch.time[batch.batch == i].max() <= batch.seed_time[i]
+
 
 @pytest.mark.parametrize('disjoint', [False, True])
 @pytest.mark.parametrize('temporal', [False, True])
@@ -507,7 +511,8 @@ def test_hetero_link_neighbor_loader_triplet(disjoint, temporal, amount):
 
     batch_size = 20
     index = (('paper', 'paper'), data['paper', 'paper'].edge_label_index)
-    kwargs = dict(
+    loader = LinkNeighborLoader(
+        data,
         num_neighbors=[-1] * 2,
         batch_size=batch_size,
         edge_label_index=index,
@@ -522,14 +527,6 @@ def test_hetero_link_neighbor_loader_triplet(disjoint, temporal, amount):
         ),
         shuffle=True,
     )
-    if temporal:
-        # Temporal sampling (`time_attr`, `edge_label_time`) is not supported: refused at
-        # construction.
-        with pytest.raises(NotImplementedError, match='temporal sampling'):
-            LinkNeighborLoader(data, **kwargs)
-        return
-
-    loader = LinkNeighborLoader(data, **kwargs)
 
     assert str(loader) == 'LinkNeighborLoader()'
     assert len(loader) == 500 / batch_size
@@ -575,6 +572,11 @@ def test_hetero_link_neighbor_loader_triplet(disjoint, temporal, amount):
             for i in range(0, max_seed_nodes, batch_size):
                 batch_vector = node_store.batch[i:i + batch_size]
                 assert torch.equal(batch_vector, torch.arange(batch_size))
+
+        if temporal:
+            for i in range(batch_size):
+                assert (node_store.time[node_store.batch == i].max()
+                        <= node_store.seed_time[i])
 
 
 def test_link_neighbor_loader_mapping():

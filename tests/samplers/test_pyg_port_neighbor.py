@@ -12,8 +12,9 @@ contract. What changed, and why:
   marker (skipped without a GPU); data on a CUDA device means batches on that device.
 * The KarateClub tests (``@pytest.mark.dataset`` in PyG) run: ``KarateClub`` is bundled with
   PyG, nothing is downloaded. PyG's ``get_dataset`` fixture is replaced by a local one.
-* Features this loader deliberately does not support are turned into checks that it refuses them
-  clearly (as ``samplers/pyg.py`` documents): temporal sampling (``time_attr``, ``input_time``)
+* Node-level temporal sampling (``time_attr``, ``input_time``) runs (on the CPU sampler), so those
+  tests are PyG's own. Features this loader deliberately does not support are turned into checks
+  that it refuses them clearly (as ``samplers/pyg.py`` documents): edge-level temporal sampling
   and weighted sampling (``weight_attr``) -> ``NotImplementedError``; ``(FeatureStore,
   GraphStore)`` inputs -> ``TypeError``. ``TensorFrame`` attributes: skipped (see the test).
 * ``test_pyg_lib_and_torch_sparse_{homo,hetero}_equality`` are dropped: they compare pyg-lib's
@@ -412,7 +413,6 @@ def test_hetero_neighbor_loader_on_karate(get_dataset, subgraph_type):
 
 
 def test_temporal_hetero_neighbor_loader_on_karate(get_dataset):
-    # Temporal sampling (`time_attr`) is not supported: refused at construction.
     dataset = get_dataset(name='karate')
     data = dataset[0]
 
@@ -421,9 +421,12 @@ def test_temporal_hetero_neighbor_loader_on_karate(get_dataset):
     hetero_data['v'].time = torch.arange(data.num_nodes, 0, -1)
     hetero_data['v', 'v'].edge_index = data.edge_index
 
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        NeighborLoader(hetero_data, num_neighbors=[-1, -1], input_nodes='v',
-                       time_attr='time', batch_size=1)
+    loader = NeighborLoader(hetero_data, num_neighbors=[-1, -1],
+                            input_nodes='v', time_attr='time', batch_size=1)
+
+    for batch in loader:
+        mask = batch['v'].time[0] >= batch['v'].time[1:]
+        assert torch.all(mask)
 
 
 def test_custom_neighbor_loader():
@@ -550,8 +553,8 @@ def test_custom_hetero_neighbor_loader_duplicate():
 
 
 def test_temporal_custom_neighbor_loader_on_karate(get_dataset):
-    # Both unsupported features at once: temporal sampling on `HeteroData` ->
-    # NotImplementedError; a `(FeatureStore, GraphStore)` pair -> TypeError.
+    # Temporal sampling on `HeteroData` runs; the `(FeatureStore, GraphStore)` pair it is
+    # compared with in PyG's test is refused with a TypeError.
     dataset = get_dataset(name='karate')
     data = dataset[0]
     data.time = torch.arange(data.num_nodes, 0, -1)
@@ -578,9 +581,12 @@ def test_temporal_custom_neighbor_loader_on_karate(get_dataset):
     )
     hetero_data['v', 'to', 'v'].edge_index = data.edge_index
 
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        NeighborLoader(hetero_data, num_neighbors=[-1, -1], input_nodes='v',
-                       time_attr='time', batch_size=128)
+    loader1 = NeighborLoader(hetero_data, num_neighbors=[-1, -1], input_nodes='v',
+                             time_attr='time', batch_size=128)
+    for batch1 in loader1:   # PyG compares with loader2; here: every tree respects its seed time
+        v = batch1['v']
+        seed_time = v.time[:v.batch_size]
+        assert torch.all(v.time <= seed_time[v.batch])
 
     with pytest.raises(TypeError, match=r'\(FeatureStore, GraphStore\)'):
         NeighborLoader((feature_store, graph_store), num_neighbors=[-1, -1],
@@ -735,7 +741,7 @@ def test_weighted_hetero_neighbor_loader():
 
 
 def test_edge_level_temporal_homo_neighbor_loader():
-    # Temporal sampling (`input_time`, `time_attr`) is not supported: refused at construction.
+    # Edge-level temporal sampling (`time_attr` names an edge attribute) is not supported.
     edge_index = torch.tensor([
         [0, 1, 1, 2, 2, 3, 3, 4],
         [1, 0, 2, 1, 3, 2, 4, 3],
@@ -757,7 +763,7 @@ def test_edge_level_temporal_homo_neighbor_loader():
 
 
 def test_edge_level_temporal_hetero_neighbor_loader():
-    # Temporal sampling (`input_time`, `time_attr`) is not supported: refused at construction.
+    # Edge-level temporal sampling (`time_attr` names an edge attribute) is not supported.
     edge_index = torch.tensor([
         [0, 1, 1, 2, 2, 3, 3, 4],
         [1, 0, 2, 1, 3, 2, 4, 3],
@@ -815,7 +821,6 @@ def test_neighbor_loader_input_id():
 
 
 def test_temporal_neighbor_loader_single_link():
-    # Temporal sampling (`time_attr`, `input_time`) is not supported: refused at construction.
     data = HeteroData()
     data['a'].x = torch.arange(10)
     data['b'].x = torch.arange(10)
@@ -829,12 +834,17 @@ def test_temporal_neighbor_loader_single_link():
     data['a', 'c'].edge_index = torch.arange(10).view(1, -1).repeat(2, 1)
     data['c', 'a'].edge_index = torch.arange(10).view(1, -1).repeat(2, 1)
 
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        NeighborLoader(
-            data,
-            num_neighbors=[-1],
-            input_nodes='a',
-            time_attr='time',
-            input_time=torch.arange(0, 10),
-            batch_size=10,
-        )
+    loader = NeighborLoader(
+        data,
+        num_neighbors=[-1],
+        input_nodes='a',
+        time_attr='time',
+        input_time=torch.arange(0, 10),
+        batch_size=10,
+    )
+    batch = next(iter(loader))
+    assert batch['a'].num_nodes == 10
+    assert batch['b'].num_nodes == 10
+    assert batch['c'].num_nodes == 0
+
+
