@@ -73,6 +73,19 @@ def _raw_layer_temporal(g: CSCGraph, ids: Tensor, seed_time: np.ndarray,
     return torch.from_numpy(src), torch.from_numpy(dst), torch.from_numpy(eid)
 
 
+def _raw_layer_weighted(g: CSCGraph, ids: Tensor, weight: np.ndarray, fanout: int,
+                        replace: bool, key: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`raw_layer` drawing in-edges in proportion to ``weight`` (CSC order; CPU)."""
+    from ._sampler_cpu import sample_layer_weighted
+
+    if ids.is_cuda:
+        raise NotImplementedError("weighted sampling runs on the CPU sampler")
+    ip, ix = _plain(g.indptr).numpy(), _plain(g.indices).numpy()
+    eids = None if g.edge_ids is None else _plain(g.edge_ids).numpy()
+    src, dst, eid = sample_layer_weighted(ip, ix, eids, ids.numpy(), weight, fanout, replace, key)
+    return torch.from_numpy(src), torch.from_numpy(dst), torch.from_numpy(eid)
+
+
 def relabel_typed(graph: HeteroCSCGraph, ntype: str, first: Tensor, rest: Tensor
                   ) -> Tuple[Tensor, Tensor]:
     """``(nodes, local)``: ``first`` (distinct) followed by the new nodes of ``rest`` in order of
@@ -124,7 +137,8 @@ class Temporal:
 def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
                 num_neighbors: Dict[EdgeType, List[int]], replace: bool, key: int,
                 induced: bool = False, disjoint: bool = False,
-                temporal: Optional[Temporal] = None) -> HopSample:
+                temporal: Optional[Temporal] = None,
+                weights: Optional[Dict[EdgeType, np.ndarray]] = None) -> HopSample:
     """Sample ``len(num_neighbors[et])`` hops from ``seeds`` (``{node_type: distinct ids}`` of the
     graph's idtype, all on the CPU or all on one GPU). ``num_neighbors[et][k]``: neighbours per
     node over edge type ``et`` at hop ``k`` (``-1``: all, ``0``: none). ``induced``: after the
@@ -138,6 +152,8 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
         raise NotImplementedError("disjoint sampling of induced subgraphs is not supported")
     if temporal is not None and not disjoint:
         raise ValueError("temporal sampling is disjoint (each seed has its own time)")
+    if temporal is not None and weights:
+        raise NotImplementedError("weighted temporal sampling is not supported")
     etypes = graph.canonical_etypes
     num_hops = max((len(v) for v in num_neighbors.values()), default=0)
     any_ids = next(iter(seeds.values()))
@@ -159,7 +175,11 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
             fan = num_neighbors[et][hop] if hop < len(num_neighbors[et]) else 0
             if fan == 0 or hi[d] == lo[d]:
                 continue
-            if temporal is None:
+            if weights is not None and weights.get(et) is not None:
+                src, dst_pos, eid = _raw_layer_weighted(graph[et], node[d][lo[d]:hi[d]],
+                                                        weights[et], fan, replace,
+                                                        hop_key(key, hop, i))
+            elif temporal is None:
                 src, dst_pos, eid = raw_layer(graph[et], node[d][lo[d]:hi[d]], fan, replace,
                                               hop_key(key, hop, i))
             else:

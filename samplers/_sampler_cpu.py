@@ -560,3 +560,103 @@ def sample_layer_temporal(indptr: np.ndarray, indices: np.ndarray, eids, seeds: 
     offsets = np.empty(seeds.shape[0] + 1, np.int64)
     return _temporal(indptr, indices, eids, has_eids, seeds, seed_time, node_time, has_time,
                      np.int64(fanout), bool(replace), bool(last), np.uint64(key), offsets)
+
+
+# ------------------------------------------------------------------------------ weighted sampling
+_U53 = 1.0 / 9007199254740992.0   # 2^-53
+
+
+def _weighted_py(indptr, indices, eids, has_eids, seeds, weight, fanout, replace, key, offsets):
+    """One weighted layer (PyG's ``weight_attr``): in-edge ``p`` of a seed is drawn with
+    probability proportional to ``weight[p]`` (CSC order; 0: never). Without replacement by
+    Efraimidis-Spirakis keys ``log(u) / w`` (the ``fanout`` largest), with replacement by inverse
+    CDF; ``u`` from ``ut::draw(key, node, j)`` as every other draw. Returns ``(src, dst_pos,
+    eid)`` (int64)."""
+    n = seeds.shape[0]
+    offsets[0] = 0
+    for i in prange(n):
+        v = seeds[i]
+        c = np.int64(0)
+        for p in range(np.int64(indptr[v]), np.int64(indptr[v + 1])):
+            if weight[p] > 0:
+                c += 1
+        offsets[i + 1] = _num_picks(c, fanout, replace)
+    for i in range(n):
+        offsets[i + 1] += offsets[i]
+    total = offsets[n]
+    src = np.empty(total, np.int64)
+    dst = np.empty(total, np.int64)
+    eid = np.empty(total, np.int64)
+    for i in prange(n):
+        o = offsets[i]
+        k = offsets[i + 1] - o
+        if k == 0:
+            continue
+        v = seeds[i]
+        start, end = np.int64(indptr[v]), np.int64(indptr[v + 1])
+        deg = end - start
+        c = np.int64(0)
+        for p in range(start, end):
+            if weight[p] > 0:
+                c += 1
+        if _take_all(c, fanout, replace):
+            t = 0
+            for p in range(start, end):
+                if weight[p] > 0:
+                    eid[o + t] = p
+                    t += 1
+        elif replace:   # inverse CDF over the cumulative weights
+            tot = 0.0
+            for p in range(start, end):
+                tot += weight[p]
+            for t in range(k):
+                r = (np.float64(_draw(key, v, t) >> np.uint64(11)) + 1.0) * _U53 * tot
+                acc = 0.0
+                pick = end - 1
+                for p in range(start, end):
+                    acc += weight[p]
+                    if weight[p] > 0 and acc >= r:
+                        pick = p
+                        break
+                while weight[pick] <= 0:   # rounding at the very end: the last positive weight
+                    pick -= 1
+                eid[o + t] = pick
+        else:           # the k largest keys log(u) / w among positive weights
+            keys = np.empty(deg, np.float64)
+            for j in range(deg):
+                w = weight[start + j]
+                if w > 0:
+                    u = (np.float64(_draw(key, v, j) >> np.uint64(11)) + 1.0) * _U53
+                    keys[j] = np.log(u) / w
+                else:
+                    keys[j] = -np.inf
+            order = np.argsort(keys, kind="mergesort")
+            for t in range(k):
+                eid[o + t] = start + order[deg - k + t]
+        for t in range(k):
+            pos = eid[o + t]
+            src[o + t] = indices[pos]
+            eid[o + t] = eids[pos] if has_eids else pos
+            dst[o + t] = i
+    return src, dst, eid
+
+
+@ParallelKernel
+def _weighted():
+    """The weighted layer kernel (parallel and serial builds, under the library's guard)."""
+    return _weighted_py
+
+
+def sample_layer_weighted(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarray,
+                          weight: np.ndarray, fanout: int, replace: bool, key: int):
+    """Weighted neighbour sampling of one layer on the CPU (PyG's ``weight_attr``): ``weight``
+    (float64, one per CSC position, >= 0) makes in-edge ``p`` drawn with probability
+    proportional to ``weight[p]``; zero-weight in-edges are never drawn. Returns ``(src,
+    dst_pos, eid)``: int64 global sources, positions in ``seeds`` and global edge ids."""
+    has_eids = eids is not None
+    if eids is None:
+        eids = indices[:0]
+    offsets = np.empty(seeds.shape[0] + 1, np.int64)
+    return _weighted(indptr, indices, eids, has_eids, seeds,
+                     np.ascontiguousarray(weight, dtype=np.float64), np.int64(fanout),
+                     bool(replace), np.uint64(key), offsets)

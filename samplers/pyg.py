@@ -116,9 +116,6 @@ class _PyGLoader(_LoaderCore):
         if temporal_strategy not in ("uniform", "last"):
             raise ValueError(f"{name}: temporal_strategy must be 'uniform' or 'last', got "
                              f"{temporal_strategy!r}")
-        if weight_attr is not None:
-            raise NotImplementedError(f"{name}: weighted sampling (weight_attr={weight_attr!r}) "
-                                      f"is not supported yet; sampling is uniform")
         if not isinstance(disjoint, (bool, np.bool_)):
             raise TypeError(f"{name}: disjoint must be a bool, got {disjoint!r}")
         if not isinstance(replace, (bool, np.bool_)):
@@ -129,10 +126,17 @@ class _PyGLoader(_LoaderCore):
         self.time_attr = time_attr
         self.temporal_strategy = temporal_strategy
         self._node_time = None if time_attr is None else _node_times(data, time_attr, name)
+        self.weight_attr = weight_attr
+        if weight_attr is not None and self._node_time is not None:
+            raise NotImplementedError(f"{name}: weighted temporal sampling (weight_attr and "
+                                      f"time_attr together) is not supported yet")
         if self._node_time is not None:   # as PyG: temporal sampling is disjoint
             disjoint = True
+        self._cpu_only = self._node_time is not None or weight_attr is not None
+        if self._cpu_only:
+            what = "temporal" if self._node_time is not None else "weighted"
             if use_uva:
-                raise ValueError(f"{name}: temporal sampling runs on the CPU sampler; "
+                raise ValueError(f"{name}: {what} sampling runs on the CPU sampler; "
                                  f"use_uva=True cannot apply (batches still land on device)")
             use_uva = False
         if disjoint and self.subgraph_type == "induced":
@@ -146,6 +150,8 @@ class _PyGLoader(_LoaderCore):
         self._hetero = isinstance(data, HeteroData)
         graph = _typed_graph(data, name, getattr(self, "_input_type", None))
         self.num_neighbors = self._num_neighbors(num_neighbors, graph)
+        self._weights = None if weight_attr is None else _edge_weights(data, weight_attr, graph,
+                                                                       name)
         num_workers = kwargs.get("num_workers", 0)
         self._init_core(graph, seeds, "node", device=device, use_uva=use_uva,
                         batch_size=kwargs.get("batch_size", 1),
@@ -159,8 +165,9 @@ class _PyGLoader(_LoaderCore):
                         generator=kwargs.get("generator"), num_workers=num_workers,
                         seed_count=seed_count, seed_name=seed_name,
                         sampler=kwargs.get("sampler"))
-        if self._node_time is not None and self._sample_device.type != "cpu":
-            raise NotImplementedError(f"{name}: temporal sampling runs on the CPU sampler, but "
+        if self._cpu_only and self._sample_device.type != "cpu":
+            what = "temporal" if self._node_time is not None else "weighted"
+            raise NotImplementedError(f"{name}: {what} sampling runs on the CPU sampler, but "
                                       f"data's graph is on {self._sample_device}; keep data on "
                                       f"the CPU (device='cuda' still puts batches on the GPU)")
         if seed is None:
@@ -230,7 +237,7 @@ class _PyGLoader(_LoaderCore):
             self._node_time, tree_time, last=self.temporal_strategy == "last")
         hs = sample_hops(self.graph, seeds, self.num_neighbors, self.replace,
                          self._batch_key(batch), induced=self.subgraph_type == "induced",
-                         disjoint=self.disjoint, temporal=temporal)
+                         disjoint=self.disjoint, temporal=temporal, weights=self._weights)
         if self.device != self._sample_device:
             hs = _to_device(_hop_fields(hs), self.device, self._pin)
             hs = HopSample(*hs)
@@ -395,7 +402,10 @@ class NeighborLoader(_PyGLoader):
         ``device``; data already on a GPU raises ``NotImplementedError``). An edge attribute
         (edge-level temporal sampling) raises ``NotImplementedError``.
     weight_attr
-        Weighted sampling is not supported yet (``NotImplementedError``).
+        Weighted sampling, as PyG: an edge attribute (per edge type for ``HeteroData``; types
+        without it are sampled uniformly) makes an in-edge drawn in proportion to its weight
+        (0: never); without replacement by Efraimidis-Spirakis keys. Runs on the CPU sampler
+        (batches still land on ``device``); not together with ``time_attr``.
     replace : bool
         Sample with replacement.
     subgraph_type : "directional", "bidirectional" or "induced"
@@ -856,6 +866,34 @@ def _time_array(t: Tensor, dtype: np.dtype, what: str, name: str) -> np.ndarray:
         raise TypeError(f"{name}: {what} is {t.dtype} but the node times are integers; pass "
                         f"integer times (or make time_attr floating point)")
     return t.numpy().astype(dtype, copy=False)
+
+
+def _edge_weights(data: Any, weight_attr: str, graph: HeteroCSCGraph,
+                  name: str) -> Dict[EdgeType, Optional[np.ndarray]]:
+    """``{edge type: float64 weights in CSC order}`` of ``data``'s edge attribute
+    ``weight_attr`` (edge types without it: ``None``, sampled uniformly)."""
+    stores = [(_E, data)] if isinstance(data, Data) else [(et, data[et]) for et in data.edge_types]
+    out: Dict[EdgeType, Optional[np.ndarray]] = {}
+    for et, store in stores:
+        w = store.get(weight_attr) if hasattr(store, "get") else getattr(store, weight_attr, None)
+        if w is None:
+            out[et] = None
+            continue
+        ne = graph[et].num_edges
+        where = f"weight_attr={weight_attr!r}" + ("" if et == _E else f" of {et}")
+        if not isinstance(w, Tensor) or w.dim() != 1 or w.numel() != ne:
+            raise ValueError(f"{name}: {where} must be a 1-D tensor with one weight per edge "
+                             f"({ne})")
+        if w.dtype == torch.bool or w.is_complex():
+            raise TypeError(f"{name}: {where} must hold numbers, got {w.dtype}")
+        wd = w.detach().cpu().to(torch.float64)
+        if not bool(torch.isfinite(wd).all()) or bool((wd < 0).any()):
+            raise ValueError(f"{name}: {where} must be finite and >= 0")
+        eids = graph[et].edge_ids
+        out[et] = (wd if eids is None else wd[eids.cpu().long()]).numpy()
+    if all(v is None for v in out.values()):
+        raise ValueError(f"{name}: weight_attr={weight_attr!r}: no edge attribute of that name")
+    return out
 
 
 def _node_times(data: Any, time_attr: str, name: str) -> Dict[str, Optional[np.ndarray]]:

@@ -681,7 +681,7 @@ def _ids(*v):
     (dict(disjoint=True, subgraph_type="induced"), ValueError, r"disjoint.*induced"),
     (dict(time_attr="time"), ValueError, r"did not find any temporal data"),
     (dict(temporal_strategy="recent"), ValueError, r"temporal_strategy must be 'uniform' or 'last'"),
-    (dict(weight_attr="edge_weight"), NotImplementedError, r"weight_attr"),
+    (dict(weight_attr="nope"), ValueError, r"no edge attribute of that name"),
     (dict(input_time=torch.zeros(N)), ValueError, r"input_time is set but time_attr is not"),
     (dict(neighbor_sampler=object()), ValueError, r"neighbor_sampler"),
     (dict(batch_sampler=[[0, 1]]), ValueError, r"batch_sampler"),

@@ -15,8 +15,9 @@ contract. What changed, and why:
 * Node-level temporal sampling (``time_attr``, ``input_time``) runs (on the CPU sampler), so those
   tests are PyG's own. Features this loader deliberately does not support are turned into checks
   that it refuses them clearly (as ``samplers/pyg.py`` documents): edge-level temporal sampling
-  and weighted sampling (``weight_attr``) -> ``NotImplementedError``; ``(FeatureStore,
-  GraphStore)`` inputs -> ``TypeError``. ``TensorFrame`` attributes: skipped (see the test).
+  -> ``NotImplementedError``; ``(FeatureStore, GraphStore)`` inputs -> ``TypeError``.
+  ``TensorFrame`` attributes: skipped (see the test). Weighted sampling (``weight_attr``) runs:
+  PyG's weighted tests are PyG's own.
 * ``test_pyg_lib_and_torch_sparse_{homo,hetero}_equality`` are dropped: they compare pyg-lib's
   and torch-sparse's raw kernels with each other and never touch the loader.
 """
@@ -698,7 +699,6 @@ def test_neighbor_loader_mapping():
 
 
 def test_weighted_homo_neighbor_loader():
-    # Weighted sampling (`weight_attr`) is not supported: refused at construction.
     edge_index = torch.tensor([
         [1, 3, 0, 4],
         [2, 2, 1, 3],
@@ -707,18 +707,24 @@ def test_weighted_homo_neighbor_loader():
 
     data = Data(num_nodes=5, edge_index=edge_index, edge_weight=edge_weight)
 
-    with pytest.raises(NotImplementedError, match='weighted sampling'):
-        NeighborLoader(
-            data,
-            input_nodes=torch.tensor([2]),
-            num_neighbors=[1] * 2,
-            batch_size=1,
-            weight_attr='edge_weight',
-        )
+    loader = NeighborLoader(
+        data,
+        input_nodes=torch.tensor([2]),
+        num_neighbors=[1] * 2,
+        batch_size=1,
+        weight_attr='edge_weight',
+    )
+    assert len(loader) == 1
+
+    batch = next(iter(loader))
+
+    assert batch.num_nodes == 3
+    assert batch.n_id.tolist() == [2, 3, 4]
+    assert batch.num_edges == 2
+    assert batch.n_id[batch.edge_index].tolist() == [[3, 4], [2, 3]]
 
 
 def test_weighted_hetero_neighbor_loader():
-    # Weighted sampling (`weight_attr`) is not supported: refused at construction.
     edge_index = torch.tensor([
         [1, 3, 0, 4],
         [2, 2, 1, 3],
@@ -730,14 +736,22 @@ def test_weighted_hetero_neighbor_loader():
     data['paper', 'to', 'paper'].edge_index = edge_index
     data['paper', 'to', 'paper'].edge_weight = edge_weight
 
-    with pytest.raises(NotImplementedError, match='weighted sampling'):
-        NeighborLoader(
-            data,
-            input_nodes=('paper', torch.tensor([2])),
-            num_neighbors=[1] * 2,
-            batch_size=1,
-            weight_attr='edge_weight',
-        )
+    loader = NeighborLoader(
+        data,
+        input_nodes=('paper', torch.tensor([2])),
+        num_neighbors=[1] * 2,
+        batch_size=1,
+        weight_attr='edge_weight',
+    )
+    assert len(loader) == 1
+
+    batch = next(iter(loader))
+
+    assert batch['paper'].num_nodes == 3
+    assert batch['paper'].n_id.tolist() == [2, 3, 4]
+    assert batch['paper', 'paper'].num_edges == 2
+    global_edge_index = batch['paper'].n_id[batch['paper', 'paper'].edge_index]
+    assert global_edge_index.tolist() == [[3, 4], [2, 3]]
 
 
 def test_edge_level_temporal_homo_neighbor_loader():
