@@ -148,7 +148,7 @@ class _PyGLoader(_LoaderCore):
         self.filter_per_worker = filter_per_worker   # accepted; there are no workers
         self.is_sorted = bool(is_sorted)             # accepted; the CSC is built once either way
         self._hetero = isinstance(data, HeteroData)
-        graph = _typed_graph(data, name, getattr(self, "_input_type", None))
+        graph = _typed_graph(data, name, getattr(self, "_input_type", None), self._node_time)
         self.num_neighbors = self._num_neighbors(num_neighbors, graph)
         self._weights = None if weight_attr is None else _edge_weights(data, weight_attr, graph,
                                                                        name)
@@ -387,7 +387,9 @@ class NeighborLoader(_PyGLoader):
         The graph (``edge_index`` per edge type) and its attributes. Node attributes (any tensor
         with one row per node: ``x``, ``y``, masks) and edge attributes (one row per edge) are
         sliced for every batch; host tensors are pinned in place and read zero-copy by the GPU.
-        A ``(FeatureStore, GraphStore)`` pair is not supported (``TypeError``).
+        A ``(FeatureStore, GraphStore)`` pair is read once into ``Data`` / ``HeteroData``
+        (every tensor of the feature store in full, the edges in COO), so it suits stores that fit
+        in host memory.
     num_neighbors : list of int, or dict {edge_type: list of int}
         Neighbours per node at each hop, hop 1 (around the seeds) first; ``-1`` takes all.
     input_nodes : tensor of ids, bool mask, None, str or (node_type, ids / mask / None)
@@ -465,7 +467,7 @@ class NeighborLoader(_PyGLoader):
                  directed: bool = True, *, device: Any = None, use_uva: Optional[bool] = None,
                  seed: Optional[int] = None, **kwargs: Any) -> None:
         name = self._name
-        _check_data(data, name)
+        data = _check_data(data, name)
         input_type, nodes, input_id = _input_nodes(data, input_nodes, kwargs.pop("input_id", None),
                                                    name)
         self.input_nodes = input_nodes
@@ -552,7 +554,7 @@ class LinkNeighborLoader(_PyGLoader):
                  directed: bool = True, *, device: Any = None, use_uva: Optional[bool] = None,
                  seed: Optional[int] = None, **kwargs: Any) -> None:
         name = self._name
-        _check_data(data, name)
+        data = _check_data(data, name)
         if time_attr is not None and edge_label_time is None:
             raise ValueError(f"{name}: temporal sampling is on (time_attr={time_attr!r}) but "
                              f"'edge_label_time' is not set")
@@ -723,16 +725,86 @@ class LinkNeighborLoader(_PyGLoader):
 
 
 # ----------------------------------------------------------------------------------------------
-def _check_data(data: Any, name: str) -> None:
+def _check_data(data: Any, name: str) -> Any:
+    """``data`` itself, or a ``(FeatureStore, GraphStore)`` pair read into ``Data`` /
+    ``HeteroData`` (see :func:`_from_stores`)."""
     if isinstance(data, (tuple, list)):
-        raise TypeError(f"{name}: a (FeatureStore, GraphStore) pair is not supported; pass a "
-                        f"torch_geometric.data.Data or HeteroData")
+        from torch_geometric.data import FeatureStore, GraphStore
+
+        if len(data) != 2 or not isinstance(data[0], FeatureStore) \
+                or not isinstance(data[1], GraphStore):
+            raise TypeError(f"{name}: data as a pair must be (FeatureStore, GraphStore), got "
+                            f"({', '.join(type(x).__name__ for x in data)})")
+        return _from_stores(data[0], data[1], name)
     if not isinstance(data, (Data, HeteroData)):
         raise TypeError(f"{name}: data must be a torch_geometric.data.Data or HeteroData, got "
                         f"{type(data).__name__}")
+    return data
 
 
-def _typed_graph(data: Any, name: str, seed_etype: Any = None) -> HeteroCSCGraph:
+def _from_stores(feature_store: Any, graph_store: Any, name: str) -> Any:
+    """A ``(FeatureStore, GraphStore)`` pair as ``Data`` (no node / edge types) or
+    ``HeteroData``: every tensor of the feature store read once in full (``get_tensor``; then
+    gathered from host memory like any attribute, zero-copy to a GPU) and the graph store's edges
+    in COO. Meant for stores that fit in host memory; a remote store is read whole."""
+    tensor_attrs = list(feature_store.get_all_tensor_attrs())
+    edge_attrs = list(graph_store.get_all_edge_attrs())
+    homo = all(a.group_name is None for a in tensor_attrs) and \
+        all(a.edge_type is None for a in edge_attrs)
+    types = [None] if homo else [a.edge_type for a in edge_attrs]
+    rows, cols, perms = graph_store.coo(types) if edge_attrs else ({}, {}, {})
+    if not isinstance(rows, dict):   # homogeneous: PyG returns the tensors themselves
+        rows, cols, perms = {None: rows}, {None: cols}, {None: perms}
+    data: Any = Data() if homo else HeteroData()
+    counts: Dict[Any, int] = {}
+    for a in tensor_attrs:
+        t = feature_store.get_tensor(a.group_name, a.attr_name, None)   # index None: whole
+        store = data if homo else data[a.group_name]
+        store[a.attr_name] = t
+        counts[a.group_name] = max(counts.get(a.group_name, 0), int(t.shape[0]))
+    for a in edge_attrs:
+        key = None if homo else a.edge_type
+        row, col = rows.get(key), cols.get(key)
+        if row is None:
+            continue
+        perm = (perms or {}).get(key)
+        ei = torch.stack([row, col])
+        if perm is not None:   # back to the store's edge order (edge ids)
+            ei = ei[:, torch.argsort(perm)]
+        size = a.size if a.size is not None else (int(row.max()) + 1 if row.numel() else 0,
+                                                   int(col.max()) + 1 if col.numel() else 0)
+        if homo:
+            data.edge_index = ei
+            counts[None] = max(counts.get(None, 0), int(size[0]), int(size[1]))
+        else:
+            src, _, dst = a.edge_type
+            data[a.edge_type].edge_index = ei
+            counts[src] = max(counts.get(src, 0), int(size[0]))
+            counts[dst] = max(counts.get(dst, 0), int(size[1]))
+    if homo:
+        data.num_nodes = counts.get(None, 0)
+    else:
+        for nt, n in counts.items():
+            data[nt].num_nodes = n
+    return data
+
+
+def _time_sorted(g: CSCGraph, node_time: Optional[np.ndarray]) -> CSCGraph:
+    """``g`` with every node's in-edges ordered by their source's time (then edge id), as PyG
+    orders neighbourhoods for temporal sampling; edge ids unchanged."""
+    if node_time is None or g.num_edges == 0:
+        return g
+    ip, ix = g.indptr.long(), g.indices.long()
+    col = torch.repeat_interleave(torch.arange(g.num_nodes), ip[1:] - ip[:-1])
+    t = torch.from_numpy(node_time)[ix]
+    order = torch.argsort(t, stable=True)                    # by time, CSC order among equals
+    order = order[torch.argsort(col[order], stable=True)]    # then grouped by destination again
+    eids = g.edge_ids if g.edge_ids is not None else torch.arange(g.num_edges)
+    return CSCGraph(g.indptr, g.indices[order].contiguous(), eids[order].contiguous())
+
+
+def _typed_graph(data: Any, name: str, seed_etype: Any = None,
+                 node_time: Optional[Dict[str, Optional[np.ndarray]]] = None) -> HeteroCSCGraph:
     """``data``'s edges as one CSC per edge type (a homogeneous graph: one type ``_N``). A graph
     without edges is an empty graph, as in PyG; ``seed_etype`` (a link loader's seed edge type,
     which ``data`` may lack) is added without edges when missing."""
@@ -757,7 +829,11 @@ def _typed_graph(data: Any, name: str, seed_etype: Any = None) -> HeteroCSCGraph
             nt = next(iter(num_nodes))
             eidx[(nt, "__no_edges__", nt)] = torch.empty(2, 0, dtype=idtype)
         try:
-            return HeteroCSCGraph.from_edge_index_dict(eidx, num_nodes)
+            graph = HeteroCSCGraph.from_edge_index_dict(eidx, num_nodes)
+            if node_time:
+                graph = HeteroCSCGraph({et: _time_sorted(g, node_time.get(et[0]))
+                                        for et, g in graph.items()}, num_nodes)
+            return graph
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{name}: data's edge_index: {exc}") from None
     ei = getattr(data, "edge_index", None)
@@ -768,6 +844,8 @@ def _typed_graph(data: Any, name: str, seed_etype: Any = None) -> HeteroCSCGraph
     n = data.num_nodes
     try:
         csc = CSCGraph.from_edge_index(ei, None if n is None else int(n))
+        if node_time:
+            csc = _time_sorted(csc, node_time.get(_N))
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: data.edge_index: {exc}") from None
     return HeteroCSCGraph({_E: csc}, {_N: csc.num_nodes})

@@ -709,8 +709,8 @@ def test_data_errors(hetero):
     from torch_geometric.testing.feature_store import MyFeatureStore
     from torch_geometric.testing.graph_store import MyGraphStore
 
-    with pytest.raises(TypeError, match="FeatureStore, GraphStore"):
-        NeighborLoader((MyFeatureStore(), MyGraphStore()), [2], input_nodes=_ids(0))
+    with pytest.raises(TypeError, match=r"must be \(FeatureStore, GraphStore\), got \(MyGraphStore"):
+        NeighborLoader((MyGraphStore(), MyFeatureStore()), [2], input_nodes=_ids(0))
     with pytest.raises(TypeError, match="Data or HeteroData"):
         NeighborLoader({"edge_index": torch.zeros(2, 1, dtype=torch.long)}, [2])
     with pytest.raises(ValueError, match="input_nodes"):

@@ -12,12 +12,10 @@ contract. What changed, and why:
   marker (skipped without a GPU); data on a CUDA device means batches on that device.
 * The KarateClub tests (``@pytest.mark.dataset`` in PyG) run: ``KarateClub`` is bundled with
   PyG, nothing is downloaded. PyG's ``get_dataset`` fixture is replaced by a local one.
-* Node-level temporal sampling (``time_attr``, ``input_time``) runs (on the CPU sampler), so those
-  tests are PyG's own. Features this loader deliberately does not support are turned into checks
-  that it refuses them clearly (as ``samplers/pyg.py`` documents): edge-level temporal sampling
-  -> ``NotImplementedError``; ``(FeatureStore, GraphStore)`` inputs -> ``TypeError``.
-  ``TensorFrame`` attributes: skipped (see the test). Weighted sampling (``weight_attr``) runs:
-  PyG's weighted tests are PyG's own.
+* Node-level temporal sampling (``time_attr``, ``input_time``), weighted sampling
+  (``weight_attr``) and ``(FeatureStore, GraphStore)`` inputs run, so those tests are PyG's own.
+  Edge-level temporal sampling is refused (``NotImplementedError``) and checked as such;
+  ``TensorFrame`` attributes: skipped (see the test).
 * ``test_pyg_lib_and_torch_sparse_{homo,hetero}_equality`` are dropped: they compare pyg-lib's
   and torch-sparse's raw kernels with each other and never touch the loader.
 """
@@ -431,9 +429,6 @@ def test_temporal_hetero_neighbor_loader_on_karate(get_dataset):
 
 
 def test_custom_neighbor_loader():
-    # `(FeatureStore, GraphStore)` inputs are not supported: loader2 is refused with a TypeError.
-    # loader1 (the `Data` reference of PyG's test) still runs, with PyG's per-batch checks that
-    # need only one loader.
     # Initialize feature store, graph store, and reference:
     feature_store = MyFeatureStore()
     graph_store = MyGraphStore()
@@ -459,24 +454,31 @@ def test_custom_neighbor_loader():
                              input_nodes=torch.arange(100),
                              num_neighbors=[-1] * 2)
 
-    with pytest.raises(TypeError, match=r'\(FeatureStore, GraphStore\)'):
-        NeighborLoader((feature_store, graph_store), batch_size=20,
-                       input_nodes=torch.arange(100),
-                       num_neighbors=[-1] * 2)
+    loader2 = NeighborLoader((feature_store, graph_store), batch_size=20,
+                             input_nodes=torch.arange(100),
+                             num_neighbors=[-1] * 2)
 
-    assert len(loader1) == 5
-    for batch1 in loader1:
-        assert batch1.batch_size == 20
-        assert torch.equal(batch1.x, x[batch1.n_id])
-        assert torch.equal(batch1.y, y[batch1.n_id])
+    assert str(loader1) == str(loader2)
+    assert len(loader1) == len(loader2)
+
+    for batch1, batch2 in zip(loader1, loader2):
+        assert len(batch1) == len(batch2)
+        assert batch1.num_nodes == batch2.num_nodes
+        assert batch1.num_edges == batch2.num_edges
+        assert batch1.batch_size == batch2.batch_size
+
+        # Mapped indices of neighbors may be differently sorted ...
+        assert torch.allclose(batch1.x.sort()[0], batch2.x.sort()[0])
+        assert torch.allclose(batch1.y.sort()[0], batch2.y.sort()[0])
 
 
 def test_custom_hetero_neighbor_loader():
-    # `(FeatureStore, GraphStore)` inputs are not supported: refused with a TypeError.
+    # Initialize feature store, graph store, and reference:
     feature_store = MyFeatureStore()
     graph_store = MyGraphStore()
     data = HeteroData()
 
+    # Set up node features:
     x = torch.arange(100)
     data['paper'].x = x
     feature_store.put_tensor(x, group_name='paper', attr_name='x', index=None)
@@ -485,12 +487,16 @@ def test_custom_hetero_neighbor_loader():
     data['author'].x = x
     feature_store.put_tensor(x, group_name='author', attr_name='x', index=None)
 
+    # COO:
     edge_index = get_random_edge_index(100, 100, 500, coalesce=True)
+    edge_index = edge_index[:, torch.randperm(edge_index.size(1))]
     data['paper', 'to', 'paper'].edge_index = edge_index
-    graph_store.put_edge_index(edge_index=(edge_index[0], edge_index[1]),
+    coo = (edge_index[0], edge_index[1])
+    graph_store.put_edge_index(edge_index=coo,
                                edge_type=('paper', 'to', 'paper'),
                                layout='coo', size=(100, 100))
 
+    # CSR:
     edge_index = get_random_edge_index(100, 200, 1000, coalesce=True)
     data['paper', 'to', 'author'].edge_index = edge_index
     adj = to_torch_csr_tensor(edge_index, size=(100, 200))
@@ -499,6 +505,7 @@ def test_custom_hetero_neighbor_loader():
                                edge_type=('paper', 'to', 'author'),
                                layout='csr', size=(100, 200))
 
+    # CSC:
     edge_index = get_random_edge_index(200, 100, 1000, coalesce=True)
     data['author', 'to', 'paper'].edge_index = edge_index
     adj = to_torch_csr_tensor(edge_index.flip([0]), size=(100, 200))
@@ -507,29 +514,45 @@ def test_custom_hetero_neighbor_loader():
                                edge_type=('author', 'to', 'paper'),
                                layout='csc', size=(200, 100))
 
+    # COO (sorted):
     edge_index = get_random_edge_index(200, 200, 100, coalesce=True)
     edge_index = edge_index[:, edge_index[1].argsort()]
     data['author', 'to', 'author'].edge_index = edge_index
-    graph_store.put_edge_index(edge_index=(edge_index[0], edge_index[1]),
+    coo = (edge_index[0], edge_index[1])
+    graph_store.put_edge_index(edge_index=coo,
                                edge_type=('author', 'to', 'author'),
                                layout='coo', size=(200, 200), is_sorted=True)
 
-    # The `HeteroData` reference loader of PyG's test still works:
+    # Construct neighbor loaders:
     loader1 = NeighborLoader(data, batch_size=20,
                              input_nodes=('paper', range(100)),
                              num_neighbors=[-1] * 2)
-    assert len(loader1) == 5
-    for batch1 in loader1:
-        assert batch1['paper'].batch_size == 20
 
-    with pytest.raises(TypeError, match=r'\(FeatureStore, GraphStore\)'):
-        NeighborLoader((feature_store, graph_store), batch_size=20,
-                       input_nodes=('paper', range(100)),
-                       num_neighbors=[-1] * 2)
+    loader2 = NeighborLoader((feature_store, graph_store), batch_size=20,
+                             input_nodes=('paper', range(100)),
+                             num_neighbors=[-1] * 2)
+
+    assert str(loader1) == str(loader2)
+    assert len(loader1) == len(loader2)
+
+    for batch1, batch2 in zip(loader1, loader2):
+        # `loader2` explicitly adds `num_nodes` to the batch:
+        assert len(batch1) + 1 == len(batch2)
+        assert batch1['paper'].batch_size == batch2['paper'].batch_size
+
+        # Mapped indices of neighbors may be differently sorted ...
+        for node_type in data.node_types:
+            assert torch.allclose(
+                batch1[node_type].x.sort()[0],
+                batch2[node_type].x.sort()[0],
+            )
+
+        # ... but should sample the exact same number of edges:
+        for edge_type in data.edge_types:
+            assert batch1[edge_type].num_edges == batch2[edge_type].num_edges
 
 
 def test_custom_hetero_neighbor_loader_duplicate():
-    # `(FeatureStore, GraphStore)` inputs are not supported: refused with a TypeError.
     feature_store = MyFeatureStore()
     graph_store = MyGraphStore()
 
@@ -544,31 +567,47 @@ def test_custom_hetero_neighbor_loader_duplicate():
         size=(10, 10),
     )
 
-    with pytest.raises(TypeError, match=r'\(FeatureStore, GraphStore\)'):
-        NeighborLoader(
-            (feature_store, graph_store),
-            batch_size=10,
-            input_nodes=('user', range(10)),
-            num_neighbors=[-1] * 2,
-        )
+    loader = NeighborLoader(
+        (feature_store, graph_store),
+        batch_size=10,
+        input_nodes=('user', range(10)),
+        num_neighbors=[-1] * 2,
+    )
+    batch = next(iter(loader))
+
+    assert batch.node_types == ['user']
+    assert batch['user'].num_nodes == 10
+    assert batch.edge_types == [('user', 'user', 'user')]
+    assert batch['user', 'user'].num_edges == edge_index.size(1)
 
 
 def test_temporal_custom_neighbor_loader_on_karate(get_dataset):
-    # Temporal sampling on `HeteroData` runs; the `(FeatureStore, GraphStore)` pair it is
-    # compared with in PyG's test is refused with a TypeError.
     dataset = get_dataset(name='karate')
     data = dataset[0]
     data.time = torch.arange(data.num_nodes, 0, -1)
 
+    # Initialize feature store, graph store, and reference:
     feature_store = MyFeatureStore()
     graph_store = MyGraphStore()
     hetero_data = HeteroData()
 
-    feature_store.put_tensor(data.x, group_name='v', attr_name='x', index=None)
+    feature_store.put_tensor(
+        data.x,
+        group_name='v',
+        attr_name='x',
+        index=None,
+    )
     hetero_data['v'].x = data.x
-    feature_store.put_tensor(data.time, group_name='v', attr_name='time', index=None)
+
+    feature_store.put_tensor(
+        data.time,
+        group_name='v',
+        attr_name='time',
+        index=None,
+    )
     hetero_data['v'].time = data.time
 
+    # Sort according to time in local neighborhoods:
     row, col = data.edge_index
     perm = ((col * (data.num_nodes + 1)) + data.time[row]).argsort()
     edge_index = data.edge_index[:, perm]
@@ -582,16 +621,24 @@ def test_temporal_custom_neighbor_loader_on_karate(get_dataset):
     )
     hetero_data['v', 'to', 'v'].edge_index = data.edge_index
 
-    loader1 = NeighborLoader(hetero_data, num_neighbors=[-1, -1], input_nodes='v',
-                             time_attr='time', batch_size=128)
-    for batch1 in loader1:   # PyG compares with loader2; here: every tree respects its seed time
-        v = batch1['v']
-        seed_time = v.time[:v.batch_size]
-        assert torch.all(v.time <= seed_time[v.batch])
+    loader1 = NeighborLoader(
+        hetero_data,
+        num_neighbors=[-1, -1],
+        input_nodes='v',
+        time_attr='time',
+        batch_size=128,
+    )
 
-    with pytest.raises(TypeError, match=r'\(FeatureStore, GraphStore\)'):
-        NeighborLoader((feature_store, graph_store), num_neighbors=[-1, -1],
-                       input_nodes='v', time_attr='time', batch_size=128)
+    loader2 = NeighborLoader(
+        (feature_store, graph_store),
+        num_neighbors=[-1, -1],
+        input_nodes='v',
+        time_attr='time',
+        batch_size=128,
+    )
+
+    for batch1, batch2 in zip(loader1, loader2):
+        assert torch.equal(batch1['v'].time, batch2['v'].time)
 
 
 @onlyLinux
