@@ -135,6 +135,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
         self.max_threads = _check_max_threads(max_threads)
         self._is_dgl = _dgl_compat.is_dgl_graph(graph)
         self._epoch = 0
+        self._calls = 0   # batches made by loader(index): keys them apart from the epochs'
         self._tables: dict = {}
         self._tables_lock = threading.Lock()
         # --- devices -------------------------------------------------------------------------
@@ -343,8 +344,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
                 raise ValueError(f"{name}: index holds position {int(srt[int(rep[0, 0])])} twice; "
                                  f"a batch's seeds must be distinct")
         with self._tables_lock:
-            calls = self.__dict__.get("_calls", 0)
-            self._calls = calls + 1
+            calls, self._calls = self._calls, self._calls + 1
         dev = self._sample_device
         ids = self._seed_ids_dev.index_select(0, pos.to(dev))
         types = None if self._seed_types_dev is None \

@@ -27,16 +27,15 @@ from ._hetero import EdgeType, HeteroCSCGraph
 __all__ = ["HopSample", "Temporal", "sample_hops", "raw_layer", "relabel_typed", "hop_key"]
 
 Tensor = torch.Tensor
-_MASK = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
 
 
 def hop_key(key: int, hop: int, etype_index: int) -> int:
-    """The draw key of one edge type at one hop of a batch keyed ``key``."""
-    from ._sampler_cpu import mix64_py
+    """The draw key of one edge type at one hop of a batch keyed ``key``: the key the block
+    sampler gives that edge type at that layer."""
+    from ._hetero import _etype_key
+    from ._sampler import NeighborSampler
 
-    k = mix64_py((key + (hop + 1) * 0xD1B54A32D192ED03) & _MASK)
-    return mix64_py(k ^ (((etype_index + 1) * _GOLDEN) & _MASK))
+    return _etype_key(NeighborSampler._layer_key(key, hop), etype_index)
 
 
 def raw_layer(g: CSCGraph, ids: Tensor, fanout: int, replace: bool, key: int

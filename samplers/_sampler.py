@@ -59,6 +59,11 @@ def _check_seed(seed: Any) -> Optional[int]:
     return int(seed) & _MASK
 
 
+def batch_key(seed: int, batch: int) -> int:
+    """The key of batch ``batch`` of a sampler seeded ``seed`` (every loader's draws)."""
+    return mix64_py(mix64_py(seed) ^ ((int(batch) * _GOLDEN) & _MASK))
+
+
 class NeighborSampler:
     """Uniform neighbour sampler: ``fanouts[i]`` in-neighbours per destination node for block
     ``i`` (blocks run from the input layer to the output layer, as DGL's).
@@ -149,7 +154,7 @@ class NeighborSampler:
         return self._batch_key(self._next_batch())
 
     def _batch_key(self, batch: int) -> int:
-        return mix64_py(mix64_py(self._seed) ^ ((int(batch) * _GOLDEN) & _MASK))
+        return batch_key(self._seed, batch)
 
     @staticmethod
     def _layer_key(batch_key: int, layer: int) -> int:

@@ -109,6 +109,31 @@ def _nth_kept(start, r, excl, lo, hi):
     return pos
 
 
+@njit(inline="always", nogil=True, cache=True)
+def _floyd(key, node, deg, k, out, o):
+    """``ut::floyd_pick``: ``k`` distinct positions of ``[0, deg)`` into ``out[o:o + k]``."""
+    for t in range(k):
+        j = deg - k + t
+        r = _uniform_below(_draw(key, node, t), j + 1)
+        taken = False
+        for q in range(t):
+            if out[o + q] == r:
+                taken = True
+                break
+        out[o + t] = j if taken else r
+
+
+@njit(inline="always", nogil=True, cache=True)
+def _emit(indices, eids, has_eids, i, o, k, src, dst, eid):
+    """Edges ``o:o + k`` of seed ``i``: ``eid`` holds their CSC positions on entry; writes the
+    sources, the seed's position and the edge ids (the position without edge ids)."""
+    for t in range(k):
+        pos = eid[o + t]
+        src[o + t] = indices[pos]
+        eid[o + t] = eids[pos] if has_eids else pos
+        dst[o + t] = i
+
+
 @njit(nogil=True, cache=True)
 def draw_numba(key, node, t):
     """``ut::draw`` compiled (tests compare it with the C++ reference values)."""
@@ -231,15 +256,7 @@ def _layer_py(indptr, indices, eids, has_eids, seeds, fanout, replace, key, offs
                 for t in range(k):
                     eid[o + t] = _uniform_below(_draw(key, v, t), deg)
             else:  # Floyd's algorithm
-                for t in range(k):
-                    j = deg - k + t
-                    r = _uniform_below(_draw(key, v, t), j + 1)
-                    taken = False
-                    for q in range(t):
-                        if eid[o + q] == r:
-                            taken = True
-                            break
-                    eid[o + t] = j if taken else r
+                _floyd(key, v, deg, k, eid, o)
             if xhi == xlo:
                 for t in range(k):
                     eid[o + t] += start
@@ -516,22 +533,10 @@ def _temporal_py(indptr, indices, eids, has_eids, seeds, seed_time, node_time, h
             for t in range(k):
                 eid[o + t] = elig[_uniform_below(_draw(key, v, t), e)]
         else:        # Floyd's algorithm over the eligible in-edges
-            for t in range(k):
-                j = e - k + t
-                r = _uniform_below(_draw(key, v, t), j + 1)
-                taken = False
-                for q in range(t):
-                    if dst[o + q] == r:
-                        taken = True
-                        break
-                dst[o + t] = j if taken else r
+            _floyd(key, v, e, k, dst, o)
             for t in range(k):
                 eid[o + t] = elig[dst[o + t]]
-        for t in range(k):
-            pos = eid[o + t]
-            src[o + t] = indices[pos]
-            eid[o + t] = eids[pos] if has_eids else pos
-            dst[o + t] = i
+        _emit(indices, eids, has_eids, i, o, k, src, dst, eid)
     return src, dst, eid
 
 
@@ -633,11 +638,7 @@ def _weighted_py(indptr, indices, eids, has_eids, seeds, weight, fanout, replace
             order = np.argsort(keys, kind="mergesort")
             for t in range(k):
                 eid[o + t] = start + order[deg - k + t]
-        for t in range(k):
-            pos = eid[o + t]
-            src[o + t] = indices[pos]
-            eid[o + t] = eids[pos] if has_eids else pos
-            dst[o + t] = i
+        _emit(indices, eids, has_eids, i, o, k, src, dst, eid)
     return src, dst, eid
 
 

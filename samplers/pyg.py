@@ -41,11 +41,13 @@ except ImportError as _exc:  # pragma: no cover - exercised only without PyG
     raise ImportError("samplers.pyg needs torch_geometric (pip install torch_geometric); the rest "
                       "of samplers works without it") from _exc
 
-from ._dataloader import _LoaderCore, _gather, _to_device
+from unified_tensor._cudart import CudaRuntimeError
+
+from ._dataloader import _LoaderCore, _gather, _to_device, _user_stacklevel
 from ._frontier import HopSample, Temporal, hop_key, sample_hops
 from ._graph import CSCGraph
 from ._hetero import HeteroCSCGraph
-from ._sampler_cpu import mix64_py
+from ._sampler import batch_key
 
 __all__ = ["NeighborLoader", "LinkNeighborLoader"]
 
@@ -54,8 +56,6 @@ EdgeType = Tuple[str, str, str]
 
 _N = "_N"                   # the node type of a homogeneous graph, internally
 _E: EdgeType = (_N, "_E", _N)
-_MASK = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
 
 # Keyword arguments of torch.utils.data.DataLoader that PyG's loaders forward: accepted so a PyG
 # script runs unchanged. batch_size / shuffle / drop_last / generator are used; the rest are not
@@ -82,7 +82,8 @@ def _subgraph_type(subgraph_type: Any, directed: bool, name: str) -> str:
                          f"'induced', got {subgraph_type!r}")
     if not directed:
         warnings.warn(f"{name}: directed=False is deprecated in PyG; use "
-                      f"subgraph_type='induced' instead", DeprecationWarning, stacklevel=4)
+                      f"subgraph_type='induced' instead", DeprecationWarning,
+                      stacklevel=_user_stacklevel())
         value = "induced"
     return value
 
@@ -226,7 +227,7 @@ class _PyGLoader(_LoaderCore):
 
     # ------------------------------------------------------------------------------------------
     def _batch_key(self, batch: int) -> int:
-        return mix64_py(mix64_py(self._draw_seed) ^ ((int(batch) * _GOLDEN) & _MASK))
+        return batch_key(self._draw_seed, batch)
 
     def _sample(self, seeds: Dict[str, Tensor], batch: int,
                 tree_time: Optional[np.ndarray] = None) -> Any:
@@ -331,8 +332,6 @@ class _PyGLoader(_LoaderCore):
                 and not value.requires_grad:
             kind, owner, _ = cache_key
             where = f"data[{owner!r}].{key}" if owner is not None else f"data.{key}"
-            from unified_tensor._cudart import CudaRuntimeError
-
             try:
                 table = self._table(cache_key, value, where, None)
             except (TypeError, ValueError, CudaRuntimeError) as exc:
@@ -341,7 +340,8 @@ class _PyGLoader(_LoaderCore):
                 if cache_key not in _fallback_warned:
                     _fallback_warned.add(cache_key)
                     warnings.warn(f"{self._name}: {where} is gathered with index_select (a copy on "
-                                  f"the CPU), not zero-copy: {exc}", UserWarning, stacklevel=3)
+                                  f"the CPU), not zero-copy: {exc}", UserWarning,
+                                  stacklevel=_user_stacklevel())
             else:
                 return _gather(table, index.to(self.device, non_blocking=True), self.max_threads,
                                validate=False)
