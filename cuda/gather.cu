@@ -8,7 +8,10 @@
 //
 // perm (may be null): the group handling position p works on q = perm[p]; passing the argsort of
 // the index reads the table in ascending row order while writing rows in the caller's order.
-// An out-of-range index (callers validate first) is skipped: its row is neither read nor written.
+// An out-of-range index is never read: its output row is written as zeros and, when `bad` is not
+// null, its value is folded into bad[0] (smallest) and bad[1] (largest) with atomics, so the host
+// can raise the IndexError later without a sync per call (unified_tensor/_checks.py). bad[] starts
+// at (INT64_MAX, INT64_MIN) and is only touched when an index is out of range.
 #include "gather_math.cuh"
 
 namespace ut {
@@ -21,7 +24,8 @@ namespace ut {
 template <int VEC, bool ALIGNED, typename IdxT, int BATCH>
 __global__ void gather_rows(const char* __restrict__ table, i64 num_rows, i64 row_bytes,
                             const IdxT* __restrict__ index, const i64* __restrict__ perm,
-                            i64 num_index, char* __restrict__ out, int group) {
+                            i64 num_index, char* __restrict__ out, int group,
+                            i64* __restrict__ bad) {
   typedef typename VecT<VEC>::type V;
   const i64 units = row_bytes / VEC;
   const i64 tid = (i64)blockIdx.x * blockDim.x + threadIdx.x;
@@ -41,15 +45,25 @@ UT_UNROLL
       dst[k] = 0;
       shift[k] = 0;
       passes[k] = 0;
-      const i64 row = p < num_index ? wrap_index((i64)index[perm ? perm[p] : p], num_rows) : -1;
-      if (row >= 0) {  // an out-of-range index (callers validate first) is skipped
+      if (p < num_index) {
         const i64 q = perm ? perm[p] : p;
-        const char* s = table + row * row_bytes;
-        src[k] = reinterpret_cast<const V*>(s);
-        dst[k] = reinterpret_cast<V*>(out + q * row_bytes);
-        shift[k] = ALIGNED ? align_shift((u64)s, VEC, group) : 0;
-        passes[k] = num_passes(units, shift[k], group);
-        max_passes = passes[k] > max_passes ? passes[k] : max_passes;
+        const i64 value = (i64)index[q];
+        const i64 row = wrap_index(value, num_rows);
+        V* d = reinterpret_cast<V*>(out + q * row_bytes);
+        if (row >= 0) {
+          const char* s = table + row * row_bytes;
+          src[k] = reinterpret_cast<const V*>(s);
+          dst[k] = d;
+          shift[k] = ALIGNED ? align_shift((u64)s, VEC, group) : 0;
+          passes[k] = num_passes(units, shift[k], group);
+          max_passes = passes[k] > max_passes ? passes[k] : max_passes;
+        } else {  // out of range (rare): never read; the row is written as zeros here
+          for (i64 z = lane; z < units; z += group) d[z] = V();
+          if (bad != 0 && lane == 0) {  // and the value recorded for the deferred IndexError
+            atomicMin(bad, value);
+            atomicMax(bad + 1, value);
+          }
+        }
       }
     }
     for (i64 pass = 0; pass < max_passes; ++pass) {

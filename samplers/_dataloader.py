@@ -745,11 +745,13 @@ class _LoaderIter:
                 batch, event = next(self._sync)
             except StopIteration:
                 self._done = True
+                self._settle_checks()
                 raise
         else:
             item = self._get()
             if isinstance(item, _End):
                 self.close()
+                self._settle_checks()
                 raise StopIteration
             if isinstance(item, _Failure):
                 self.close()
@@ -762,6 +764,14 @@ class _LoaderIter:
             from unified_tensor._streams import hand_over
             hand_over(self._loader_tensors(batch), event, self._device)
         return batch
+
+    def _settle_checks(self) -> None:
+        """End of the epoch: raise a deferred IndexError of any CUDA gather so far (the user's
+        ``feats[idx]`` included) before the epoch counts as done. Waits only when checks are in
+        flight: one wait per epoch, none per batch."""
+        if self._device.type == "cuda":
+            from unified_tensor import _checks
+            _checks.settle_all(block=True)
 
     def _get(self) -> Any:
         while True:
@@ -797,10 +807,13 @@ class _LoaderIter:
 
 # ----------------------------------------------------------------------------------------------
 def _gather(table: Tensor, idx: Tensor, max_threads: Optional[int], validate: bool) -> Tensor:
-    """Rows ``idx`` of ``table`` on ``idx``'s device (GPU tables: ``index_select``)."""
-    if table.is_cuda:
+    """Rows ``idx`` of ``table`` on ``idx``'s device (GPU tables: ``index_select`` when the ids
+    are known valid; else ``ut.gather``, whose deferred check never poisons the context)."""
+    if table.is_cuda and not validate:
         return torch.index_select(table, 0, idx.to(table.device, non_blocking=True))
     import unified_tensor as ut
+    if table.is_cuda:
+        idx = idx.to(table.device, non_blocking=True)
     return ut.gather(table, idx, max_threads=max_threads, validate=validate)
 
 

@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from . import _checks
 from ._deps import cuda_available, cuda_disabled_by_env
 from ._gather_cpu import gather_rows_cpu
 from ._host_pool import host_pool
@@ -107,10 +108,33 @@ def _check_range(index: torch.Tensor, n: int) -> None:
     if index.numel() == 0:
         return
     lo, hi = torch.stack(torch.aminmax(index)).tolist()
-    if lo < -n or hi >= n:
-        bad = lo if lo < -n else hi
-        raise IndexError(f"index {bad} is out of range for a table of {n} rows "
-                         f"(valid: -{n} <= index < {n})")
+    bad = _checks.first_bad(lo, hi, n)
+    if bad is not None:
+        raise _checks.range_error(bad, n)
+
+
+def _check_mode(validate) -> str:
+    """"off", "deferred" or "sync" for a CUDA gather (see :mod:`._checks`)."""
+    if validate is False:
+        return "off"
+    if validate is True:
+        return "sync" if _checks.sync_checks_forced() else "deferred"
+    if validate == "sync":
+        return "sync"
+    raise ValueError(f"validate must be True, False or 'sync', got {validate!r}")
+
+
+def _defer_range_check(device: torch.device, flat: torch.Tensor, n: int) -> None:
+    """Record ``flat``'s range on the device for a deferred IndexError (no host sync), where no
+    gather kernel records it."""
+    q = _checks.queue_for(device)
+    slot = q.acquire()
+    try:
+        q.device_buf[slot].copy_(torch.stack(torch.aminmax(flat)))
+    except BaseException:
+        q.release(slot)
+        raise
+    q.submit(slot, n)
 
 
 def _table_parts(table: torch.Tensor):
@@ -177,10 +201,14 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     out : torch.Tensor, optional
         Destination of shape ``index.shape + table.shape[1:]``, the table's dtype, on the index's
         device, contiguous.
-    validate : bool
-        Check the range of the indices before the CUDA launch (one host sync). Internal callers
-        whose indices are known valid pass ``False``; the kernel still never reads out of bounds.
-        The CPU path always checks (it costs nothing there).
+    validate : bool or "sync"
+        CUDA index: ``True`` (default) checks the range without a host sync: an out-of-range id
+        is never read, its output row is zeros, and the ``IndexError`` (today's message) is
+        raised by the next CUDA gather, :func:`unified_tensor.synchronize` or the end of a
+        DataLoader epoch (see :mod:`unified_tensor._checks`). ``"sync"`` (or the environment
+        variable ``UNIFIED_TENSOR_SYNC_CHECKS=1``) checks before the launch and raises here (one
+        host sync). ``False`` skips the check for ids known valid; the kernel still never reads
+        out of bounds. The CPU path always checks at once (it costs nothing there).
     sorted_order : bool or None
         CUDA only: read rows in ascending id order (argsort first), write them in the caller's
         order. ``None`` (default) decides: on for host tables with rows under
@@ -210,6 +238,7 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     """
     plain, reg, is_unified = _table_parts(table)
     index = as_index_tensor(index)
+    mode = _check_mode(validate)
     if plain.dim() == 0:
         raise ValueError("table must have at least one dimension (rows)")
     n = plain.shape[0]
@@ -246,16 +275,24 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
 
     if device.type != "cuda":
         raise ValueError(f"index on unsupported device {device}")
+    _checks.poll()   # an earlier gather's deferred IndexError surfaces here
     res = _prepare_out(out, shape, plain.dtype, device)
     if flat.numel() == 0:
         return res
     if plain.device.type == "cuda":
         if plain.device != device:
             raise ValueError(f"index is on {device} but the table is on {plain.device}")
-        if validate:
+        if mode == "sync" or n == 0:
             _check_range(flat, n)
-        wrapped = torch.where(flat < 0, flat + n, flat)
-        torch.index_select(plain, 0, wrapped, out=res.view((flat.shape[0],) + row_shape))
+        # Out-of-range ids read row 0 and come out as zeros (index_select would assert on the
+        # device and poison the context); "deferred" records their range for a later IndexError.
+        valid = (flat >= -n) & (flat < n)
+        wrapped = torch.where(valid, torch.where(flat < 0, flat + n, flat), 0)
+        flat_res = res.view((flat.shape[0],) + row_shape)
+        torch.index_select(plain, 0, wrapped, out=flat_res)
+        flat_res.masked_fill_(~valid.view((-1,) + (1,) * len(row_shape)), 0)
+        if mode == "deferred":
+            _defer_range_check(device, flat, n)
         return res
 
     # Say what is actually wrong, most specific first.
@@ -275,7 +312,7 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         raise RuntimeError("this UnifiedTensor was created while the CUDA path was unavailable, so "
                            "it is not registered; call ut.unified(x) again now that CUDA is available")
     dev_ptr = device_pointer(table)
-    if validate:
+    if mode == "sync":
         _check_range(flat, n)
     from . import _pinning
     from ._gather_cuda import gather_rows_cuda
@@ -286,8 +323,21 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         sorted_order = row_bytes < SORT_ROWS_BELOW and flat.numel() >= SORT_MIN_ROWS
     perm = torch.argsort(flat) if sorted_order else None
     _pinning.note_device_use(device.index if device.index is not None else torch.cuda.current_device())
-    gather_rows_cuda(dev_ptr, n, row_bytes, flat, res, perm=perm, aligned=aligned,
-                     max_threads=max_threads)
+    q = slot = None
+    if mode == "deferred" and row_bytes == 0:   # no kernel runs for zero-width rows
+        _defer_range_check(device, flat, n)
+    elif mode == "deferred":   # the kernel records out-of-range ids; checked when the copy lands
+        q = _checks.queue_for(device)
+        slot = q.acquire()
+    try:
+        gather_rows_cuda(dev_ptr, n, row_bytes, flat, res, perm=perm, aligned=aligned,
+                         max_threads=max_threads, bad_ptr=q.address(slot) if q is not None else 0)
+    except BaseException:
+        if q is not None:
+            q.release(slot)
+        raise
+    if q is not None:
+        q.submit(slot, n)
     if reg is None:   # pinned by PyTorch: keep the memory alive until the kernel is done
         _keep_until_done(plain, device)
     return res

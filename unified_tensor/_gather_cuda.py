@@ -68,13 +68,15 @@ def resident_threads(fn, device: int) -> int:
 
 def gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, index: torch.Tensor,
                      out: torch.Tensor, *, perm: Optional[torch.Tensor] = None, aligned: bool = True,
-                     max_threads: Optional[int] = None) -> None:
+                     max_threads: Optional[int] = None, bad_ptr: int = 0) -> None:
     """Launch ``out[q] = table[wrap(index[q])]`` on ``index.device`` in the current stream.
 
     ``table_dev_ptr`` is a device-accessible address (pinned host memory through UVA, or device
     memory) of a contiguous table of ``num_rows`` rows of ``row_bytes`` bytes. ``index`` is a 1-D
     contiguous int32/int64 CUDA tensor; ``out`` a contiguous CUDA tensor of ``len(index)`` rows.
-    Out-of-range indices are skipped by the kernel (callers validate first).
+    An out-of-range index is never read: its output row is written as zeros and, when
+    ``bad_ptr`` (the device address of two int64: smallest and largest bad value, starting at
+    INT64_MAX and INT64_MIN) is not 0, its value is recorded there for a deferred IndexError.
     """
     m = index.shape[0]
     if m == 0 or row_bytes == 0:
@@ -90,5 +92,5 @@ def gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, index: t
     grid = max(1, -(-threads // BLOCK))
     args = (np.uint64(table_dev_ptr), np.int64(num_rows), np.int64(row_bytes),
             np.uint64(index.data_ptr()), np.uint64(perm.data_ptr() if perm is not None else 0),
-            np.int64(m), np.uint64(out.data_ptr()), np.int32(group))
+            np.int64(m), np.uint64(out.data_ptr()), np.int32(group), np.uint64(bad_ptr))
     _kernels.launch(fn, grid, BLOCK, args, device)

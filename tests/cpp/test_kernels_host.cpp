@@ -23,6 +23,16 @@ static int atomicExch(int* p, int v) {
   *p = v;
   return old;
 }
+static long long atomicMin(long long* p, long long v) {
+  const long long old = *p;
+  if (v < old) *p = v;
+  return old;
+}
+static long long atomicMax(long long* p, long long v) {
+  const long long old = *p;
+  if (v > old) *p = v;
+  return old;
+}
 static void __syncwarp(unsigned = 0xffffffffu) {}
 
 #include "check.h"
@@ -51,24 +61,24 @@ static const unsigned kBlock = 256;
 
 template <int VEC, bool ALIGNED, int BATCH, typename IdxT>
 static void run_gather(const char* table, i64 n, i64 row_bytes, const IdxT* index, const i64* perm,
-                       i64 m, char* out, i64 cap) {
+                       i64 m, char* out, i64 cap, i64* bad) {
   const int group = ut::group_size(row_bytes / VEC);
   const i64 threads = std::min<i64>((m + BATCH - 1) / BATCH * group, std::max<i64>(cap, kBlock));
   const unsigned grid = (unsigned)std::max<i64>(1, (threads + kBlock - 1) / kBlock);
   launch(grid, kBlock, [&] {
-    ut::gather_rows<VEC, ALIGNED, IdxT, BATCH>(table, n, row_bytes, index, perm, m, out, group);
+    ut::gather_rows<VEC, ALIGNED, IdxT, BATCH>(table, n, row_bytes, index, perm, m, out, group, bad);
   });
 }
 
 template <bool ALIGNED, int BATCH, typename IdxT>
 static void dispatch_vec(int vec, const char* table, i64 n, i64 row_bytes, const IdxT* index,
-                         const i64* perm, i64 m, char* out, i64 cap) {
+                         const i64* perm, i64 m, char* out, i64 cap, i64* bad) {
   switch (vec) {
-    case 16: run_gather<16, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
-    case 8: run_gather<8, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
-    case 4: run_gather<4, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
-    case 2: run_gather<2, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
-    default: run_gather<1, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap); break;
+    case 16: run_gather<16, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap, bad); break;
+    case 8: run_gather<8, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap, bad); break;
+    case 4: run_gather<4, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap, bad); break;
+    case 2: run_gather<2, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap, bad); break;
+    default: run_gather<1, ALIGNED, BATCH>(table, n, row_bytes, index, perm, m, out, cap, bad); break;
   }
 }
 
@@ -77,16 +87,16 @@ static int g_batch = 4;
 
 template <bool ALIGNED, typename IdxT>
 static void dispatch_gather(int vec, const char* table, i64 n, i64 row_bytes, const IdxT* index,
-                            const i64* perm, i64 m, char* out, i64 cap) {
+                            const i64* perm, i64 m, char* out, i64 cap, i64* bad) {
   if (g_batch == 1)
-    dispatch_vec<ALIGNED, 1>(vec, table, n, row_bytes, index, perm, m, out, cap);
+    dispatch_vec<ALIGNED, 1>(vec, table, n, row_bytes, index, perm, m, out, cap, bad);
   else
-    dispatch_vec<ALIGNED, 4>(vec, table, n, row_bytes, index, perm, m, out, cap);
+    dispatch_vec<ALIGNED, 4>(vec, table, n, row_bytes, index, perm, m, out, cap, bad);
 }
 
 template <typename IdxT>
 static void check_gather(i64 row_bytes, u64 src_off, u64 dst_off, bool aligned, bool use_perm,
-                         i64 cap) {
+                         i64 cap, bool record_bad) {
   const i64 n = 53, m = 300;
   std::vector<unsigned char> tbuf(n * row_bytes + 256), obuf(m * row_bytes + 256);
   char* table = (char*)((((u64)tbuf.data() + 127) / 128 * 128) + src_off);
@@ -99,17 +109,25 @@ static void check_gather(i64 row_bytes, u64 src_off, u64 dst_off, bool aligned, 
   for (i64 p = 0; p < m; ++p) perm[p] = p;
   std::sort(perm.begin(), perm.end(), [&](i64 a, i64 b) { return index[a] < index[b]; });
   const int vec = ut::vec_bytes(row_bytes, (u64)table, (u64)out);
+  i64 bad[2] = {INT64_MAX, INT64_MIN};
+  i64* badp = record_bad ? bad : nullptr;
   if (aligned)
     dispatch_gather<true>(vec, table, n, row_bytes, index.data(), use_perm ? perm.data() : nullptr,
-                          m, out, cap);
+                          m, out, cap, badp);
   else
     dispatch_gather<false>(vec, table, n, row_bytes, index.data(), use_perm ? perm.data() : nullptr,
-                           m, out, cap);
+                           m, out, cap, badp);
+  i64 want_lo = INT64_MAX, want_hi = INT64_MIN;
   for (i64 q = 0; q < m; ++q) {
     const i64 row = ut::wrap_index((i64)index[q], n);
+    if (row < 0) {
+      want_lo = std::min<i64>(want_lo, (i64)index[q]);
+      want_hi = std::max<i64>(want_hi, (i64)index[q]);
+    }
     for (i64 b = 0; b < row_bytes; ++b) {
       const unsigned char got = (unsigned char)out[q * row_bytes + b];
-      const unsigned char want = row < 0 ? 0xAB : (unsigned char)table[row * row_bytes + b];
+      // An out-of-range row is written as zeros, never read.
+      const unsigned char want = row < 0 ? 0 : (unsigned char)table[row * row_bytes + b];
       if (got != want) {
         CHECK(false, "row_bytes %lld src_off %llu dst_off %llu aligned %d perm %d cap %lld: q %lld "
               "byte %lld", (long long)row_bytes, (unsigned long long)src_off,
@@ -119,6 +137,27 @@ static void check_gather(i64 row_bytes, u64 src_off, u64 dst_off, bool aligned, 
       }
     }
   }
+  // The padding around the output is never written.
+  for (char* c = (char*)obuf.data(); c < out; ++c) CHECK((unsigned char)*c == 0, "before out");
+  if (record_bad)
+    CHECK(bad[0] == want_lo && bad[1] == want_hi && want_lo < 0 && want_hi >= n,
+          "bad range [%lld, %lld], want [%lld, %lld]", (long long)bad[0], (long long)bad[1],
+          (long long)want_lo, (long long)want_hi);
+  else
+    CHECK(bad[0] == INT64_MAX && bad[1] == INT64_MIN, "no record without a pointer");
+}
+
+// All indices in range: the record stays at its sentinels.
+static void check_gather_clean() {
+  const i64 n = 40, m = 100, row_bytes = 24;
+  std::vector<char> table(n * row_bytes), out(m * row_bytes);
+  std::vector<long long> index(m);
+  for (i64 q = 0; q < m; ++q) index[q] = (q * 13) % (2 * n) - n;  // [-n, n)
+  i64 bad[2] = {INT64_MAX, INT64_MIN};
+  g_batch = 4;
+  dispatch_gather<true>(8, table.data(), n, row_bytes, index.data(), nullptr, m, out.data(), 1 << 20,
+                        bad);
+  CHECK(bad[0] == INT64_MAX && bad[1] == INT64_MIN, "clean gather leaves the record alone");
 }
 
 static void test_gather() {
@@ -131,8 +170,8 @@ static void test_gather() {
         const i64 cap = (so % 8 == 0) ? 1 << 20 : 256;  // full grid, and one block striding
         for (int batch : {1, 4}) {
           g_batch = batch;
-          check_gather<int>(r, so, so % 16, aligned, use_perm, cap);
-          check_gather<long long>(r, so, (so + 4) % 16, aligned, use_perm, cap);
+          check_gather<int>(r, so, so % 16, aligned, use_perm, cap, variant != 1);
+          check_gather<long long>(r, so, (so + 4) % 16, aligned, use_perm, cap, variant != 2);
         }
       }
 }
@@ -257,6 +296,7 @@ static void check_sample_all() {
 
 int main() {
   test_gather();
+  check_gather_clean();
   check_sample_all<int, int>();
   check_sample_all<int, long long>();
   check_sample_all<long long, int>();

@@ -81,7 +81,10 @@ def test_cuda_errors_leave_context_healthy():
     t = ut.unified(torch.arange(40.0).view(10, 4))
     for bad in (torch.tensor([10], device="cuda"), torch.tensor([-11], device="cuda")):
         with pytest.raises(IndexError, match="out of range for a table of 10 rows"):
-            t[bad]
+            t[bad]               # checked without a sync: raised at the next synchronising point
+            ut.synchronize()
+        with pytest.raises(IndexError, match="out of range for a table of 10 rows"):
+            ut.gather(t, bad, validate="sync")
     with pytest.raises(TypeError):
         t[torch.tensor([0.0], device="cuda")]
     with pytest.raises(ValueError, match="out is on"):
