@@ -12,6 +12,8 @@ seeded sampler, so only the data path differs:
                         gather; next batch produced on a side stream / thread while this one trains
 ``unified_unsorted``    ``unified`` with the gather reading rows in index order (no argsort)
 ``unified_capped``      ``unified`` with the gather capped at ``--capped-threads`` resident threads
+``unified_cached``      ``unified`` with a GPU row cache of the ``--cache-fraction`` highest
+                        out-degree nodes' features (``ut.cache``; GPU only)
 ``unified_one_sync``    ``unified`` with GPU sampling that syncs the host once per batch
                         (``NeighborSampler(one_sync=True)``; GPU only)
 ``unified_no_overlap``  the same, produced in the training thread (``prefetch=0``)
@@ -52,7 +54,8 @@ from _common import env_info, free_cuda, is_oom, median, print_table, write_json
 
 logger = logging.getLogger("bench.e2e")
 
-CONFIGS = ("baseline", "unified", "unified_unsorted", "unified_capped", "unified_one_sync", "unified_no_overlap",
+CONFIGS = ("baseline", "unified", "unified_unsorted", "unified_capped", "unified_cached", "unified_one_sync",
+           "unified_no_overlap",
            "gpu_resident", "dgl",
            "dgl_dropin")
 
@@ -85,6 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "given, no cap")
     p.add_argument("--capped-threads", type=int, default=16384,
                    help="max_threads of the unified_capped configuration's feature gather")
+    p.add_argument("--cache-fraction", type=float, default=0.1,
+                   help="share of the nodes whose features unified_cached keeps in GPU memory "
+                        "(highest out-degree first)")
     p.add_argument("--cache", default=os.environ.get("UT_DATA_ROOT",
                                                      "~/.cache/unified-tensor/datasets"),
                    help="folder for the generated graph (.npy memmaps, made once); 'none': RAM")
@@ -148,12 +154,13 @@ def make_pipeline(name: str, ds, device: torch.device, fanouts: List[int], args)
         cls = dgl.dataloading.DataLoader if name == "dgl" else DataLoader
         return DGLPipeline(dgl, ds, device, fanouts, args.batch_size, cls)
     mode = {"baseline": "baseline", "unified": "unified", "unified_unsorted": "unified",
-            "unified_capped": "unified", "unified_one_sync": "unified",
+            "unified_capped": "unified", "unified_one_sync": "unified", "unified_cached": "unified",
             "unified_no_overlap": "unified", "gpu_resident": "gpu"}[name]
     return Pipeline(mode, ds, device, fanouts, args.batch_size,
                     overlap=name != "unified_no_overlap", seed=args.seed,
                     max_threads=args.capped_threads if name == "unified_capped" else args.max_threads,
-                    one_sync=name == "unified_one_sync")
+                    one_sync=name == "unified_one_sync",
+                    cache_fraction=args.cache_fraction if name == "unified_cached" else 0.0)
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -307,7 +314,7 @@ def main(argv=None) -> dict:
     else:
         configs = ["baseline", "unified", "unified_no_overlap"]
         if device.type == "cuda":
-            configs[2:2] = ["unified_capped", "unified_one_sync"]
+            configs[2:2] = ["unified_capped", "unified_cached", "unified_one_sync"]
             configs.append("gpu_resident")
         else:
             try:
@@ -336,7 +343,8 @@ def main(argv=None) -> dict:
     ratios = {}
     for a, b in (("unified", "baseline"), ("unified", "unified_no_overlap"),
                  ("unified_capped", "unified"), ("unified_capped", "baseline"),
-                 ("unified_one_sync", "unified"),
+                 ("unified_one_sync", "unified"), ("unified_cached", "unified"),
+                 ("unified_cached", "baseline"),
                  ("unified", "unified_unsorted"),
                  ("unified", "gpu_resident"), ("unified", "dgl"), ("dgl_dropin", "dgl")):
         if sps(a) and sps(b):

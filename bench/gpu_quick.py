@@ -16,10 +16,11 @@ one runs. Steps, most valuable first (estimates on an H100/H200):
   3b. gather_thp  the same with the table in transparent huge pages (madvise), 0 offset only (~30 s)
   4. overlap   bench/overlap.py: gather (per thread cap) beside a stand-in training step on another
                stream: both / (gather + train), and the capped gather's GB/s against pcie_h2d (~30 s)
-  5. e2e       bench/e2e.py GraphSAGE: baseline, unified, unified_one_sync, unified_capped, unified_no_overlap,
+  5. e2e       bench/e2e.py GraphSAGE: baseline, unified, unified_one_sync, unified_cached (10% of rows
+               by out-degree in a GPU cache), unified_capped, unified_no_overlap,
                gpu_resident on a synthetic graph generated with all cores (~120 s)
-  6. memcheck  compute-sanitizer memcheck on test_gather.py; skipped in one line where the
-               sanitizer refuses the device (it does under gVisor) (~40 s)
+  6. memcheck  compute-sanitizer memcheck on the gather, deferred-check and cache GPU tests;
+               skipped in one line where the sanitizer refuses the device (gVisor) (~50 s)
   7. sampler   bench/sampler.py GPU rows (time left)
   8. demo      examples/train_graphsage.py on the GPU (time left)
   9. pyg       bench/pyg_loader.py: samplers.pyg.NeighborLoader against the DGL-style DataLoader
@@ -210,7 +211,7 @@ def headlines(out_dir: str, tag: str, embedded: Optional[Dict[str, object]] = No
             h[f"e2e {k} seeds/s"] = round(v, 1)
         for a, b in (("unified", "baseline"), ("gpu_resident", "unified"), ("unified", "unified_no_overlap"),
                      ("unified_capped", "unified"), ("unified", "unified_unsorted"),
-                     ("unified_one_sync", "unified")):
+                     ("unified_one_sync", "unified"), ("unified_cached", "unified")):
             if sps.get(a) and sps.get(b):
                 h[f"e2e {a}/{b}"] = round(sps[a] / sps[b], 3)
     except (OSError, ValueError, KeyError):
@@ -294,7 +295,8 @@ def main(argv=None) -> int:
                        "--no-plot", "--out", r.path(f"gather_{tag}_thp.json")],
         "overlap": ["--out", r.path(f"overlap_{tag}.json")],
         "e2e": ["--nodes", str(nodes), "--configs",
-                "baseline,unified,unified_one_sync,unified_unsorted,unified_capped,unified_no_overlap,"
+                "baseline,unified,unified_one_sync,unified_cached,unified_unsorted,unified_capped,"
+                "unified_no_overlap,"
                 "gpu_resident",
                 "--warmup", "3", "--batches", "10", "--rounds", "3", "--cache", "none", "--no-plot",
                 "--out", r.path(f"e2e_{tag}.json")],
@@ -357,7 +359,10 @@ def main(argv=None) -> int:
                 continue
             st, secs, text = r.run(name, [san, "--tool", "memcheck", "--error-exitcode", "97",
                                           "--report-api-errors", "no", py, "-m", "pytest", "-m", "gpu", "-q",
-                                          "-x", "-p", "no:cacheprovider", "tests/unified_tensor/test_gather.py"],
+                                          "-x", "-p", "no:cacheprovider", "-k", "not exit and not dataloader",
+                                          "tests/unified_tensor/test_gather.py",
+                                          "tests/unified_tensor/test_deferred_checks.py",
+                                          "tests/unified_tensor/test_cache.py"],
                                    env={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"})
             secs += psecs
             if "ERROR SUMMARY: 0 errors" not in text and st == "PASS":

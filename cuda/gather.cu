@@ -12,6 +12,10 @@
 // null, its value is folded into bad[0] (smallest) and bad[1] (largest) with atomics, so the host
 // can raise the IndexError later without a sync per call (unified_tensor/_checks.py). bad[] starts
 // at (INT64_MAX, INT64_MIN) and is only touched when an index is out of range.
+//
+// GPU row cache (may be null): when slot_of is not null, row r with slot_of[r] >= 0 is read from
+// cache + slot_of[r] * row_bytes (device memory holding a copy of the row) instead of the table;
+// -1 means not cached. The caller passes a VEC that divides the cache's base address too.
 #include "gather_math.cuh"
 
 namespace ut {
@@ -25,7 +29,8 @@ template <int VEC, bool ALIGNED, typename IdxT, int BATCH>
 __global__ void gather_rows(const char* __restrict__ table, i64 num_rows, i64 row_bytes,
                             const IdxT* __restrict__ index, const i64* __restrict__ perm,
                             i64 num_index, char* __restrict__ out, int group,
-                            i64* __restrict__ bad) {
+                            i64* __restrict__ bad, const char* __restrict__ cache,
+                            const int* __restrict__ slot_of) {
   typedef typename VecT<VEC>::type V;
   const i64 units = row_bytes / VEC;
   const i64 tid = (i64)blockIdx.x * blockDim.x + threadIdx.x;
@@ -51,7 +56,8 @@ UT_UNROLL
         const i64 row = wrap_index(value, num_rows);
         V* d = reinterpret_cast<V*>(out + q * row_bytes);
         if (row >= 0) {
-          const char* s = table + row * row_bytes;
+          const int c = slot_of != 0 ? slot_of[row] : -1;
+          const char* s = c >= 0 ? cache + (i64)c * row_bytes : table + row * row_bytes;
           src[k] = reinterpret_cast<const V*>(s);
           dst[k] = d;
           shift[k] = ALIGNED ? align_shift((u64)s, VEC, group) : 0;

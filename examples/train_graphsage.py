@@ -91,7 +91,7 @@ class Pipeline:
 
     def __init__(self, mode: str, ds, device: torch.device, fanouts: List[int], batch_size: int,
                  overlap: bool, seed: int, max_threads: Optional[int] = None,
-                 one_sync: bool = False) -> None:
+                 one_sync: bool = False, cache_fraction: float = 0.0) -> None:
         if mode not in ("baseline", "unified", "gpu"):
             raise ValueError(f"mode must be 'baseline', 'unified' or 'gpu', got {mode!r}")
         self.mode, self.device, self.batch_size = mode, device, batch_size
@@ -111,6 +111,14 @@ class Pipeline:
             self.feats = unified_table(ds.features, "features")
             self.labels = unified_table(ds.labels, "labels")  # pinned once, not by every epoch's loader
             self.graph = graph.pin() if device.type == "cuda" else graph
+            if cache_fraction > 0:
+                # GPU hot-row cache: the rows of the most-drawn nodes (highest out-degree) in GPU
+                # memory; gathers read them there and the rest over PCIe (bench/e2e.py's
+                # unified_cached).
+                if device.type != "cuda":
+                    fail("a GPU row cache needs a CUDA device")
+                ut.cache(self.feats, hotness=graph.out_degrees(),
+                         max_rows=int(cache_fraction * graph.num_nodes), device=device)
         else:
             if device.type != "cuda":
                 fail("--loader gpu needs a CUDA device")

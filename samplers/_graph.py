@@ -284,6 +284,12 @@ class CSCGraph:
         ip = _plain(self._indptr)
         return (ip[1:] - ip[:-1]).long()
 
+    def out_degrees(self) -> torch.Tensor:
+        """Out-degree of every node (int64), on the device of the arrays: how many in-edge lists
+        name it, so how often uniform neighbour sampling tends to draw it. A good ``hotness`` for
+        :func:`unified_tensor.cache`."""
+        return torch.bincount(_plain(self._indices).long(), minlength=self.num_nodes)
+
     # ---------------------------------------------------------------- placement
     def _arrays(self) -> Tuple[torch.Tensor, ...]:
         return tuple(t for t in (self._indptr, self._indices, self._edge_ids) if t is not None)

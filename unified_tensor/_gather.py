@@ -323,6 +323,9 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         sorted_order = row_bytes < SORT_ROWS_BELOW and flat.numel() >= SORT_MIN_ROWS
     perm = torch.argsort(flat) if sorted_order else None
     _pinning.note_device_use(device.index if device.index is not None else torch.cuda.current_device())
+    # A GPU row cache (ut.cache) on this device: its rows are read from GPU memory, in the kernel.
+    dev_index = device.index if device.index is not None else torch.cuda.current_device()
+    cache = table._ut_caches.get(dev_index) if is_unified and table._ut_caches else None
     q = slot = None
     if mode == "deferred" and row_bytes == 0:   # no kernel runs for zero-width rows
         _defer_range_check(device, flat, n)
@@ -331,7 +334,9 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         slot = q.acquire()
     try:
         gather_rows_cuda(dev_ptr, n, row_bytes, flat, res, perm=perm, aligned=aligned,
-                         max_threads=max_threads, bad_ptr=q.address(slot) if q is not None else 0)
+                         max_threads=max_threads, bad_ptr=q.address(slot) if q is not None else 0,
+                         cache_ptr=cache.rows.data_ptr() if cache is not None else 0,
+                         slot_ptr=cache.slot_of.data_ptr() if cache is not None else 0)
     except BaseException:
         if q is not None:
             q.release(slot)

@@ -68,7 +68,8 @@ def resident_threads(fn, device: int) -> int:
 
 def gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, index: torch.Tensor,
                      out: torch.Tensor, *, perm: Optional[torch.Tensor] = None, aligned: bool = True,
-                     max_threads: Optional[int] = None, bad_ptr: int = 0) -> None:
+                     max_threads: Optional[int] = None, bad_ptr: int = 0, cache_ptr: int = 0,
+                     slot_ptr: int = 0) -> None:
     """Launch ``out[q] = table[wrap(index[q])]`` on ``index.device`` in the current stream.
 
     ``table_dev_ptr`` is a device-accessible address (pinned host memory through UVA, or device
@@ -77,12 +78,15 @@ def gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, index: t
     An out-of-range index is never read: its output row is written as zeros and, when
     ``bad_ptr`` (the device address of two int64: smallest and largest bad value, starting at
     INT64_MAX and INT64_MIN) is not 0, its value is recorded there for a deferred IndexError.
+
+    ``slot_ptr`` (not 0): device address of ``num_rows`` int32, the cache slot of each row or -1;
+    cached rows are read from ``cache_ptr`` (device memory, ``row_bytes`` per slot) instead.
     """
     m = index.shape[0]
     if m == 0 or row_bytes == 0:
         return
     device = index.device.index if index.device.index is not None else torch.cuda.current_device()
-    vec = vec_bytes(row_bytes, table_dev_ptr, out.data_ptr())
+    vec = vec_bytes(row_bytes, table_dev_ptr | (cache_ptr if slot_ptr else 0), out.data_ptr())
     group = group_size(row_bytes // vec)
     batch = ROWS_IN_FLIGHT
     fn = _kernels.get_function(SOURCE, _name(vec, aligned, index.dtype, batch), device)
@@ -92,5 +96,6 @@ def gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, index: t
     grid = max(1, -(-threads // BLOCK))
     args = (np.uint64(table_dev_ptr), np.int64(num_rows), np.int64(row_bytes),
             np.uint64(index.data_ptr()), np.uint64(perm.data_ptr() if perm is not None else 0),
-            np.int64(m), np.uint64(out.data_ptr()), np.int32(group), np.uint64(bad_ptr))
+            np.int64(m), np.uint64(out.data_ptr()), np.int32(group), np.uint64(bad_ptr),
+            np.uint64(cache_ptr if slot_ptr else 0), np.uint64(slot_ptr))
     _kernels.launch(fn, grid, BLOCK, args, device)

@@ -101,6 +101,7 @@ class UnifiedTensor(torch.Tensor):
     _ut_plain: torch.Tensor
     _ut_reg: Optional[Any]
     _ut_readonly: bool = False
+    _ut_caches: Optional[dict] = None   # device index -> GpuRowCache (ut.cache)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -124,7 +125,15 @@ class UnifiedTensor(torch.Tensor):
             bound = _bind_embedding(*args, **kwargs)
             if bound is not None:
                 return gather(bound[1], bound[0])
-        return func(*_unwrap(args), **_unwrap(kwargs))
+        result = func(*_unwrap(args), **_unwrap(kwargs))
+        if args and isinstance(args[0], UnifiedTensor) and _is_inplace(func):
+            if args[0]._ut_caches:
+                from ._cache import refresh_all   # the GPU copies of cached rows follow the change
+
+                refresh_all(args[0])
+            if result is args[0]._ut_plain:   # t += 1, t.mul_(2): t stays a UnifiedTensor
+                return args[0]
+        return result
 
     @property
     def is_registered(self) -> bool:
@@ -267,6 +276,7 @@ def unified(x: Union[torch.Tensor, np.ndarray, UnifiedTensor]) -> UnifiedTensor:
     out._ut_external_pin = external
     out._ut_source = source
     out._ut_readonly = readonly
+    out._ut_caches = {}
     if readonly:
         _note_readonly(source if source is not None else plain, plain.data_ptr(),
                        plain.numel() * plain.element_size())

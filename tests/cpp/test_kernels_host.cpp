@@ -58,6 +58,9 @@ static void launch(unsigned grid, unsigned block, F body) {
 // ------------------------------------------------------------------------------------- gather
 // Mirrors unified_tensor/_gather_cuda.py: BLOCK 256, threads = min(ceil(m / BATCH) * group, cap).
 static const unsigned kBlock = 256;
+// The GPU row cache the next gathers read (null: none).
+const char* g_cache = nullptr;
+const int* g_slot_of = nullptr;
 
 template <int VEC, bool ALIGNED, int BATCH, typename IdxT>
 static void run_gather(const char* table, i64 n, i64 row_bytes, const IdxT* index, const i64* perm,
@@ -66,7 +69,8 @@ static void run_gather(const char* table, i64 n, i64 row_bytes, const IdxT* inde
   const i64 threads = std::min<i64>((m + BATCH - 1) / BATCH * group, std::max<i64>(cap, kBlock));
   const unsigned grid = (unsigned)std::max<i64>(1, (threads + kBlock - 1) / kBlock);
   launch(grid, kBlock, [&] {
-    ut::gather_rows<VEC, ALIGNED, IdxT, BATCH>(table, n, row_bytes, index, perm, m, out, group, bad);
+    ut::gather_rows<VEC, ALIGNED, IdxT, BATCH>(table, n, row_bytes, index, perm, m, out, group, bad,
+                                                g_cache, g_slot_of);
   });
 }
 
@@ -145,6 +149,60 @@ static void check_gather(i64 row_bytes, u64 src_off, u64 dst_off, bool aligned, 
           (long long)want_lo, (long long)want_hi);
   else
     CHECK(bad[0] == INT64_MAX && bad[1] == INT64_MIN, "no record without a pointer");
+}
+
+// With a row cache: cached rows come from the cache (their table rows are poisoned so a read from
+// the table shows), the others from the table; out-of-range ids still give zeros.
+template <typename IdxT>
+static void check_gather_cached(i64 row_bytes, u64 cache_off, bool use_perm) {
+  const i64 n = 61, m = 257;
+  std::vector<char> table(n * row_bytes), want(n * row_bytes);
+  for (i64 i = 0; i < n * row_bytes; ++i) want[i] = table[i] = (char)(i * 37 + 11);
+  std::vector<int> slot_of(n, -1);
+  std::vector<unsigned char> cbuf(n * row_bytes + 256);
+  char* cache = (char*)((((u64)cbuf.data() + 127) / 128 * 128) + cache_off);
+  int slots = 0;
+  for (i64 r = n - 1; r >= 0; --r)  // every third row, in descending row order
+    if (r % 3 == 0) {
+      slot_of[r] = slots;
+      std::memcpy(cache + (i64)slots * row_bytes, &table[r * row_bytes], row_bytes);
+      std::memset(&table[r * row_bytes], 0x5A, row_bytes);
+      ++slots;
+    }
+  std::vector<IdxT> index(m);
+  for (i64 q = 0; q < m; ++q) index[q] = (IdxT)(((q * 7919) % (2 * n + 6)) - n - 3);
+  std::vector<i64> perm(m);
+  for (i64 p = 0; p < m; ++p) perm[p] = p;
+  std::sort(perm.begin(), perm.end(), [&](i64 a, i64 b) { return index[a] < index[b]; });
+  std::vector<char> out(m * row_bytes, (char)0xAB);
+  const int vec = ut::vec_bytes(row_bytes, (u64)table.data() | (u64)cache, (u64)out.data());
+  i64 bad[2] = {INT64_MAX, INT64_MIN};
+  g_cache = cache;
+  g_slot_of = slot_of.data();
+  g_batch = 4;
+  dispatch_gather<true>(vec, table.data(), n, row_bytes, index.data(),
+                        use_perm ? perm.data() : nullptr, m, out.data(), 1 << 20, bad);
+  g_cache = nullptr;
+  g_slot_of = nullptr;
+  for (i64 q = 0; q < m; ++q) {
+    const i64 row = ut::wrap_index((i64)index[q], n);
+    bool same = true;
+    for (i64 b = 0; b < row_bytes; ++b)
+      same &= out[q * row_bytes + b] == (row < 0 ? (char)0 : want[row * row_bytes + b]);
+    CHECK(same, "cached gather row_bytes %lld cache_off %llu perm %d: q %lld (row %lld)",
+          (long long)row_bytes, (unsigned long long)cache_off, (int)use_perm, (long long)q,
+          (long long)row);
+  }
+  CHECK(bad[0] < -n && bad[1] >= n, "cached gather records the bad ids");
+}
+
+static void test_gather_cached() {
+  for (i64 r : {1, 4, 12, 16, 100, 512})
+    for (u64 off : {0, 4, 16})
+      for (int p = 0; p < 2; ++p) {
+        check_gather_cached<int>(r, off, p != 0);
+        check_gather_cached<long long>(r, off, p != 0);
+      }
 }
 
 // All indices in range: the record stays at its sentinels.
@@ -297,6 +355,7 @@ static void check_sample_all() {
 int main() {
   test_gather();
   check_gather_clean();
+  test_gather_cached();
   check_sample_all<int, int>();
   check_sample_all<int, long long>();
   check_sample_all<long long, int>();

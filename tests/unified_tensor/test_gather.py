@@ -140,17 +140,20 @@ def test_cuda_launch_arguments_match_kernel_signature(monkeypatch, idtype, sorte
     out = torch.empty(5, 12)
     table_ptr = 0x7F00_0000_1000
     bad_ptr = 0x7F00_0000_2000 if sorted_order else 0
+    cache_ptr, slot_ptr = (0x7F00_0000_3008, 0x7F00_0000_4000) if sorted_order else (0, 0)
     _gather_cuda.gather_rows_cuda(table_ptr, 9, 48, index, out, perm=perm, max_threads=300,
-                                  bad_ptr=bad_ptr)
+                                  bad_ptr=bad_ptr, cache_ptr=cache_ptr, slot_ptr=slot_ptr)
     ((source, name), grid, block, args, device), = launches
-    assert name == _gather_cuda._name(16, True, idtype) and device == 0
+    # the vector width divides the cache's base address too (0x...3008: 8 bytes)
+    assert name == _gather_cuda._name(8 if sorted_order else 16, True, idtype) and device == 0
+    group = 8 if sorted_order else 4   # 48-byte rows: 6 units of 8 bytes, or 3 of 16
     assert [type(a) for a in args] == kernel_arg_dtypes(source, name)
     assert [int(a) for a in args] == [table_ptr, 9, 48, index.data_ptr(),
-                                      perm.data_ptr() if sorted_order else 0, 5, out.data_ptr(), 4,
-                                      bad_ptr]
+                                      perm.data_ptr() if sorted_order else 0, 5, out.data_ptr(), group,
+                                      bad_ptr, cache_ptr, slot_ptr]
     rows_per_group = _gather_cuda.ROWS_IN_FLIGHT
     assert block % 32 == 0 and 1 <= grid <= 2**31 - 1
-    assert grid * block >= -(-5 // rows_per_group) * 4   # 4 lanes a row, ROWS_IN_FLIGHT rows a group
+    assert grid * block >= -(-5 // rows_per_group) * group   # lanes a row, ROWS_IN_FLIGHT rows a group
 
 
 # ---------------------------------------------------------------------------------------- CUDA

@@ -1,0 +1,203 @@
+"""GPU hot-row cache (ut.cache): row choice and argument checks on the CPU; under `gpu`, gathers
+through a cache equal gathers without one, in-place changes reach the cached copy, no host sync.
+The kernel's cache branch is run on the host in tests/cpp/test_kernels_host.cpp."""
+import numpy as np
+import pytest
+import torch
+
+import unified_tensor as ut
+from unified_tensor import _cache
+
+N = 1000
+
+
+def test_select_by_ids_checks_them():
+    sel = lambda ids: _cache._select(N, 16, ids, None, None, None)   # noqa: E731
+    assert sel([5, 1, 999]).tolist() == [5, 1, 999]
+    assert sel(np.array([3], dtype=np.int32)).dtype == torch.int64
+    assert sel(torch.empty(0, dtype=torch.int64)).numel() == 0
+    with pytest.raises(IndexError, match=r"row ids in \[0, 1000\), got 1000"):
+        sel([0, 1000])
+    with pytest.raises(IndexError, match="got -1"):
+        sel([-1])
+    with pytest.raises(ValueError, match="distinct"):
+        sel([4, 4])
+    with pytest.raises(ValueError, match="1-D"):
+        sel(torch.zeros(2, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="int32 or int64"):
+        sel(torch.tensor([1.0]))
+    with pytest.raises(TypeError, match="bool"):
+        sel(torch.tensor([True]))
+
+
+def test_select_by_hotness_takes_the_hottest_within_the_budget():
+    hot = torch.zeros(N)
+    hot[[7, 3, 500]] = torch.tensor([5.0, 9.0, 5.0])
+    sel = lambda **kw: _cache._select(N, 16, None, hot, kw.get("max_rows"), kw.get("max_bytes"))  # noqa: E731
+    assert sel(max_rows=3).tolist() == [3, 7, 500]          # ties: lower id first
+    assert sel(max_rows=2000).numel() == N
+    assert sel(max_bytes=4 * N + 16 * 2 + 15).tolist() == [3, 7]   # slot map counted first
+    assert sel(max_rows=1, max_bytes=1 << 30).tolist() == [3]
+    assert sel(max_bytes=4 * N).numel() == 0
+    with pytest.raises(ValueError, match="slot map"):
+        sel(max_bytes=4 * N - 1)
+    ints = torch.arange(N)                                   # integer scores work too
+    assert _cache._select(N, 16, None, ints, 2, None).tolist() == [999, 998]
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    (dict(), TypeError, "either ids= .* or hotness="),
+    (dict(ids=[1], hotness=torch.zeros(N)), TypeError, "not both"),
+    (dict(ids=[1], max_rows=3), TypeError, "with ids= the ids are the cache"),
+    (dict(hotness=torch.zeros(N)), TypeError, "max_rows= and/or max_bytes="),
+    (dict(hotness=torch.zeros(N - 1), max_rows=1), ValueError, r"shape \(1000,\)"),
+    (dict(hotness=[0.0] * N, max_rows=1), TypeError, "tensor of one score per row"),
+    (dict(hotness=torch.zeros(N, dtype=torch.bool), max_rows=1), TypeError, "real scores"),
+    (dict(hotness=torch.full((N,), float("nan")), max_rows=1), ValueError, "NaN"),
+    (dict(hotness=torch.zeros(N), max_rows=-1), ValueError, "max_rows must be a non-negative int"),
+    (dict(hotness=torch.zeros(N), max_bytes=1.5), ValueError, "max_bytes"),
+    (dict(hotness=torch.zeros(N), max_rows=True), ValueError, "max_rows"),
+])
+def test_bad_arguments_raise_before_any_gpu_work(kwargs, exc, msg):
+    t = ut.unified(torch.zeros(N, 4))
+    with pytest.raises(exc, match=msg):
+        ut.cache(t, **kwargs)
+
+
+def test_cache_needs_a_unified_tensor_and_a_cuda_device():
+    with pytest.raises(TypeError, match="UnifiedTensor"):
+        ut.cache(torch.zeros(4, 2), ids=[0])
+    with pytest.raises(TypeError, match="UnifiedTensor"):
+        ut.uncache(torch.zeros(4, 2))
+    t = ut.unified(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="device must be CUDA"):
+        ut.cache(t, ids=[0], device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            ut.cache(t, ids=[0])
+    assert ut.cache_info(t) == {}
+    ut.uncache(t)   # nothing cached: a no-op
+
+
+def test_in_place_changes_through_the_table_refresh_its_caches():
+    class FakeCache:
+        refreshed = 0
+
+        def refresh(self, plain):
+            FakeCache.refreshed += 1
+            assert plain is t._ut_plain
+
+    t = ut.unified(torch.zeros(6, 2))
+    t._ut_caches[0] = FakeCache()
+    t[0] = 1.0
+    t.mul_(2)
+    t += 1
+    assert FakeCache.refreshed == 3
+    _ = t + 1, t.sum(), t[torch.tensor([1, 2])]
+    assert FakeCache.refreshed == 3
+    assert ut.is_unified(t) and t._ut_plain[0].tolist() == [3.0, 3.0]   # t += 1 keeps the type
+
+
+def test_out_degrees_counts_in_edge_lists():
+    from samplers import CSCGraph
+
+    src = torch.tensor([0, 0, 1, 3, 3, 3])
+    dst = torch.tensor([1, 2, 2, 0, 1, 2])
+    g = CSCGraph.from_edge_index(torch.stack([src, dst]), 5)
+    assert g.out_degrees().tolist() == [2, 1, 0, 3, 0]
+    assert g.out_degrees().dtype == torch.int64
+    assert int(g.out_degrees().sum()) == g.num_edges
+
+
+# ---------------------------------------------------------------------------------------- CUDA
+gpu = pytest.mark.gpu
+
+
+def _table(dtype=torch.float32, row_shape=(12,)):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn((N,) + row_shape, generator=g) * 100).to(dtype)
+    return x, ut.unified(x.clone())
+
+
+@gpu
+@pytest.mark.parametrize("dtype, row_shape", [(torch.float32, (12,)), (torch.float16, (3,)),
+                                              (torch.uint8, (5, 3)), (torch.int64, ()),
+                                              (torch.float32, (256,))], ids=str)
+@pytest.mark.parametrize("idtype", [torch.int32, torch.int64], ids=str)
+def test_cuda_cached_gather_equals_uncached(dtype, row_shape, idtype):
+    ref, t = _table(dtype, row_shape)
+    hot = torch.arange(N).flip(0)            # cache the highest ids
+    ut.cache(t, hotness=hot, max_rows=N // 4)
+    assert ut.cache_info(t) == {f"cuda:{torch.cuda.current_device()}": {
+        "rows": N // 4, "bytes": N // 4 * ref[0].numel() * ref.element_size() + 4 * N}}
+    g = torch.Generator().manual_seed(1)
+    for idx in (torch.randint(-N, N, (5000,), generator=g), torch.arange(N), torch.tensor([N - 1, 0]),
+                torch.randint(0, N, (7, 9), generator=g)):
+        want = ref[idx]
+        idx = idx.to("cuda", idtype)
+        for kw in (dict(), dict(sorted_order=False), dict(sorted_order=True), dict(aligned=False),
+                   dict(max_threads=256)):
+            assert torch.equal(ut.gather(t, idx, **kw).cpu(), want), kw
+    c = t._ut_caches[torch.cuda.current_device()]
+    assert abs(c.hit_rate(torch.arange(N, device="cuda")) - 0.25) < 1e-6
+    ut.uncache(t)
+    assert ut.cache_info(t) == {}
+    assert torch.equal(t[torch.arange(N, device="cuda")].cpu(), ref)
+
+
+@gpu
+def test_cuda_cached_gather_bad_ids_and_no_sync():
+    ref, t = _table()
+    ut.cache(t, ids=torch.arange(0, N, 2))
+    idx = torch.randint(0, N, (4096,), device="cuda")
+    t[idx]
+    ut.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        res = t[idx]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(res.cpu(), ref[idx.cpu()])
+    res = t[torch.tensor([2, N, 3], device="cuda")]
+    with pytest.raises(IndexError, match=f"index {N} is out of range for a table of {N} rows"):
+        ut.synchronize()
+    assert res[1].eq(0).all() and torch.equal(res[[0, 2]].cpu(), ref[[2, 3]])
+
+
+@gpu
+def test_cuda_in_place_change_reaches_the_cached_rows():
+    ref, t = _table()
+    ut.cache(t, ids=[1, 2, 3])
+    t[2] = 7.0
+    ref[2] = 7.0
+    t.add_(1)
+    ref.add_(1)
+    idx = torch.tensor([1, 2, 3, 4], device="cuda")
+    assert torch.equal(t[idx].cpu(), ref[[1, 2, 3, 4]])
+
+
+@gpu
+def test_cuda_recache_replaces_and_empty_cache_is_none():
+    ref, t = _table()
+    ut.cache(t, ids=[1, 2])
+    ut.cache(t, ids=[5])
+    assert list(ut.cache_info(t).values())[0]["rows"] == 1
+    ut.cache(t, ids=[])
+    assert ut.cache_info(t) == {}
+    assert torch.equal(t[torch.tensor([5], device="cuda")].cpu(), ref[[5]])
+
+
+@gpu
+def test_cuda_dataloader_reads_through_the_cache():
+    from samplers import CSCGraph, DataLoader, NeighborSampler
+
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(0, N, (8 * N,), generator=g)
+    dst = torch.randint(0, N, (8 * N,), generator=g)
+    graph = CSCGraph.from_edge_index(torch.stack([src, dst]), N)
+    ref, feats = _table()
+    ut.cache(feats, hotness=graph.out_degrees(), max_rows=N // 10)
+    loader = DataLoader(graph.pin(), torch.arange(N), NeighborSampler([5, 5]), batch_size=128,
+                        device="cuda", features=feats)
+    for input_nodes, _, blocks in loader:
+        assert torch.equal(blocks[0].srcdata["feat"].cpu(), ref[input_nodes.cpu().long()])
