@@ -4,8 +4,10 @@ from ._block import Block
 from ._dataloader import DataLoader
 from ._graph import CSCGraph
 from ._hetero import HeteroBlock, HeteroCSCGraph
+from ._hotness import presample_hotness
 from ._link import EdgePredictionSampler, PairGraph, UniformNegativeSampler
 from ._sampler import NeighborSampler
 
 __all__ = ["CSCGraph", "HeteroCSCGraph", "NeighborSampler", "EdgePredictionSampler",
-           "UniformNegativeSampler", "Block", "HeteroBlock", "PairGraph", "DataLoader"]
+           "UniformNegativeSampler", "Block", "HeteroBlock", "PairGraph", "DataLoader",
+           "presample_hotness"]

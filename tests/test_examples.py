@@ -75,6 +75,25 @@ def test_graphsage_unified_cuda(tmp_path):
     assert rec["params"]["fanouts"] == "15,10,5"
 
 
+# ------------------------------------------------------------------------------ multi-GPU (DDP)
+def test_multi_gpu_ddp_on_cpu_ranks(tmp_path):
+    """Two DDP ranks (CPU processes, gloo) train from one shared host copy of the features: every
+    rank reports the table in shared memory (not a private copy), and the model learns."""
+    rec = run_example("train_multi_gpu.py", ["--device", "cpu", "--world-size", "2"], tmp_path,
+                      expect=("test acc", "seeds/s", "rank 0: cpu, features in shared memory",
+                              "rank 1: cpu, features in shared memory"))
+    check_learns(rec)
+    assert rec["params"]["world_size"] == 2
+
+
+@pytest.mark.gpu
+def test_multi_gpu_ddp_cuda_with_cache(tmp_path):
+    rec = run_example("train_multi_gpu.py", ["--device", "cuda", "--world-size", "1",
+                                             "--cache-fraction", "0.1"], tmp_path,
+                      expect=("test acc", "rank 0: cuda:0, features in shared memory"))
+    check_learns(rec)
+
+
 # ------------------------------------------------------------------------------ R-GCN
 def check_rgcn_learns(rec: dict) -> None:
     epochs, final = rec["epochs"], rec["final"]

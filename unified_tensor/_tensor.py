@@ -112,6 +112,13 @@ class UnifiedTensor(torch.Tensor):
                                f"modify a copy (t.clone()) instead")
         if "out" in kwargs:
             check_writable(kwargs["out"], "out")
+        if func is torch.Tensor.share_memory_ and args and isinstance(args[0], UnifiedTensor):
+            if args[0]._ut_plain.is_shared():
+                return args[0]
+            raise RuntimeError("share_memory_() on a UnifiedTensor: it would move the data to new "
+                               "memory, away from the pinned pages GPU kernels read; call "
+                               "x.share_memory_() before ut.unified(x) (then every process that "
+                               "receives the table shares one host copy)")
         if func is torch.Tensor.__getitem__ and len(args) == 2 and isinstance(args[0], UnifiedTensor):
             key = args[1]
             if _is_row_index(key):
@@ -157,8 +164,85 @@ class UnifiedTensor(torch.Tensor):
         return f"UnifiedTensor({state}, shape={tuple(self._ut_plain.shape)}, dtype={self._ut_plain.dtype})"
 
     def __reduce_ex__(self, proto):
-        # Pickling (e.g. to a DataLoader worker) sends the plain data; the receiver re-wraps it.
-        return (unified, (self._ut_plain.clone(),))
+        """Pickling (``torch.multiprocessing`` / DDP spawn, DataLoader workers): the receiver gets
+        a UnifiedTensor over the **same host memory** where the memory can be shared, so N ranks
+        hold one host copy and each registers it for its own GPU:
+
+        * a table in shared memory (``x.share_memory_()`` before ``ut.unified(x)``, or one received
+          from another process): the tensor itself, which ``torch.multiprocessing`` sends as a
+          shared-memory handle (plain ``pickle`` still writes the values);
+        * a file-backed ``np.memmap`` (``np.load(path, mmap_mode="r"|"r+")``): the file, offset,
+          dtype, shape and mode; the receiver maps the same file (one copy in the page cache);
+        * anything else: a copy of the values (warned about above ``COPY_WARN_BYTES``).
+        """
+        plain = self._ut_plain
+        where = _memmap_location(self._ut_source, plain)
+        if where is not None:
+            return (_unified_from_file, where)
+        if plain.is_shared():
+            return (_unified_shared, (plain, self._ut_readonly))
+        nbytes = plain.numel() * plain.element_size()
+        if nbytes >= COPY_WARN_BYTES:
+            warnings.warn(f"pickling a UnifiedTensor of {nbytes / 2**30:.2f} GiB that is neither in "
+                          f"shared memory nor a file-backed np.memmap: the receiving process gets "
+                          f"its own copy. To share one host copy between processes (DDP ranks), "
+                          f"call x.share_memory_() before ut.unified(x), or open the table with "
+                          f"np.load(path, mmap_mode='r')", stacklevel=2)
+        # By value as a NumPy byte array: pickled as bytes under any pickler (a temporary torch
+        # tensor would go to torch.multiprocessing as a shared-memory handle that dies with it).
+        raw = plain.reshape(-1).view(torch.uint8).numpy()
+        return (_unified_from_bytes, (raw, str(plain.dtype).replace("torch.", ""), tuple(plain.shape),
+                                      self._ut_readonly))
+
+
+COPY_WARN_BYTES = 256 << 20
+
+
+def _memmap_location(source: Any, plain: torch.Tensor) -> Optional[tuple]:
+    """``(filename, file offset, dtype str, shape, writable)`` when ``plain`` is exactly the
+    data of a file-backed ``np.memmap`` opened "r" or "r+" (slices included), else ``None``."""
+    import mmap
+
+    if not isinstance(source, np.memmap) or getattr(source, "filename", None) is None:
+        return None
+    if source.mode not in ("r", "r+", "readonly", "readwrite") or source._mmap is None:
+        return None   # "c": private copy-on-write pages, "w+": fine to reopen only as r+
+    try:
+        base = np.frombuffer(source._mmap, dtype=np.uint8).ctypes.data
+    except (TypeError, ValueError):
+        return None
+    start = source.offset - source.offset % mmap.ALLOCATIONGRANULARITY
+    file_offset = start + (plain.data_ptr() - base)
+    if plain.data_ptr() < base or file_offset < 0:
+        return None
+    writable = source.mode in ("r+", "readwrite")
+    return (str(source.filename), int(file_offset), source.dtype.str, tuple(source.shape), writable)
+
+
+def _unified_from_file(filename: str, offset: int, dtype: str, shape: tuple,
+                       writable: bool) -> "UnifiedTensor":
+    arr = np.memmap(filename, dtype=np.dtype(dtype), mode="r+" if writable else "r",
+                    offset=offset, shape=shape)
+    return unified(arr)
+
+
+def _unified_from_bytes(raw: np.ndarray, dtype: str, shape: tuple, readonly: bool) -> "UnifiedTensor":
+    dt = getattr(torch, dtype)
+    if raw.size == 0:
+        plain = torch.empty(shape, dtype=dt)
+    else:   # an unpickled array owns its writable bytes: no second copy
+        plain = torch.from_numpy(np.require(raw, np.uint8, ["C", "W"])).view(dt).view(shape)
+    t = unified(plain)
+    if readonly:
+        t._ut_readonly = True
+    return t
+
+
+def _unified_shared(plain: torch.Tensor, readonly: bool) -> "UnifiedTensor":
+    t = unified(plain)
+    if readonly:
+        t._ut_readonly = True
+    return t
 
 
 def _bind_index_select(input=None, dim=None, index=None, *, out=None):
