@@ -12,6 +12,9 @@ performance protocol, bench/README.md):
   unified_unsorted   ut.gather(sorted_order=False): rows read in index order
   unified_unaligned  ut.gather(aligned=False, sorted_order=False)
   unified_sorted     ut.gather(sorted_order=True) (argsort included)
+  unified_checked    ut.gather with its default range check (deferred: no host sync per call);
+                     ``unified`` times validate=False unless --validate
+  unified_synccheck  ut.gather(validate="sync"): the immediate range check (one host sync a call)
   gpu_resident       index_select with the table in GPU memory (the upper bound)
 
 CPU-only machine: ``x[idx]`` (x_idx), ``torch.index_select(out=)`` (index_select_out) and the CPU
@@ -43,7 +46,8 @@ from _common import (anon_hugepages_kb, device_tag, env_info, format_table, free
 import unified_tensor as ut  # noqa: E402
 
 GPU_MODES = ["pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_unsorted",
-             "unified_unaligned", "unified_sorted", "gpu_resident"]
+             "unified_unaligned", "unified_sorted", "unified_checked", "unified_synccheck",
+             "gpu_resident"]
 CPU_MODES = ["x_idx", "index_select_out", "ut_gather_cpu"]
 PATTERNS = ["uniform", "powerlaw"]
 # float32 widths: 16 B .. 4 KB, with the odd 400 B (100 floats) and 1028 B (257 floats).
@@ -286,6 +290,9 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
                                                         aligned=False, sorted_order=False), check, "cuda"),
                 "unified_sorted": (lambda: ut.gather(tw, idx, out=out, validate=args.validate,
                                                      sorted_order=True), check, "cuda"),
+                # the default range check (deferred, no host sync) and the immediate one (a sync)
+                "unified_checked": (lambda: ut.gather(tw, idx, out=out), check, "cuda"),
+                "unified_synccheck": (lambda: ut.gather(tw, idx, out=out, validate="sync"), check, "cuda"),
                 "gpu_resident": ((lambda: torch.index_select(gpu_tab, 0, idx, out=out))
                                  if gpu_tab is not None else None, check, "cuda"),
             }
@@ -314,6 +321,8 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
                 "unified/uva_torch": _ratio(modes, "unified", "uva_torch"),
                 "unified/gpu_resident": _ratio(modes, "unified", "gpu_resident"),
                 "unified/unified_unsorted": _ratio(modes, "unified", "unified_unsorted"),
+                "unified_checked/unified": _ratio(modes, "unified_checked", "unified"),
+                "unified_synccheck/unified": _ratio(modes, "unified_synccheck", "unified"),
                 "unified_unsorted/unified_unaligned": _ratio(modes, "unified_unsorted", "unified_unaligned"),
                 "unified_unsorted/unified_1row": _ratio(modes, "unified_unsorted", "unified_1row"),
                 "unified_sorted/unified_unsorted": _ratio(modes, "unified_sorted", "unified_unsorted"),

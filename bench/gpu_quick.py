@@ -193,7 +193,8 @@ def headlines(out_dir: str, tag: str, embedded: Optional[Dict[str, object]] = No
             r = row.get("ratios", {})
             key = f"{row['row_bytes']}B@{row.get('base_offset', 0)}"
             for k in ("unified/pcie_h2d", "unified/cpu_gather_copy", "unified/unified_unsorted",
-                      "unified_unsorted/unified_unaligned"):
+                      "unified_unsorted/unified_unaligned", "unified_checked/unified",
+                      "unified_synccheck/unified"):
                 if k in r:
                     h[f"gather {key} {k}"] = round(r[k], 3)
             mods = row.get("modes", {})

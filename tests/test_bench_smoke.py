@@ -17,7 +17,7 @@ from testing import run_script  # noqa: E402
 
 CPU_MODES = {"x_idx", "index_select_out", "ut_gather_cpu"}
 GPU_MODES = {"pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_unsorted", "unified_unaligned",
-             "unified_sorted", "gpu_resident", "unified_1row"}
+             "unified_sorted", "unified_checked", "unified_synccheck", "gpu_resident", "unified_1row"}
 
 
 def _run_quick(tmp_path, device, extra=(), timeout=120):
