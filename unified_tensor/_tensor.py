@@ -148,7 +148,12 @@ class UnifiedTensor(torch.Tensor):
         return self._ut_reg is not None and self._ut_reg.active
 
     def unpin(self) -> None:
-        """Release this tensor's registration now (see :func:`unpin`)."""
+        """Release this tensor's registration now (see :func:`unpin`), and its GPU row caches
+        (``ut.cache``): CUDA gathers from it are over."""
+        if self._ut_caches:
+            from ._cache import uncache
+
+            uncache(self)
         if self._ut_reg is not None:
             self._ut_reg.release()
 

@@ -201,3 +201,27 @@ def test_cuda_dataloader_reads_through_the_cache():
                         device="cuda", features=feats)
     for input_nodes, _, blocks in loader:
         assert torch.equal(blocks[0].srcdata["feat"].cpu(), ref[input_nodes.cpu().long()])
+
+
+def test_unpin_drops_the_caches(monkeypatch):
+    """Unpinning ends CUDA gathers from the table, so its GPU caches go too (their memory freed)."""
+    dropped = []
+    monkeypatch.setattr(_cache, "uncache", lambda t, device=None: dropped.append(t))
+    t = ut.unified(torch.zeros(4, 2))
+    ut.unpin(t)
+    assert dropped == []                    # nothing cached: nothing to drop
+    t = ut.unified(torch.zeros(4, 2))
+    t._ut_caches[0] = object()
+    with ut.unified(t) as same:
+        assert same is t
+    assert dropped == [t]
+
+
+@gpu
+def test_cuda_unpin_frees_the_cache():
+    ref, t = _table()
+    ut.cache(t, ids=[1, 2])
+    ut.unpin(t)
+    assert ut.cache_info(t) == {}
+    with pytest.raises(RuntimeError, match="unpinned"):
+        t[torch.tensor([1], device="cuda")]
