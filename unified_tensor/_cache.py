@@ -72,6 +72,8 @@ def _device_of(device) -> torch.device:
         raise ValueError(f"ut.cache keeps rows in GPU memory: device must be CUDA, got {device}")
     if device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
+    elif torch.cuda.is_available() and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
 
 

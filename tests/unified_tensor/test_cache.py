@@ -225,3 +225,28 @@ def test_cuda_unpin_frees_the_cache():
     assert ut.cache_info(t) == {}
     with pytest.raises(RuntimeError, match="unpinned"):
         t[torch.tensor([1], device="cuda")]
+
+
+def test_loaders_gather_from_the_users_unified_table_so_its_cache_is_used():
+    """The DataLoader and PyG's NeighborLoader read a UnifiedTensor the user made (and cached) as
+    that very object, never a re-wrapped one that would lose its caches."""
+    from samplers import CSCGraph, DataLoader, NeighborSampler
+
+    g = torch.Generator().manual_seed(0)
+    edge_index = torch.randint(0, 50, (2, 300), generator=g)
+    feats = ut.unified(torch.randn(50, 4, generator=g))
+    loader = DataLoader(CSCGraph.from_edge_index(edge_index, 50), torch.arange(50),
+                        NeighborSampler([3]), batch_size=10, features=feats)
+    assert loader._features["feat"] is feats
+    input_nodes, _, blocks = next(iter(loader))
+    assert torch.equal(blocks[0].srcdata["feat"], feats._ut_plain[input_nodes])
+
+    pyg_data = pytest.importorskip("torch_geometric.data")
+    from samplers.pyg import NeighborLoader
+
+    data = pyg_data.Data(x=feats, edge_index=edge_index, num_nodes=50)
+    pyg_loader = NeighborLoader(data, [3], batch_size=10, seed=0)
+    batch = next(iter(pyg_loader))
+    assert torch.equal(batch.x, feats._ut_plain[batch.n_id])
+    x_tables = [t for key, (_, t) in pyg_loader._tables.items() if "x" in key]
+    assert x_tables and all(t is feats for t in x_tables)
