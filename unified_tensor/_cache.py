@@ -35,7 +35,18 @@ class GpuRowCache:
         slot_of = torch.full((n,), -1, dtype=torch.int32)
         slot_of[ids] = torch.arange(k, dtype=torch.int32)
         self.slot_of = slot_of.to(device)
+        self.stream = torch.cuda.current_stream(device)   # where the memory was allocated
+        self._streams = {self.stream}
         self.refresh(plain)
+
+    def note_stream(self, stream) -> None:
+        """A gather on ``stream`` reads this cache: tell PyTorch's allocator (``record_stream``),
+        so the memory is not handed out again before that stream's kernels are done, whoever
+        drops the last reference and when (no sync)."""
+        if stream not in self._streams:
+            self.rows.record_stream(stream)
+            self.slot_of.record_stream(stream)
+            self._streams.add(stream)
 
     def refresh(self, plain: torch.Tensor) -> None:
         """Copy the cached rows from ``plain`` again (after the table changed)."""
@@ -53,13 +64,15 @@ class GpuRowCache:
         return self.rows.numel() * self.rows.element_size() + self.slot_of.numel() * 4
 
     def hit_rate(self, index: torch.Tensor) -> float:
-        """Share of ``index`` (in-range row ids) this cache serves (one host sync; for tuning)."""
-        index = index.to(self.device).reshape(-1)
+        """Share of ``index`` this cache serves (one host sync; for tuning). Out-of-range ids
+        count as misses (never looked up)."""
+        index = index.to(self.device).reshape(-1).long()
         if index.numel() == 0:
             return 0.0
         n = self.slot_of.numel()
-        index = torch.where(index < 0, index + n, index)
-        return float((self.slot_of[index] >= 0).float().mean())
+        valid = (index >= -n) & (index < n)
+        index = torch.where(valid, torch.where(index < 0, index + n, index), 0)
+        return float(((self.slot_of[index] >= 0) & valid).float().mean())
 
 
 def _device_of(device) -> torch.device:
@@ -194,10 +207,8 @@ def uncache(table, device: Union[None, str, int, torch.device] = None) -> None:
         keys = list(caches)
     else:
         keys = [_device_of(device).index]
-    for k in keys:
-        c = caches.pop(k, None)
-        if c is not None:   # gathers in flight on any stream may still read it
-            torch.cuda.synchronize(c.device)
+    for k in keys:   # gathers in flight keep the memory: see GpuRowCache.note_stream
+        caches.pop(k, None)
 
 
 def cache_info(table) -> Dict[str, dict]:

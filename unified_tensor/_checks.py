@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-__all__ = ["CheckQueue", "range_error", "sync_checks_forced", "queue_for", "poll", "settle_all",
+__all__ = ["CheckQueue", "DeferredIndexError", "range_error", "sync_checks_forced", "queue_for", "poll", "settle_all",
            "synchronize", "INT64_MAX", "INT64_MIN", "SLOTS"]
 
 INT64_MAX = 2**63 - 1
@@ -43,10 +43,15 @@ NOTE = ("raised by a deferred check: a CUDA gather that ran earlier read this in
         "UNIFIED_TENSOR_SYNC_CHECKS=1 to raise at the gather itself.")
 
 
-def range_error(bad: int, n: int) -> IndexError:
+class DeferredIndexError(IndexError):
+    """The IndexError of an out-of-range id found by a deferred check (raised by a later call
+    than the gather that read it); same message as the immediate check."""
+
+
+def range_error(bad: int, n: int, deferred: bool = False) -> IndexError:
     """The IndexError of an out-of-range row id (the one message, immediate or deferred)."""
-    return IndexError(f"index {bad} is out of range for a table of {n} rows "
-                      f"(valid: -{n} <= index < {n})")
+    cls = DeferredIndexError if deferred else IndexError
+    return cls(f"index {bad} is out of range for a table of {n} rows (valid: -{n} <= index < {n})")
 
 
 def first_bad(lo: int, hi: int, n: int) -> Optional[int]:
@@ -139,26 +144,36 @@ class CheckQueue:
             return len(self._pending)
 
     def _settle_locked(self, block: bool) -> None:
-        still = collections.deque()
-        hit = []
-        for slot, event, n in self._pending:   # events of several streams complete in any order
-            if block:
-                event.synchronize()
-            elif not event.query():
-                still.append((slot, event, n))
-                continue
-            lo, hi = (int(v) for v in self.host_buf[slot].tolist())
-            bad = first_bad(lo, hi, n)
-            if bad is not None:
-                err = range_error(bad, n)
-                if hasattr(err, "add_note"):
-                    err.add_note(NOTE)
-                self._errors.append(err)
-                hit.append(slot)
-            self._free.append(slot)
-        self._pending = still
-        if hit:
-            self.reset_slots(hit)
+        """Check the records whose copies have landed, oldest first. Without ``block`` it stops at
+        the first check still in flight (events of one stream complete in order, so this is one
+        query per call in the common case; a check on another stream waits its turn)."""
+        pending, done = self._pending, []
+        try:
+            while pending:
+                slot, event, n = pending[0]
+                if block:
+                    event.synchronize()
+                elif not event.query():
+                    break
+                pending.popleft()
+                done.append((slot, n))
+        finally:   # whatever was taken off the queue is settled, even if a wait raised
+            dirty = []
+            for slot, n in done:
+                lo, hi = (int(v) for v in self.host_buf[slot].tolist())
+                bad = first_bad(lo, hi, n)
+                if bad is not None:
+                    err = range_error(bad, n, deferred=True)
+                    if hasattr(err, "add_note"):
+                        err.add_note(NOTE)
+                    self._errors.append(err)
+                if (lo, hi) != (INT64_MAX, INT64_MIN):   # hit (or written): reset before reuse
+                    dirty.append(slot)
+            try:
+                if dirty:
+                    self.reset_slots(dirty)
+            finally:
+                self._free.extend(slot for slot, _ in done)
 
     def _raise_locked(self) -> None:
         if self._errors:
@@ -220,9 +235,18 @@ def queue_for(device: torch.device) -> CheckQueue:
     return q
 
 
+def capturing() -> bool:
+    """Whether the current CUDA stream is capturing a CUDA graph (False without CUDA)."""
+    try:
+        return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    except RuntimeError:
+        return False
+
+
 def poll() -> None:
-    """Raise the oldest deferred error whose check has landed, on any device (never blocks)."""
-    if _queues:
+    """Raise the oldest deferred error whose check has landed, on any device (never blocks).
+    Skipped while a CUDA graph is being captured (event queries are illegal then)."""
+    if _queues and not capturing():
         for q in list(_queues.values()):
             q.settle(block=False)
 
@@ -271,7 +295,13 @@ def _report_at_exit() -> None:
                              f"index and nothing raised it before exit: IndexError: {err}\n")
 
 
+_orphans: list = []
+
+
 def _forget_in_child() -> None:
+    """A forked child cannot use the parent's CUDA state: it starts with no queue, and keeps the
+    parent's alive forever (freeing pinned memory or events there would call CUDA)."""
+    _orphans.append(dict(_queues))
     _queues.clear()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import threading
 from typing import Optional, Sequence, Union
 
@@ -94,7 +95,23 @@ _inflight: "collections.deque" = collections.deque()
 _inflight_lock = threading.Lock()
 
 
+_inflight_orphans: list = []
+_inflight_fork_hook = False
+
+
+def _inflight_forget_in_child() -> None:
+    """A forked child keeps the parent's events and tables referenced forever: releasing them
+    would call CUDA, which a forked child cannot use."""
+    global _inflight
+    _inflight_orphans.append(_inflight)
+    _inflight = collections.deque()
+
+
 def _keep_until_done(obj, device: torch.device) -> None:
+    global _inflight_fork_hook
+    if not _inflight_fork_hook:
+        _inflight_fork_hook = True
+        os.register_at_fork(after_in_child=_inflight_forget_in_child)
     ev = torch.cuda.Event()
     ev.record(torch.cuda.current_stream(device))
     with _inflight_lock:
@@ -124,17 +141,58 @@ def _check_mode(validate) -> str:
     raise ValueError(f"validate must be True, False or 'sync', got {validate!r}")
 
 
-def _defer_range_check(device: torch.device, flat: torch.Tensor, n: int) -> None:
-    """Record ``flat``'s range on the device for a deferred IndexError (no host sync), where no
-    gather kernel records it."""
+def _defer_range_check(device: torch.device, flat: torch.Tensor, n: int,
+                       valid: Optional[torch.Tensor] = None) -> None:
+    """Record the smallest and largest **out-of-range** id of ``flat`` on the device for a
+    deferred IndexError (no host sync), where no gather kernel records them. In-range ids leave
+    the record at its sentinels, as the kernel does, so a clean slot is reused as it is."""
+    fl = flat.long()
+    if valid is None:
+        valid = (fl >= -n) & (fl < n)
+    lo = torch.where(valid, _checks.INT64_MAX, fl).amin()
+    hi = torch.where(valid, _checks.INT64_MIN, fl).amax()
     q = _checks.queue_for(device)
     slot = q.acquire()
     try:
-        q.device_buf[slot].copy_(torch.stack(torch.aminmax(flat)))
+        q.device_buf[slot].copy_(torch.stack((lo, hi)))
     except BaseException:
-        q.release(slot)
+        _release_quietly(q, slot)
         raise
     q.submit(slot, n)
+
+
+def _release_quietly(q, slot: int) -> None:
+    """Give a record slot back after a failed launch without hiding the launch's error (a
+    release on a broken context may fail too; the slot is then lost, not reused dirty)."""
+    try:
+        q.release(slot)
+    except Exception:
+        pass
+
+
+def _gather_device_table(plain: torch.Tensor, flat: torch.Tensor, n: int, shape, row_shape,
+                         out: Optional[torch.Tensor], mode: str, device: torch.device) -> torch.Tensor:
+    """Rows of a table already in this GPU's memory (``index_select``). Out-of-range ids read
+    row 0 and come out as zeros (``index_select`` would assert on the device and poison the
+    context); ``mode`` "deferred" records them for a later IndexError, "sync" checks first.
+    Without ``out`` the result keeps autograd (a table that requires grad)."""
+    if mode == "sync" or n == 0:
+        _check_range(flat, n)
+    if n > 2**31 - 1:   # int32 ids against a table this long: compare in int64
+        flat = flat.long()
+    valid = (flat >= -n) & (flat < n)
+    wrapped = torch.where(valid, torch.where(flat < 0, flat + n, flat), 0)
+    keep = valid.view((-1,) + (1,) * len(row_shape))
+    if out is None:
+        res = torch.index_select(plain, 0, wrapped).masked_fill(~keep, 0).view(shape)
+    else:
+        res = _prepare_out(out, shape, plain.dtype, device)
+        flat_res = res.view((flat.shape[0],) + row_shape)
+        torch.index_select(plain, 0, wrapped, out=flat_res)
+        flat_res.masked_fill_(~keep, 0)
+    if mode == "deferred":
+        _defer_range_check(device, flat, n, valid)
+    return res
 
 
 def _table_parts(table: torch.Tensor):
@@ -275,24 +333,18 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
 
     if device.type != "cuda":
         raise ValueError(f"index on unsupported device {device}")
+    if mode == "deferred" and _checks.capturing():
+        # CUDA graph capture: no record or event query may be captured; the kernel still never
+        # reads out of range and writes such rows as zeros. Check with validate="sync" outside.
+        mode = "off"
     _checks.poll()   # an earlier gather's deferred IndexError surfaces here
-    res = _prepare_out(out, shape, plain.dtype, device)
-    if flat.numel() == 0:
-        return res
     if plain.device.type == "cuda":
         if plain.device != device:
             raise ValueError(f"index is on {device} but the table is on {plain.device}")
-        if mode == "sync" or n == 0:
-            _check_range(flat, n)
-        # Out-of-range ids read row 0 and come out as zeros (index_select would assert on the
-        # device and poison the context); "deferred" records their range for a later IndexError.
-        valid = (flat >= -n) & (flat < n)
-        wrapped = torch.where(valid, torch.where(flat < 0, flat + n, flat), 0)
-        flat_res = res.view((flat.shape[0],) + row_shape)
-        torch.index_select(plain, 0, wrapped, out=flat_res)
-        flat_res.masked_fill_(~valid.view((-1,) + (1,) * len(row_shape)), 0)
-        if mode == "deferred":
-            _defer_range_check(device, flat, n)
+        if flat.numel():
+            return _gather_device_table(plain, flat, n, shape, row_shape, out, mode, device)
+    res = _prepare_out(out, shape, plain.dtype, device)
+    if flat.numel() == 0:
         return res
 
     # Say what is actually wrong, most specific first.
@@ -326,6 +378,8 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     # A GPU row cache (ut.cache) on this device: its rows are read from GPU memory, in the kernel.
     dev_index = device.index if device.index is not None else torch.cuda.current_device()
     cache = table._ut_caches.get(dev_index) if is_unified and table._ut_caches else None
+    if cache is not None:   # its memory is not reused while this stream's kernel may read it
+        cache.note_stream(torch.cuda.current_stream(device))
     q = slot = None
     if mode == "deferred" and row_bytes == 0:   # no kernel runs for zero-width rows
         _defer_range_check(device, flat, n)
@@ -339,7 +393,7 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
                          slot_ptr=cache.slot_of.data_ptr() if cache is not None else 0)
     except BaseException:
         if q is not None:
-            q.release(slot)
+            _release_quietly(q, slot)
         raise
     if q is not None:
         q.submit(slot, n)

@@ -56,9 +56,15 @@ def check_writable(t: torch.Tensor, name: str) -> None:
                            f"another tensor or pass a writable copy to ut.unified")
 
 
+# Augmented assignments (t += 1 ...): in place. Not __int__, __index__, __invert__, __iter__.
+_INPLACE_DUNDERS = {f"__i{op}__" for op in ("add", "sub", "mul", "matmul", "truediv", "floordiv",
+                                            "div", "mod", "pow", "lshift", "rshift", "and", "or",
+                                            "xor")} | {"__setitem__"}
+
+
 def _is_inplace(func) -> bool:
     name = getattr(func, "__name__", "")
-    if name == "__setitem__" or (name.startswith("__i") and name.endswith("__")):
+    if name in _INPLACE_DUNDERS:
         return True
     return name.endswith("_") and not name.startswith("_") and name not in _METADATA_INPLACE
 
@@ -133,13 +139,17 @@ class UnifiedTensor(torch.Tensor):
             if bound is not None:
                 return gather(bound[1], bound[0])
         result = func(*_unwrap(args), **_unwrap(kwargs))
-        if args and isinstance(args[0], UnifiedTensor) and _is_inplace(func):
-            if args[0]._ut_caches:
+        target = kwargs.get("out")
+        if not isinstance(target, UnifiedTensor):
+            target = args[0] if args and isinstance(args[0], UnifiedTensor) and _is_inplace(func) \
+                else None
+        if target is not None:   # written in place: t.mul_(2), t[i] = v, t += 1, out=t
+            if target._ut_caches:
                 from ._cache import refresh_all   # the GPU copies of cached rows follow the change
 
-                refresh_all(args[0])
-            if result is args[0]._ut_plain:   # t += 1, t.mul_(2): t stays a UnifiedTensor
-                return args[0]
+                refresh_all(target)
+            if result is target._ut_plain:   # t stays a UnifiedTensor
+                return target
         return result
 
     @property

@@ -250,3 +250,52 @@ def test_loaders_gather_from_the_users_unified_table_so_its_cache_is_used():
     assert torch.equal(batch.x, feats._ut_plain[batch.n_id])
     x_tables = [t for key, (_, t) in pyg_loader._tables.items() if "x" in key]
     assert x_tables and all(t is feats for t in x_tables)
+
+
+def test_out_argument_writing_into_the_table_refreshes_its_caches():
+    class FakeCache:
+        refreshed = 0
+
+        def refresh(self, plain):
+            FakeCache.refreshed += 1
+
+    t = ut.unified(torch.zeros(3))
+    t._ut_caches[0] = FakeCache()
+    r = torch.add(torch.ones(3), 1, out=t)
+    assert FakeCache.refreshed == 1 and r is t and t._ut_plain.tolist() == [2.0, 2.0, 2.0]
+    torch.add(t, 1)                  # reading it: no refresh
+    assert FakeCache.refreshed == 1
+
+
+@gpu
+def test_cuda_hit_rate_ignores_out_of_range_ids_and_gather_under_graph_capture():
+    ref, t = _table()
+    ut.cache(t, ids=torch.arange(10))
+    c = t._ut_caches[torch.cuda.current_device()]
+    assert c.hit_rate(torch.tensor([0, 5, N, -N - 1, 20], device="cuda")) == pytest.approx(0.4)
+    torch.cuda.synchronize()         # the context is healthy after the out-of-range ids
+    idx = torch.arange(0, N, 7, device="cuda")
+    out = torch.empty(idx.numel(), 12, device="cuda")
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        ut.gather(t, idx, out=out)   # warm-up outside the capture
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):    # default validation under capture: no record, no query
+        ut.gather(t, idx, out=out, sorted_order=False)
+    out.zero_()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), ref[idx.cpu()])
+
+
+@gpu
+def test_cuda_requires_grad_gpu_table_through_the_dataloader_gather():
+    from samplers._dataloader import _gather
+
+    table = torch.randn(20, 3, device="cuda", requires_grad=True)
+    res = _gather(table, torch.tensor([1, 2], device="cuda"), None, validate=True)
+    res.sum().backward()
+    assert table.grad[1].tolist() == [1.0, 1.0, 1.0]
+    ut.synchronize()

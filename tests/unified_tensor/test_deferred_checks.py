@@ -116,11 +116,13 @@ def test_events_complete_out_of_order():
     q.submit(a, 5)
     q.submit(b, 5)
     events[1].done = True
-    q.settle()                       # b is clean; a is still in flight
-    assert q.in_flight == 1
+    q.settle()                       # a (older) still in flight: settled in order, b waits
+    assert q.in_flight == 2
     events[0].done = True
     with pytest.raises(IndexError, match="index 7 is out of range for a table of 5 rows"):
         q.settle()
+    assert q.in_flight == 0
+    q.settle(block=True)
 
 
 def test_several_errors_raise_the_oldest_and_count_the_rest():
@@ -365,3 +367,116 @@ def test_cuda_unraised_error_is_reported_at_exit():
                          timeout=300)
     assert res.returncode == 0, res.stderr
     assert "index 12 is out of range for a table of 10 rows" in res.stderr
+
+
+# ------------------------------------------------------------- review findings, on the CPU
+@pytest.fixture
+def cpu_queue(monkeypatch):
+    """The library's deferred-check calls routed to a CPU queue with fake events."""
+    q, events = make_queue(slots=2)
+    monkeypatch.setattr(_checks, "queue_for", lambda device: q)
+    return q, events
+
+
+@pytest.mark.parametrize("idtype", [torch.int32, torch.int64], ids=str)
+def test_range_record_holds_only_out_of_range_ids(cpu_queue, idtype):
+    """A clean record stays at its sentinels (valid ids are not recorded), so a reused slot never
+    carries an earlier call's range into a gather against a smaller table."""
+    from unified_tensor._gather import _defer_range_check
+
+    q, events = cpu_queue
+    _defer_range_check(torch.device("cpu"), torch.tensor([-1000, 999, 5], dtype=idtype), 1000)
+    assert q.device_buf.tolist() == [[_checks.INT64_MAX, _checks.INT64_MIN]] * 2
+    events[-1].done = True
+    q.settle()
+    _defer_range_check(torch.device("cpu"), torch.tensor([3, 12, -20, 40, 0], dtype=idtype), 10)
+    events[-1].done = True
+    with pytest.raises(_checks.DeferredIndexError, match="index -20 is out of range"):
+        q.settle()
+    for _ in range(4):               # both slots clean again: in-range gathers never raise
+        _defer_range_check(torch.device("cpu"), torch.tensor([0, 9], dtype=idtype), 10)
+        events[-1].done = True
+        q.settle()
+
+
+def test_a_written_in_range_record_is_reset_before_reuse(cpu_queue):
+    q, events = cpu_queue
+    s = q.acquire()
+    q.device_buf[s] = torch.tensor([-5, 5])   # a record written with in-range values
+    q.submit(s, 100)
+    events[-1].done = True
+    q.settle()
+    assert q.device_buf[s].tolist() == [_checks.INT64_MAX, _checks.INT64_MIN]
+
+
+def test_failed_wait_keeps_unsettled_checks_pending():
+    q, events = make_queue()
+    a, b = q.acquire(), q.acquire()
+    q.submit(a, 5)
+    q.submit(b, 5)
+
+    def broken():
+        raise RuntimeError("CUDA error")
+    events[1].synchronize = broken
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        q.settle(block=True)
+    assert q.in_flight == 1          # a settled and free, b still pending, never both
+    assert sorted(q._free).count(a) == 1 and b not in q._free
+
+
+def test_deferred_error_is_an_index_error_subclass():
+    err = _checks.range_error(7, 5, deferred=True)
+    assert isinstance(err, IndexError) and isinstance(err, _checks.DeferredIndexError)
+    assert type(_checks.range_error(7, 5)) is IndexError
+
+
+def test_forked_child_keeps_the_parents_queues_alive(monkeypatch):
+    q, _ = make_queue()
+    monkeypatch.setitem(_checks._queues, 0, q)
+    monkeypatch.setattr(_checks, "_orphans", [])
+    _checks._forget_in_child()
+    assert _checks._queues == {} and _checks._orphans[0][0] is q
+
+
+def test_capturing_is_false_without_cuda():
+    if not torch.cuda.is_available():
+        assert _checks.capturing() is False
+
+
+def test_device_table_path_on_cpu_tensors(cpu_queue):
+    """The GPU-resident path's logic, run on CPU tensors: zeros for bad ids, autograd kept
+    without out=, out= filled, int32 ids against a table longer than 2**31 rows compared in
+    int64."""
+    from unified_tensor._gather import _gather_device_table
+
+    q, events = cpu_queue
+    table = torch.arange(12.0).view(6, 2).requires_grad_()
+    idx = torch.tensor([1, 9, -1, -7])
+    res = _gather_device_table(table, idx, 6, (4, 2), (2,), None, "deferred", torch.device("cpu"))
+    assert res.tolist() == [[2.0, 3.0], [0.0, 0.0], [10.0, 11.0], [0.0, 0.0]]
+    res.sum().backward()             # a table that requires grad keeps its gradient path
+    assert table.grad.tolist() == [[0, 0], [1, 1], [0, 0], [0, 0], [0, 0], [1, 1]]
+    events[-1].done = True
+    with pytest.raises(IndexError, match="index -7 is out of range for a table of 6 rows"):
+        q.settle()
+    out = torch.full((4, 2), 7.0)
+    _gather_device_table(table.detach(), idx, 6, (4, 2), (2,), out, "off", torch.device("cpu"))
+    assert out.tolist() == res.tolist()
+    big = _gather_device_table(table.detach(), torch.tensor([0, 5], dtype=torch.int32), 2**33,
+                               (2, 2), (2,), None, "off", torch.device("cpu"))
+    assert big.tolist() == [[0.0, 1.0], [10.0, 11.0]]
+
+
+def test_in_place_detection_is_exact():
+    from unified_tensor._tensor import _is_inplace
+
+    for f in (torch.Tensor.__int__, torch.Tensor.__index__, torch.Tensor.__invert__,
+              torch.Tensor.__iter__, torch.Tensor.add, torch.Tensor.share_memory_):
+        assert not _is_inplace(f), f
+    for f in (torch.Tensor.__iadd__, torch.Tensor.__setitem__, torch.Tensor.add_,
+              torch.Tensor.__ior__):
+        assert _is_inplace(f), f
+    a = np.arange(4, dtype=np.int64)
+    a.flags.writeable = False
+    ro = ut.unified(a)               # read-only: reading it as an int or inverting is not a write
+    assert int(ro[torch.tensor([3])][0]) == 3 and (~ro).tolist() == [-1, -2, -3, -4]
