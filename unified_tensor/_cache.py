@@ -9,8 +9,9 @@ of a small fraction of the rows takes a large share of the reads off PCIe (PaGra
 
 Per cached GPU: the rows (``k * row_bytes``) and a slot map of 4 bytes per table row (``int32``,
 the row's slot or -1). The cache is a copy: an in-place change made through the UnifiedTensor
-(``feats[i] = v``, ``feats.mul_(2)``) refreshes it; a change made behind its back (through the
-NumPy array or tensor it wraps) needs ``ut.cache(feats, ...)`` again.
+(``feats[i] = v``, ``feats.mul_(2)``, ``out=feats``) refreshes it; a change made behind its back
+(through the NumPy array or tensor it wraps, or through a view such as ``feats[0:10].mul_(2)``,
+which is a plain tensor) needs ``ut.cache(feats, ...)`` again.
 """
 from __future__ import annotations
 
