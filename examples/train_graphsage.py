@@ -167,6 +167,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "memory (the upper bound; needs them to fit)")
     t.add_argument("--no-overlap", action="store_true",
                    help="unified/gpu: produce each batch in the training thread (no prefetch)")
+    t.add_argument("--cache-fraction", type=float, default=0.0,
+                   help="unified on a GPU: share of the nodes whose feature rows are kept in a GPU "
+                        "hot-row cache (ut.cache, highest out-degree first); 0: none")
     t.add_argument("--max-threads", type=int, default=None,
                    help="cap on the resident GPU threads of the feature gather; if not given, "
                         "the gather picks its own")
@@ -183,8 +186,12 @@ def main(argv=None) -> History:
           f"fanouts {fanouts} | batch {args.batch_size} | hidden {args.hidden} | "
           f"CUDA path {'on' if ut.cuda_available() else 'off'}", flush=True)
 
+    if not 0.0 <= args.cache_fraction <= 1.0:
+        fail(f"--cache-fraction must be in [0, 1], got {args.cache_fraction}")
+    if args.cache_fraction and (args.loader != "unified" or device.type != "cuda"):
+        fail("--cache-fraction needs --loader unified on a CUDA device (the cache is GPU memory)")
     pipe = Pipeline(args.loader, ds, device, fanouts, args.batch_size, not args.no_overlap,
-                    args.seed, args.max_threads)
+                    args.seed, args.max_threads, cache_fraction=args.cache_fraction)
     model = GraphSAGE(ds.feat_dim, args.hidden, ds.num_classes, len(fanouts),
                       args.dropout).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)

@@ -134,3 +134,20 @@ def test_missing_ogb_dataset_exits_with_one_line(script, case, tmp_path):
         assert str(root / "ogbn_products") in lines[0] and "never downloads" in lines[0]
     else:
         assert "needs --ogb-root" in lines[0]
+
+
+@pytest.mark.parametrize("script, args, msg", [
+    ("examples/train_graphsage.py", ["--cache-fraction", "0.1", "--device", "cpu"],
+     "--cache-fraction needs --loader unified on a CUDA device"),
+    ("examples/train_graphsage.py", ["--cache-fraction", "2", "--device", "cpu"],
+     "--cache-fraction must be in [0, 1]"),
+    ("examples/train_multi_gpu.py", ["--device", "cpu", "--world-size", "0"],
+     "--world-size must be >= 1"),
+    ("examples/train_multi_gpu.py", ["--device", "cuda:1"], "--device must be 'auto', 'cuda' or 'cpu'"),
+])
+def test_bad_option_values_exit_with_one_line(script, args, msg):
+    p = run_script(script, "--nodes", "1000", "--cache", "none", *args, check=False, timeout=300)
+    assert p.returncode == 2, p.stdout + p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert lines[0].startswith(f"{os.path.basename(script)}: error: ") and msg in lines[0], lines[0]

@@ -75,6 +75,14 @@ def test_graphsage_unified_cuda(tmp_path):
     assert rec["params"]["fanouts"] == "15,10,5"
 
 
+@pytest.mark.gpu
+def test_graphsage_unified_cuda_with_cache(tmp_path):
+    rec = run_example("train_graphsage.py", ["--loader", "unified", "--device", "cuda",
+                                             "--cache-fraction", "0.2"], tmp_path)
+    check_learns(rec)
+    assert rec["params"]["cache_fraction"] == 0.2
+
+
 # ------------------------------------------------------------------------------ multi-GPU (DDP)
 def test_multi_gpu_ddp_on_cpu_ranks(tmp_path):
     """Two DDP ranks (CPU processes, gloo) train from one shared host copy of the features: every
