@@ -714,12 +714,14 @@ class _LoaderIter:
         epoch = _Epoch(loader, loader._epoch_order(), number)
         self._thread: Optional[threading.Thread] = None
         self._done = False
+        self._side = None
         if epoch.cuda:
             # Whatever the user's stream produced so far (graph / indices / tables moved to the
             # GPU) must be complete before the side stream reads it.
             current = torch.cuda.current_stream(self._device)
             if epoch.stream is not None:
                 epoch.stream.wait_stream(current)
+                self._side = epoch.stream
         if loader.prefetch == 0:
             self._sync = epoch.batches()
             return
@@ -797,6 +799,13 @@ class _LoaderIter:
             if thread.is_alive():
                 logger.warning("DataLoader: producer thread %s still running %.0f s after stop; "
                                "it exits after its current batch", thread.name, _JOIN_TIMEOUT_S)
+        if self._side is not None:
+            # Batches dropped unconsumed (a break) may still be sampled / gathered on the side
+            # stream, reading the loader's GPU tensors (a GPU graph, seed ids, GPU tables) that
+            # were never recorded on it: the user's stream waits for them (on the GPU, no host
+            # sync) before anything it frees can be reused.
+            with contextlib.suppress(Exception):
+                torch.cuda.current_stream(self._device).wait_stream(self._side)
 
     def __del__(self) -> None:
         try:

@@ -36,7 +36,8 @@ __all__ = ["relabel_padded", "sample_blocks_one_sync", "padded_sizes_fit"]
 Tensor = torch.Tensor
 
 # Entries (edges of a layer + its padded source nodes) the padded arrays may hold over a batch
-# before the sampler keeps the per-layer path: ~2 GiB of int64 working arrays at the bound.
+# before the sampler keeps the per-layer path: relabel_padded keeps about ten int64 arrays of a
+# layer's size alive at once, so up to ~5 GiB of GPU working memory at the bound.
 MAX_PADDED_ENTRIES = 1 << 26
 
 
@@ -99,7 +100,8 @@ def relabel_padded(first: Tensor, rest: Tensor) -> Tuple[Tensor, Tensor, Tensor]
     return uniq[:m].to(first.dtype), local_all[first.numel():], num
 
 
-# A layer function: (graph, padded dst, fanout, replace, key, excl) ->
+# A layer function: (graph, padded dst, fanout, replace, key, excl, pad=) -> (with pad, negative
+#   dst entries are padding; without, out-of-range in either direction sets the error flag)
 #   (src, dst_pos, eid, total, err): padded outputs of at least total entries whose first `total`
 #   are the edges (src: global ids; dst_pos: index into dst; eid: edge ids; -1 past them), the
 #   edge count and an error flag (0-d device tensors).
@@ -127,7 +129,10 @@ def sample_blocks_one_sync(graph, seeds: Tensor, fanouts: List[int], replace: bo
     layers = []
     for layer in range(len(fanouts)):
         fanout = fanouts[-1 - layer]
-        src, dst_pos, eid, total, err = layer_fn(graph, dst, fanout, replace, layer_key(layer), excl)
+        # Layer 0's destination nodes are the user's seeds: a negative one is an error there,
+        # not padding (padding exists only from layer 1 on).
+        src, dst_pos, eid, total, err = layer_fn(graph, dst, fanout, replace, layer_key(layer), excl,
+                                                 pad=layer > 0)
         uniq, local, num = relabel_padded(dst, src)
         layers.append((dst, uniq, local, dst_pos, eid, total, num, err))
         dst = uniq[:graph.num_nodes]   # never more unique nodes than the graph has
@@ -142,7 +147,10 @@ def sample_blocks_one_sync(graph, seeds: Tensor, fanouts: List[int], replace: bo
     num_dst = seeds.numel()
     for (d, uniq, local, dst_pos, eid, _, _, _), (total, num, _) in zip(layers, sizes):
         edge_index = torch.stack([local[:total], dst_pos[:total]])
-        blocks.append(Block._from_edge_index(uniq[:num], d[:num_dst], edge_index, eid[:total]))
+        # Copies, not views: a view would keep each padded buffer (sized by the bound) alive as
+        # long as the batch (the prefetch queue holds several).
+        blocks.append(Block._from_edge_index(uniq[:num].clone(), d[:num_dst].clone(), edge_index,
+                                             eid[:total].clone()))
         num_dst = num
     blocks.reverse()
     input_nodes = blocks[0].srcdata["_ID"] if blocks else seeds
@@ -150,9 +158,11 @@ def sample_blocks_one_sync(graph, seeds: Tensor, fanouts: List[int], replace: bo
 
 
 def layer_padded_cuda(graph, dst: Tensor, fanout: int, replace: bool, key: int,
-                      excl: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                      excl: Optional[Tensor], pad: bool = True
+                      ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One layer on the GPU with outputs sized by the bound ``len(dst) * fanout`` (no sync):
-    ``sample_count`` (negative seeds are padding), an on-device prefix sum, ``sample_fill``."""
+    ``sample_count`` (with ``pad``, negative seeds are padding; without, an error), an on-device
+    prefix sum, ``sample_fill``."""
     from ._sampler_cuda import _Launch
 
     launch = _Launch(graph, dst, excl)
@@ -165,7 +175,7 @@ def layer_padded_cuda(graph, dst: Tensor, fanout: int, replace: bool, key: int,
     out_eid = torch.full((bound,), -1, dtype=torch.int64, device=dev)
     out_dst = torch.full((bound,), -1, dtype=torch.int64, device=dev)
     if n:
-        launch.count(fanout, replace, True, counts, err)
+        launch.count(fanout, replace, pad, counts, err)
         torch.cumsum(counts, 0, out=offsets[1:])
         if bound:
             launch.fill(offsets, fanout, replace, key, out_src, out_eid, out_dst)

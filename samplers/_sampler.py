@@ -293,7 +293,11 @@ class NeighborSampler:
             if t.dtype not in (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8) or t.dim() != 1:
                 raise TypeError(f"seeds[{nt!r}] must be a 1-D integer tensor, got {t.dtype} "
                                 f"of shape {tuple(t.shape)}")
-            if t.numel() and (check_distinct or not t.is_cuda):
+            # Range: always on the CPU and with distinct checks; for unchecked CUDA seeds the
+            # count kernel flags out-of-range ids, except where the cast to the graph's idtype
+            # could wrap them (int64 -> int32), which is checked here as for homogeneous seeds.
+            narrowing = t.dtype == torch.int64 and graph.idtype == torch.int32
+            if t.numel() and (check_distinct or not t.is_cuda or narrowing):
                 lo, hi = torch.stack([t.min().long(), t.max().long()]).tolist()
                 if lo < 0 or hi >= n:
                     raise IndexError(f"seeds[{nt!r}] must be node ids in [0, {n}), got "
@@ -305,6 +309,8 @@ class NeighborSampler:
                                  "graph.pin() (UVA) or graph.to('cuda'), or pass CPU seeds")
             if not t.is_cuda and graph.placement == "cuda":
                 raise ValueError(f"seeds are on the CPU but the graph is on {graph.device}")
+            if t.is_cuda and graph.placement == "cuda" and t.device != graph.device:
+                raise ValueError(f"seeds[{nt!r}] are on {t.device} but the graph is on {graph.device}")
             devices.add(t.device)
             checked[nt] = t.to(graph.idtype).contiguous()
         if len(devices) != 1:

@@ -63,6 +63,9 @@ class _Launch:
     with the argument lists both layer paths (per-layer and one-sync) share."""
 
     def __init__(self, graph, seeds: torch.Tensor, excl: Optional[torch.Tensor]) -> None:
+        if seeds.dtype != graph.idtype:   # the kernels read seeds as the graph's id type
+            raise TypeError(f"internal: seeds of dtype {seeds.dtype} for a graph of {graph.idtype}")
+        seeds = seeds.contiguous()        # kept alive by self until launched
         self.graph, self.seeds = graph, seeds
         dev = seeds.device
         self.dev = dev

@@ -369,6 +369,11 @@ class _PyGLoader(_LoaderCore):
             for value in store.values():
                 if isinstance(value, Tensor):
                     yield value
+            # PyG keeps underscore attributes (bidirectional sampling's _orig_edge_index) in the
+            # store's __dict__, not among its values: hand those over too.
+            orig = vars(store).get("_orig_edge_index")
+            if isinstance(orig, Tensor):
+                yield orig
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

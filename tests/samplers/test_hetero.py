@@ -182,3 +182,13 @@ def test_gpu_matches_cpu(placement):
         for nt in bc.srcdata["_ID"]:
             assert torch.equal(bc.srcdata["_ID"][nt].sort().values.long(),
                                bg.srcdata["_ID"][nt].cpu().sort().values.long())
+
+
+@pytest.mark.gpu
+def test_gpu_unchecked_int64_seeds_that_an_int32_graph_would_wrap_raise():
+    """int64 CUDA seeds for an int32 graph: an id that the cast would wrap into range (2**32 + 3
+    -> 3) is refused, not sampled as another node."""
+    g = HeteroCSCGraph.from_edge_index_dict(edge_dict(idtype=torch.int32), NUM).pin()
+    bad = {"paper": torch.tensor([1, 2**32 + 3], device="cuda")}
+    with pytest.raises(IndexError, match=r"seeds\['paper'\] must be node ids in \[0, 60\)"):
+        NeighborSampler([2]).sample_distinct(g, bad)

@@ -44,8 +44,14 @@ def test_relabel_padded_all_padding_and_empty():
     assert int(num) == 0 and uniq.numel() == 0 and local.numel() == 0
 
 
-def layer_padded_cpu(graph, dst, fanout, replace, key, excl):
-    """The CUDA layer's contract on the CPU: padded outputs of len(dst) * fanout entries."""
+def layer_padded_cpu(graph, dst, fanout, replace, key, excl, pad=True):
+    """The CUDA layer's contract on the CPU: padded outputs of len(dst) * fanout entries; with
+    ``pad`` negative entries are padding, without it they (like ids >= n) set the error flag."""
+    if not pad and bool((dst < 0).any()):
+        bound = dst.numel() * fanout
+        empty = torch.full((bound,), -1, dtype=torch.int64)
+        return (empty.to(graph.idtype), empty, empty.clone(), torch.tensor(0),
+                torch.tensor(1, dtype=torch.int32))
     valid = dst[dst >= 0]
     assert torch.equal(dst[: valid.numel()], valid), "padding is a tail"
     ip, ix = _plain(graph.indptr).numpy(), _plain(graph.indices).numpy()
@@ -103,7 +109,7 @@ def test_pipeline_equals_the_cpu_sampler_with_one_read(idtype, fanouts, replace,
 def test_out_of_range_seed_reported_after_the_read():
     g = _graph(torch.int64)
 
-    def flagging(graph, dst, fanout, replace, key, excl):
+    def flagging(graph, dst, fanout, replace, key, excl, pad=True):
         out = layer_padded_cpu(graph, dst.clamp(max=graph.num_nodes - 1), fanout, replace, key, excl)
         return out[:4] + (torch.tensor(1, dtype=torch.int32),)
 
@@ -219,3 +225,21 @@ def test_padded_sizes_bound_the_working_arrays():
     # ...a big one does not: the per-layer path is used.
     assert not padded_sizes_fit(4096, [100, 100, 100], 10**8)
     assert not padded_sizes_fit(10, [5], 100, limit=50) and padded_sizes_fit(10, [5], 100, limit=110)
+
+
+def test_negative_seed_is_an_error_not_padding():
+    """Layer 0's destination nodes are the caller's seeds: a negative one must raise (the CUDA
+    count kernel runs without pad_negative there), never be taken for padding."""
+    g = _graph(torch.int64)
+    pads = []
+
+    def recording(graph, dst, fanout, replace, key, excl, pad=True):
+        pads.append(pad)
+        return layer_padded_cpu(graph, dst, fanout, replace, key, excl, pad=pad)
+
+    sample_blocks_one_sync(g, torch.tensor([0, 5, 9]), [2, 2, 2], False, lambda layer: 1, None,
+                           layer_fn=recording)
+    assert pads == [False, True, True]
+    with pytest.raises(IndexError, match=r"seeds must be node ids in \[0, 400\), got -1"):
+        sample_blocks_one_sync(g, torch.tensor([0, -1, 2]), [2], False, lambda layer: 1, None,
+                               layer_fn=layer_padded_cpu)

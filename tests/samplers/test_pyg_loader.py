@@ -414,8 +414,14 @@ def test_hetero_disjoint(hetero):
 def test_bidirectional(data):
     kw = dict(batch_size=60, seed=7)
     directed = list(NeighborLoader(data, [4, 3], **kw))
-    bidir = list(NeighborLoader(data, [4, 3], subgraph_type="bidirectional", **kw))
+    loader = NeighborLoader(data, [4, 3], subgraph_type="bidirectional", **kw)
+    bidir = list(loader)
     assert len(directed) == len(bidir)
+    # the GPU hand-over reaches _orig_edge_index too (set from a sampler output's orig_row /
+    # orig_col; PyG keeps it in the store's __dict__, not among the store's values)
+    b0 = bidir[0]
+    b0._orig_edge_index = torch.zeros(2, 3, dtype=torch.int64)
+    assert any(t is b0._orig_edge_index for t in loader._batch_tensors(b0))
     for d, b in zip(directed, bidir):
         assert torch.equal(d.n_id, b.n_id)
         # PyG's to_bidirectional drops the per-hop counts (the merged edges are not per hop)
