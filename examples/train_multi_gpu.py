@@ -14,11 +14,16 @@ its own GPU (``ut.unified``, ``graph.pin()``), samples its share of the seeds
 hot-row cache (``--cache-fraction``, ``ut.cache``). So host memory holds the data once whatever the
 number of GPUs. The ranks all-reduce gradients (DDP) and their accuracy counts.
 
+Under ``torchrun`` (one process per rank, no parent to share from) every rank maps the dataset
+from its cached ``.npy`` files instead, one copy in the page cache (``--cache DIR``, the default;
+``--cache none`` gives every process its own copy in RAM, and says so).
+
 Runs without GPUs too (``--device cpu``: the ranks are CPU processes talking over gloo), which is
 how CI checks it::
 
     python examples/train_multi_gpu.py                              # every visible GPU
     python examples/train_multi_gpu.py --world-size 2 --device cpu  # two CPU ranks
+    torchrun --standalone --nproc_per_node 4 examples/train_multi_gpu.py
 """
 from __future__ import annotations
 
@@ -82,21 +87,43 @@ def evaluate(model, loader, device: torch.device, max_batches: Optional[int]) ->
 
 
 def run(rank: int, world: int, port: int, args, data) -> None:
-    """One rank: its GPU (or the CPU), its share of every epoch's seeds."""
+    """One rank started by ``mp.spawn``: the data comes from the parent, as handles."""
+    rank_main(rank, rank, world, f"tcp://127.0.0.1:{port}", args, lambda: data)
+
+
+def rank_main(rank: int, local_rank: int, world: int, init_method: str, args, get_data) -> None:
+    """One rank: its GPU (``cuda:local_rank``, or the CPU), its share of every epoch's seeds."""
     cuda = args.device == "cuda"
-    device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}",
+    dist.init_process_group("nccl" if cuda else "gloo", init_method=init_method,
                             rank=rank, world_size=world)
     try:
-        train_rank(rank, world, device, args, data)
+        train_rank(rank, world, device, args, get_data())
         dist.barrier()                           # no rank leaves while another still talks
     finally:
         # The DDP model (and its reducer, which holds the process group) is gone by now: a
         # process group that outlives destroy_process_group aborts the process at exit.
         gc.collect()
         dist.destroy_process_group()
+
+
+def torchrun_data(args, rank: int):
+    """Under torchrun every process loads the dataset itself. A dataset cached on disk (the
+    synthetic graph's .npy files, ``--cache DIR``) is mapped from the same files, so the page
+    cache holds one copy; rank 0 loads (and, the first time, generates) it before the others."""
+    if rank != 0:
+        dist.barrier()
+    ds = load_dataset(args)
+    if rank == 0:
+        dist.barrier()
+    feats = (ut.unified(np.load(ds.features_path, mmap_mode="r")) if ds.features_path is not None
+             else ut.unified(ds.features))
+    return (feats, ds.labels, ds.indptr, ds.indices,
+            {"train": ds.train_idx, "val": ds.val_idx, "test": ds.test_idx},
+            {"feat_dim": ds.feat_dim, "num_classes": ds.num_classes, "num_nodes": ds.num_nodes,
+             "num_edges": ds.num_edges, "dataset_name": ds.name})
 
 
 def train_rank(rank: int, world: int, device: torch.device, args, data) -> None:
@@ -112,7 +139,8 @@ def train_rank(rank: int, world: int, device: torch.device, args, data) -> None:
             ut.cache(feats, hotness=graph.out_degrees(),
                      max_rows=int(args.cache_fraction * graph.num_nodes), device=device)
     where = ("file-backed memmap" if isinstance(feats._ut_source, np.memmap)
-             else "shared memory" if feats._ut_plain.is_shared() else "a private copy")
+             else "shared memory" if feats._ut_plain.is_shared()
+             else "a private copy (in RAM per process; --cache DIR shares one copy)")
     sys.stdout.write(f"rank {rank}: {device}, features in {where}\n")   # one write: whole lines
     sys.stdout.flush()
     fanouts = parse_fanouts(args, device)
@@ -183,19 +211,33 @@ def parse_args(argv=None) -> argparse.Namespace:
         fail(f"--device must be 'auto', 'cuda' or 'cpu' (ranks take GPUs 0..N-1), got {args.device!r}")
     if args.device == "cuda" and not torch.cuda.is_available():
         fail("--device cuda: CUDA is not available here")
+    if under_torchrun():
+        world = int(os.environ["WORLD_SIZE"])
+        if args.world_size is not None and args.world_size != world:
+            fail(f"--world-size {args.world_size} differs from torchrun's WORLD_SIZE={world}")
+        args.world_size = world
     if args.world_size is None:
         args.world_size = torch.cuda.device_count() if args.device == "cuda" else 2
     if args.world_size < 1:
         fail(f"--world-size must be >= 1, got {args.world_size}")
-    if args.device == "cuda" and args.world_size > torch.cuda.device_count():
+    if args.device == "cuda" and not under_torchrun() and args.world_size > torch.cuda.device_count():
         fail(f"--world-size {args.world_size} needs as many GPUs; {torch.cuda.device_count()} visible")
     if not 0.0 <= args.cache_fraction <= 1.0:
         fail(f"--cache-fraction must be in [0, 1], got {args.cache_fraction}")
     return args
 
 
+def under_torchrun() -> bool:
+    """Started by ``torchrun`` (``torch.distributed.run``): one process per rank already."""
+    return all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR"))
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if under_torchrun():
+        rank, local = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+        rank_main(rank, local, args.world_size, "env://", args, lambda: torchrun_data(args, rank))
+        return
     ds = load_dataset(args)
     print(f"{args.world_size} rank(s) on {args.device} | batch {args.batch_size} per rank | "
           f"CUDA path {'on' if ut.cuda_available() else 'off'}", flush=True)

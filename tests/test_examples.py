@@ -94,6 +94,28 @@ def test_multi_gpu_ddp_on_cpu_ranks(tmp_path):
     assert rec["params"]["world_size"] == 2
 
 
+def test_multi_gpu_under_torchrun_maps_one_cached_copy(tmp_path):
+    """Under torchrun every rank maps the dataset's cached .npy files (one copy in the page
+    cache); rank 0 generates them first. Same training as under mp.spawn."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "torchrun.json"
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node", "2", os.path.join(EXAMPLES, "train_multi_gpu.py"),
+                        *TINY, "--cache", str(tmp_path / "data"), "--device", "cpu",
+                        "--json", str(out)],
+                       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    for r in (0, 1):
+        assert f"rank {r}: cpu, features in file-backed memmap" in p.stdout, p.stdout
+    with open(out) as fh:
+        rec = json.load(fh)
+    check_learns(rec)
+    assert rec["params"]["world_size"] == 2
+
+
 @pytest.mark.gpu
 def test_multi_gpu_ddp_cuda_with_cache(tmp_path):
     rec = run_example("train_multi_gpu.py", ["--device", "cuda", "--world-size", "1",
