@@ -374,9 +374,9 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     if sorted_order is None:
         sorted_order = row_bytes < SORT_ROWS_BELOW and flat.numel() >= SORT_MIN_ROWS
     perm = torch.argsort(flat) if sorted_order else None
-    _pinning.note_device_use(device.index if device.index is not None else torch.cuda.current_device())
-    # A GPU row cache (ut.cache) on this device: its rows are read from GPU memory, in the kernel.
     dev_index = device.index if device.index is not None else torch.cuda.current_device()
+    _pinning.note_device_use(dev_index)
+    # A GPU row cache (ut.cache) on this device: its rows are read from GPU memory, in the kernel.
     cache = table._ut_caches.get(dev_index) if is_unified and table._ut_caches else None
     if cache is not None:   # its memory is not reused while this stream's kernel may read it
         cache.note_stream(torch.cuda.current_stream(device))

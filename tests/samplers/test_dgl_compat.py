@@ -191,3 +191,18 @@ def test_graphsage_same_accuracy_band(graph):
     # features alone give ~60%; the graph lifts a working GraphSAGE well above that
     assert acc_dgl > 0.8 and acc_ours > 0.8, (acc_dgl, acc_ours)
     assert abs(acc_dgl - acc_ours) < 0.08, (acc_dgl, acc_ours)
+
+
+def test_unified_ndata_column_is_gathered_as_that_object():
+    """g.ndata['feat'] = ut.unified(feat) (and ut.cache(...) on it): DGL keeps the object, and the
+    loader's lazy-feature path gathers from it as it is, so a GPU row cache on it is used."""
+    import unified_tensor as ut
+
+    g = dgl.rand_graph(100, 600)
+    feat = ut.unified(torch.randn(100, 4))
+    g.ndata["feat"] = feat
+    sampler = dgl.dataloading.NeighborSampler([3], prefetch_node_feats=["feat"])
+    loader = DataLoader(g, torch.arange(100), sampler, batch_size=20)
+    assert loader._parent_table("node", "feat", None) is feat
+    input_nodes, _, blocks = next(iter(loader))
+    assert torch.equal(blocks[0].srcdata["feat"], feat._ut_plain[input_nodes])
