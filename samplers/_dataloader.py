@@ -495,6 +495,9 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         from ._sampler import NeighborSampler
         self._own_sampler = isinstance(graph_sampler, (NeighborSampler, EdgePredictionSampler)) \
             and not is_dgl
+        # a subclass may override sample_distinct without the keyword: then it is not passed
+        self._seeds_checked_kw = self._own_sampler and "seeds_checked" in \
+            inspect.signature(graph_sampler.sample_distinct).parameters
         self._init_core(graph, indices, seed_kind(graph_sampler), device=device,
                         use_uva=bool(use_uva), batch_size=batch_size, drop_last=drop_last,
                         shuffle=shuffle, use_ddp=use_ddp, ddp_seed=ddp_seed,
@@ -564,7 +567,8 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
     def _produce(self, seeds: Any, positions: Tensor, batch: int) -> Any:
         if self._own_sampler:   # seeds checked distinct and in range once, at construction;
             # draws keyed by (seed, epoch, batch index): independent of prefetch depth and breaks
-            result = self.graph_sampler.sample_distinct(self.graph, seeds, batch=batch)
+            kw = {"seeds_checked": True} if self._seeds_checked_kw else {}
+            result = self.graph_sampler.sample_distinct(self.graph, seeds, batch=batch, **kw)
         else:
             result = self.graph_sampler.sample(self.graph, seeds)
         if self._is_dgl:

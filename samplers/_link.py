@@ -249,7 +249,9 @@ class EdgePredictionSampler:
             raise TypeError(f"negative_sampler must be callable or an int, got {negative_sampler!r}")
         self.sampler = sampler
         self.exclude = exclude
-        self.reverse_eids = None if reverse_eids is None else torch.as_tensor(reverse_eids).long()
+        # kept on the CPU: looked up with CPU ids per batch (never copied whole to a GPU)
+        self.reverse_eids = None if reverse_eids is None else \
+            torch.as_tensor(reverse_eids).long().cpu()
         self.reverse_etypes = dict(reverse_etypes or {})
         self.negative_sampler = negative_sampler
 
@@ -259,8 +261,11 @@ class EdgePredictionSampler:
         ``(input_nodes, pair_graph, blocks)``."""
         return self._sample(graph, seed_edges, None)
 
-    def sample_distinct(self, graph: Any, seed_edges: Any, batch: Optional[int] = None):
-        """:meth:`sample` with the draws keyed by ``batch`` (the DataLoader's batch identity)."""
+    def sample_distinct(self, graph: Any, seed_edges: Any, batch: Optional[int] = None, *,
+                        seeds_checked: bool = False):
+        """:meth:`sample` with the draws keyed by ``batch`` (the DataLoader's batch identity).
+        ``seeds_checked`` is accepted for the DataLoader's sake; the seed edges' ids are checked
+        per batch anyway (their endpoints are read from the graph)."""
         return self._sample(graph, seed_edges, batch)
 
     # ------------------------------------------------------------------------------------------
@@ -282,10 +287,10 @@ class EdgePredictionSampler:
             g = graph[et] if hetero else graph
             src_all, dst_all, _ = _edge_endpoints(g)
             n_e = src_all.numel()
-            if eids.numel() and (int(eids.min()) < 0 or int(eids.max()) >= n_e):
+            e = eids.cpu()   # one copy (a sync for CUDA ids); the range is checked on the CPU
+            if e.numel() and (int(e.min()) < 0 or int(e.max()) >= n_e):
                 raise IndexError(f"seed edges{'' if et is None else f'[{et!r}]'} must be edge ids in "
-                                 f"[0, {n_e}), got {int(eids.max()) if int(eids.min()) >= 0 else int(eids.min())}")
-            e = eids.cpu()
+                                 f"[0, {n_e}), got {int(e.max()) if int(e.min()) >= 0 else int(e.min())}")
             pos[et] = (src_all[e].to(device), dst_all[e].to(device))
             if self.negative_sampler is not None:
                 num_dst = graph.num_nodes(et[2]) if hetero else graph.num_nodes
@@ -294,6 +299,8 @@ class EdgePredictionSampler:
                 if not isinstance(self.negative_sampler, UniformNegativeSampler):
                     _check_negatives(neg[et], graph.num_nodes(et[0]) if hetero else graph.num_nodes,
                                      num_dst)
+                    # a user's sampler may build its ids on the CPU (torch.randint without device=)
+                    neg[et] = tuple(x.to(device) for x in neg[et])
         # One compacted node set per node type for both pair graphs.
         pieces: Dict[Any, List[Tensor]] = {}
         for et in seeds:
@@ -328,9 +335,9 @@ class EdgePredictionSampler:
         # does: a node draws its fanout from the in-edges it keeps.
         excluded = self._excluded_positions(graph, self._excluded(graph, seeds, hetero), hetero,
                                             device)
-        input_nodes, _, blocks = self.sampler._sample(
+        input_nodes, _, blocks = self.sampler._sample(   # endpoints of checked edges: in range
             graph, seed_nodes, check_distinct=False, batch=b,
-            exclude=excluded if hetero else excluded.get(None))
+            exclude=excluded if hetero else excluded.get(None), seeds_checked=True)
         if neg_pair is None:
             return input_nodes, pair, blocks
         return input_nodes, pair, neg_pair, blocks
@@ -370,8 +377,10 @@ class EdgePredictionSampler:
             if self.reverse_eids.numel() != graph.num_edges:
                 raise ValueError(f"reverse_eids has {self.reverse_eids.numel()} entries but the "
                                  f"graph has {graph.num_edges} edges (one reverse id per edge)")
-            rev = self.reverse_eids.to(seeds[None].device)
-            out[None] = torch.cat([seeds[None], rev[seeds[None]]])
+            # On the CPU: the table stays where it is (no copy of all E entries per batch); the
+            # positions are computed on the CPU anyway.
+            s_cpu = seeds[None].cpu()
+            out[None] = torch.cat([s_cpu, self.reverse_eids[s_cpu]])
         elif ex == "reverse_types":
             if not hetero:
                 raise ValueError("exclude='reverse_types' is for heterogeneous graphs; use 'reverse_id'")

@@ -224,7 +224,8 @@ class NeighborSampler:
         """
         return self._sample(graph, seeds, check_distinct=True)
 
-    def sample_distinct(self, graph: CSCGraph, seeds: Any, batch: Optional[int] = None
+    def sample_distinct(self, graph: CSCGraph, seeds: Any, batch: Optional[int] = None, *,
+                        seeds_checked: bool = False
                         ) -> Tuple[torch.Tensor, torch.Tensor, List[Block]]:
         """:meth:`sample` for seeds the caller knows to be distinct (the DataLoader checks its
         indices once, at construction). On the GPU it skips the duplicate check, one host sync per
@@ -235,15 +236,19 @@ class NeighborSampler:
         draws are keyed by ``(seed, batch, layer, node)``, so they do not depend on how many
         batches were sampled before (prefetch depth, a ``break`` in an earlier epoch). ``None``
         counts calls as :meth:`sample` does.
+
+        ``seeds_checked``: the caller has checked that the seeds are in range (the DataLoader
+        does, once); heterogeneous CUDA seeds then skip their range read (one host sync).
         """
-        return self._sample(graph, seeds, check_distinct=False, batch=batch)
+        return self._sample(graph, seeds, check_distinct=False, batch=batch,
+                            seeds_checked=seeds_checked)
 
     def _sample(self, graph: CSCGraph, seeds: Any, check_distinct: bool, batch: Optional[int] = None,
-                exclude: Any = None):
+                exclude: Any = None, seeds_checked: bool = False):
         """``exclude``: CSC positions removed before the draws of every layer (ascending,
         distinct int64; a dict ``{etype: positions}`` for a heterogeneous graph), or ``None``."""
         if isinstance(graph, HeteroCSCGraph):
-            return self._sample_hetero(graph, seeds, check_distinct, batch, exclude)
+            return self._sample_hetero(graph, seeds, check_distinct, batch, exclude, seeds_checked)
         if not isinstance(graph, CSCGraph):
             raise TypeError(f"graph must be a samplers.CSCGraph or HeteroCSCGraph (see "
                             f"CSCGraph.from_dgl / from_edge_index), got {type(graph).__name__}")
@@ -278,12 +283,14 @@ class NeighborSampler:
         return out
 
     def _sample_hetero(self, graph: HeteroCSCGraph, seeds: Any, check_distinct: bool,
-                       batch: Optional[int], exclude: Optional[Dict[Any, torch.Tensor]] = None):
+                       batch: Optional[int], exclude: Optional[Dict[Any, torch.Tensor]] = None,
+                       seeds_checked: bool = False):
         if not isinstance(seeds, Mapping) or not seeds:
             raise TypeError(f"seeds for a heterogeneous graph must be a non-empty dict "
                             f"{{node_type: ids}}, got {type(seeds).__name__}")
         fanouts = self._hetero_fanouts(graph)
         checked: Dict[str, torch.Tensor] = {}
+        pending: Dict[str, torch.Tensor] = {}
         devices = set()
         for nt, ids in seeds.items():
             if nt not in graph.ntypes:
@@ -293,17 +300,19 @@ class NeighborSampler:
             if t.dtype not in (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8) or t.dim() != 1:
                 raise TypeError(f"seeds[{nt!r}] must be a 1-D integer tensor, got {t.dtype} "
                                 f"of shape {tuple(t.shape)}")
-            # Range: always on the CPU and with distinct checks; for unchecked CUDA seeds the
-            # count kernel flags out-of-range ids, except where the cast to the graph's idtype
-            # could wrap them (int64 -> int32), which is checked here as for homogeneous seeds.
-            narrowing = t.dtype == torch.int64 and graph.idtype == torch.int32
-            if t.numel() and (check_distinct or not t.is_cuda or narrowing):
+            # Range: checked here on the CPU and with distinct checks. Unchecked CUDA seeds are
+            # read once for all types below (the count kernel cannot do it: a CSC is padded to
+            # max(num_src, num_dst) nodes, and a type no relation points into has no kernel),
+            # unless the caller (the DataLoader) checked them already.
+            if t.numel() and (check_distinct or not t.is_cuda):
                 lo, hi = torch.stack([t.min().long(), t.max().long()]).tolist()
                 if lo < 0 or hi >= n:
                     raise IndexError(f"seeds[{nt!r}] must be node ids in [0, {n}), got "
                                      f"{lo if lo < 0 else hi}")
                 if check_distinct and torch.unique(t).numel() != t.numel():
                     raise ValueError(f"seeds[{nt!r}] must be distinct")
+            elif t.numel() and not seeds_checked:
+                pending[nt] = torch.stack([t.min().long(), t.max().long()])
             if t.is_cuda and graph.placement == "cpu":
                 raise ValueError("seeds are on a GPU but the graph is in pageable CPU memory; use "
                                  "graph.pin() (UVA) or graph.to('cuda'), or pass CPU seeds")
@@ -315,6 +324,13 @@ class NeighborSampler:
             checked[nt] = t.to(graph.idtype).contiguous()
         if len(devices) != 1:
             raise ValueError(f"seeds of every node type must be on one device, got {sorted(map(str, devices))}")
+        if pending:   # one host read for every unchecked type (CUDA seeds)
+            ranges = torch.stack(list(pending.values())).tolist()
+            for (nt, _), (lo, hi) in zip(pending.items(), ranges):
+                n = graph.num_nodes(nt)
+                if lo < 0 or hi >= n:
+                    raise IndexError(f"seeds[{nt!r}] must be node ids in [0, {n}), got "
+                                     f"{lo if lo < 0 else hi}")
         key = self._next_key() if batch is None else self._batch_key(batch)
         input_nodes, blocks = sample_hetero_layers(graph, checked, fanouts, self.replace,
                                                    lambda layer: self._layer_key(key, layer),

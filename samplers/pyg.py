@@ -794,17 +794,35 @@ def _from_stores(feature_store: Any, graph_store: Any, name: str) -> Any:
     return data
 
 
+def _edge_lists(data: Any) -> List[Any]:
+    """The ``edge_index`` of every relation of ``data`` (``Data`` or ``HeteroData``) that has one."""
+    if isinstance(data, HeteroData):
+        return [data[et].get("edge_index") for et in data.edge_types
+                if data[et].get("edge_index") is not None]
+    ei = getattr(data, "edge_index", None)
+    return [] if ei is None else [ei]
+
+
+def _data_device(data: Any) -> torch.device:
+    """The device of ``data``'s first tensor attribute (the CPU when it has none)."""
+    for store in data.stores:
+        for value in store.values():
+            if isinstance(value, Tensor):
+                return value.device
+    return torch.device("cpu")
+
+
 def _time_sorted(g: CSCGraph, node_time: Optional[np.ndarray]) -> CSCGraph:
     """``g`` with every node's in-edges ordered by their source's time (then edge id), as PyG
     orders neighbourhoods for temporal sampling; edge ids unchanged."""
     if node_time is None or g.num_edges == 0:
         return g
     ip, ix = g.indptr.long(), g.indices.long()
-    col = torch.repeat_interleave(torch.arange(g.num_nodes), ip[1:] - ip[:-1])
-    t = torch.from_numpy(node_time)[ix]
+    col = torch.repeat_interleave(torch.arange(g.num_nodes, device=ip.device), ip[1:] - ip[:-1])
+    t = torch.from_numpy(node_time).to(ip.device)[ix]
     order = torch.argsort(t, stable=True)                    # by time, CSC order among equals
     order = order[torch.argsort(col[order], stable=True)]    # then grouped by destination again
-    eids = g.edge_ids if g.edge_ids is not None else torch.arange(g.num_edges)
+    eids = g.edge_ids if g.edge_ids is not None else torch.arange(g.num_edges, device=ip.device)
     return CSCGraph(g.indptr, g.indices[order].contiguous(), eids[order].contiguous())
 
 
@@ -813,6 +831,15 @@ def _typed_graph(data: Any, name: str, seed_etype: Any = None,
     """``data``'s edges as one CSC per edge type (a homogeneous graph: one type ``_N``). A graph
     without edges is an empty graph, as in PyG; ``seed_etype`` (a link loader's seed edge type,
     which ``data`` may lack) is added without edges when missing."""
+    # Placeholder edge lists (a relation without edge_index, the seed type, no edges at all) take
+    # the dtype and device of the edge lists there are, so every CSC shares one placement.
+    present = [ei for ei in _edge_lists(data) if isinstance(ei, Tensor)]
+    idtype = present[0].dtype if present else torch.int64
+    dev = present[0].device if present else _data_device(data)
+
+    def empty() -> Tensor:
+        return torch.empty(2, 0, dtype=idtype, device=dev)
+
     if isinstance(data, HeteroData):
         eidx = {}
         for et in data.edge_types:
@@ -822,17 +849,16 @@ def _typed_graph(data: Any, name: str, seed_etype: Any = None,
                 if store.get("adj_t") is not None:
                     raise TypeError(f"{name}: data[{et!r}] holds adj_t (a SparseTensor graph); "
                                     f"pass edge_index")
-                ei = torch.empty(2, 0, dtype=torch.int64)
+                ei = empty()
             eidx[et] = ei
         num_nodes = {nt: int(data[nt].num_nodes or 0) for nt in data.node_types}
-        idtype = next((ei.dtype for ei in eidx.values() if isinstance(ei, Tensor)), torch.int64)
         if isinstance(seed_etype, tuple) and seed_etype not in eidx:
-            eidx[seed_etype] = torch.empty(2, 0, dtype=idtype)
+            eidx[seed_etype] = empty()
         if not eidx:   # no edge types at all: one empty relation keeps the graph well-formed
             if not num_nodes:
                 raise ValueError(f"{name}: data has no node types")
             nt = next(iter(num_nodes))
-            eidx[(nt, "__no_edges__", nt)] = torch.empty(2, 0, dtype=idtype)
+            eidx[(nt, "__no_edges__", nt)] = empty()
         try:
             graph = HeteroCSCGraph.from_edge_index_dict(eidx, num_nodes)
             if node_time:
@@ -845,7 +871,7 @@ def _typed_graph(data: Any, name: str, seed_etype: Any = None,
     if ei is None:
         if getattr(data, "adj_t", None) is not None:
             raise TypeError(f"{name}: data holds adj_t (a SparseTensor graph); pass edge_index")
-        ei = torch.empty(2, 0, dtype=torch.int64)
+        ei = empty()
     n = data.num_nodes
     try:
         csc = CSCGraph.from_edge_index(ei, None if n is None else int(n))

@@ -530,3 +530,20 @@ def test_gpu_loader_host_syncs_per_batch(graph, tables):
             torch.cuda.set_sync_debug_mode("default")
     syncs = sum(1 for x in w if "synchroniz" in str(x.message).lower())
     assert syncs <= 4 * 2 * 2, f"{syncs} host syncs in 4 batches of a 2-layer sampler"
+
+
+def test_subclass_overriding_sample_distinct_without_the_new_keyword_still_works():
+    """A NeighborSampler subclass whose sample_distinct predates seeds_checked keeps working: the
+    loader passes the keyword only where the method takes it."""
+    from samplers import CSCGraph, DataLoader, NeighborSampler
+
+    class Old(NeighborSampler):
+        calls = 0
+
+        def sample_distinct(self, graph, seeds, batch=None):
+            Old.calls += 1
+            return super().sample_distinct(graph, seeds, batch=batch)
+
+    g = CSCGraph.from_edge_index(torch.randint(0, 30, (2, 120), generator=torch.Generator().manual_seed(0)), 30)
+    batches = list(DataLoader(g, torch.arange(30), Old([2]), batch_size=10))
+    assert len(batches) == 3 and Old.calls == 3

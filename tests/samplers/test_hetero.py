@@ -192,3 +192,14 @@ def test_gpu_unchecked_int64_seeds_that_an_int32_graph_would_wrap_raise():
     bad = {"paper": torch.tensor([1, 2**32 + 3], device="cuda")}
     with pytest.raises(IndexError, match=r"seeds\['paper'\] must be node ids in \[0, 60\)"):
         NeighborSampler([2]).sample_distinct(g, bad)
+
+
+@pytest.mark.gpu
+def test_gpu_unchecked_seed_past_its_types_count_raises():
+    """A CSC is padded to max(num_src, num_dst) nodes, so the count kernel alone would accept an
+    author id in [40, 60): the per-type range is read for unchecked CUDA seeds."""
+    g = HeteroCSCGraph.from_edge_index_dict(edge_dict(), NUM).pin()
+    with pytest.raises(IndexError, match=r"seeds\['author'\] must be node ids in \[0, 40\), got 50"):
+        NeighborSampler([2]).sample_distinct(g, {"author": torch.tensor([1, 50], device="cuda")})
+    with pytest.raises(IndexError, match=r"seeds\['venue'\] must be node ids in \[0, 3\), got 7"):
+        NeighborSampler([2]).sample_distinct(g, {"venue": torch.tensor([7], device="cuda")})

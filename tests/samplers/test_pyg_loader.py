@@ -879,3 +879,16 @@ def test_sampler_errors():
     assert len(list(NeighborLoader(data, [2], sampler=[3, 1, 3], batch_size=2))) == 2   # other batches
     with pytest.raises(ValueError, match="batch_sampler"):
         NeighborLoader(data, [2], batch_sampler=[[0, 1]])
+
+
+def test_hetero_relation_without_edge_index_takes_the_id_dtype_of_the_others():
+    """A relation with no edge_index gets an empty placeholder of the other relations' id dtype
+    (and device), so all CSCs share one placement and idtype."""
+    h = HeteroData()
+    h["a"].x = torch.randn(10, 2)
+    h["b"].x = torch.randn(8, 2)
+    h["a", "to", "b"].edge_index = torch.stack([torch.arange(10) % 10, torch.arange(10) % 8]).int()
+    h["b", "back", "a"].edge_label_index = torch.tensor([[0], [1]])     # no edge_index
+    loader = NeighborLoader(h, [2], input_nodes="b", batch_size=4, seed=0)
+    batch = next(iter(loader))
+    assert batch["b"].batch_size == 4 and batch["a", "to", "b"].edge_index.shape[0] == 2
