@@ -581,8 +581,8 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
 
     def _fetch_parent(self, kind: str, name: str, type_: Any, ids: Tensor) -> Tensor:
         table = self._parent_table(kind, name, type_)
-        return _gather(table, ids.to(self.device, non_blocking=True), self.max_threads,
-                       validate=True)
+        return _gather(table, ids.to(self.device, non_blocking=self.device.type == "cuda"),
+                       self.max_threads, validate=True)
 
     def _attach(self, result: Any) -> None:
         if not (isinstance(result, (tuple, list)) and len(result) in (3, 4)
@@ -834,18 +834,21 @@ def _on(t: Any, device: torch.device) -> Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"DataLoader: expected the sampler to return tensors of node ids, got "
                         f"{type(t).__name__}")
-    return t.to(device, non_blocking=True)
+    # non_blocking only to a GPU: ids copied to the CPU are read at once by the CPU gather
+    return t.to(device, non_blocking=device.type == "cuda")
 
 
 _TO_ACCEPTS_NON_BLOCKING: dict = {}
 
 
 def _to_device(obj: Any, device: torch.device, pin: bool) -> Any:
-    """Move a sampler's result (tensors, blocks, nested containers) to ``device``."""
+    """Move a sampler's result (tensors, blocks, nested containers) to ``device``; asynchronously
+    only to a GPU (a CPU result may be read at once, before an asynchronous copy has landed)."""
+    nb = torch.device(device).type == "cuda"
     if isinstance(obj, torch.Tensor):
         if pin and obj.device.type == "cpu" and not obj.is_pinned():
             obj = obj.pin_memory()
-        return obj.to(device, non_blocking=True)
+        return obj.to(device, non_blocking=nb)
     if isinstance(obj, list):
         return [_to_device(x, device, pin) for x in obj]
     if isinstance(obj, tuple):
@@ -866,7 +869,7 @@ def _to_device(obj: Any, device: torch.device, pin: bool) -> Any:
         except (TypeError, ValueError):
             accepts = False
         _TO_ACCEPTS_NON_BLOCKING[cls] = accepts
-    return to(device, non_blocking=True) if accepts else to(device)
+    return to(device, non_blocking=nb) if accepts else to(device)
 
 
 def _iter_tensors(obj: Any, _depth: int = 0) -> Iterator[Tensor]:

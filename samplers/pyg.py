@@ -244,7 +244,7 @@ class _PyGLoader(_LoaderCore):
             hs = HopSample(*hs)
         out = self._sampler_output(hs)
         if self.subgraph_type == "bidirectional":
-            out = out.to_bidirectional()
+            out = _to_bidirectional(out)
         return out
 
     def _sampler_output(self, hs: HopSample) -> Any:
@@ -343,14 +343,14 @@ class _PyGLoader(_LoaderCore):
                                   f"the CPU), not zero-copy: {exc}", UserWarning,
                                   stacklevel=_user_stacklevel())
             else:
-                return _gather(table, index.to(self.device, non_blocking=True), self.max_threads,
+                return _gather(table, index.to(self.device, non_blocking=self.device.type == "cuda"), self.max_threads,
                                validate=False)
-        if isinstance(value, Tensor):
+        if isinstance(value, Tensor):   # non_blocking only to a GPU: a CPU result is read at once
             return torch.index_select(value, dim, index.to(value.device).to(torch.int64)) \
-                .to(self.device, non_blocking=True)
+                .to(self.device, non_blocking=self.device.type == "cuda")
         if isinstance(value, np.ndarray):
             return torch.from_numpy(np.take(value, index.cpu().numpy(), axis=dim)) \
-                .to(self.device, non_blocking=True)
+                .to(self.device, non_blocking=self.device.type == "cuda")
         if isinstance(value, (list, tuple)):
             return [value[i] for i in index.tolist()]
         raise TypeError(f"{self._name}: cannot slice attribute {key!r} of type "
@@ -496,10 +496,10 @@ class NeighborLoader(_PyGLoader):
             tree_time = self._input_time[pos] if self._input_time is not None \
                 else self._node_time[self._input_type or _N][seeds.cpu().numpy()]
             if self._input_time is not None:
-                seed_time = torch.from_numpy(tree_time).to(self.device, non_blocking=True)
+                seed_time = torch.from_numpy(tree_time).to(self.device, non_blocking=self.device.type == "cuda")
         out = self._sample({self._input_type or _N: seeds}, batch, tree_time)
         input_id = positions if self._input_id is None else self._input_id[positions]
-        input_id = input_id.to(self.device, non_blocking=True)
+        input_id = input_id.to(self.device, non_blocking=self.device.type == "cuda")
         out.metadata = (input_id, seed_time)
         data = self._filter(out)
         store = data if self._input_type is None else data[self._input_type]
@@ -703,25 +703,25 @@ class LinkNeighborLoader(_PyGLoader):
             out = self._sample({s_type: seed_u}, batch)
         dev = self.device
         input_id = positions if self._input_id is None else self._input_id[positions]
-        input_id = input_id.to(dev, non_blocking=True)
+        input_id = input_id.to(dev, non_blocking=dev.type == "cuda")
         data = self._filter(out)
         in_store = data if self._input_type is None else data[self._input_type]
         in_store.input_id = input_id
-        src_time_t = None if t is None else torch.from_numpy(src_time).to(dev, non_blocking=True)
+        src_time_t = None if t is None else torch.from_numpy(src_time).to(dev, non_blocking=dev.type == "cuda")
         if ns is None or ns.is_binary():
-            in_store.edge_label_index = torch.stack([inv_src, inv_dst]).to(dev, non_blocking=True)
-            in_store.edge_label = None if label is None else label.to(dev, non_blocking=True)
+            in_store.edge_label_index = torch.stack([inv_src, inv_dst]).to(dev, non_blocking=dev.type == "cuda")
+            in_store.edge_label = None if label is None else label.to(dev, non_blocking=dev.type == "cuda")
             in_store.edge_label_time = src_time_t
         else:
             src_store = data if self._input_type is None else data[s_type]
             dst_store = data if self._input_type is None else data[d_type]
-            src_store.src_index = inv_src.to(dev, non_blocking=True)
-            dst_store.dst_pos_index = inv_dst[:num_pos].to(dev, non_blocking=True)
+            src_store.src_index = inv_src.to(dev, non_blocking=dev.type == "cuda")
+            dst_store.dst_pos_index = inv_dst[:num_pos].to(dev, non_blocking=dev.type == "cuda")
             neg = inv_dst[num_pos:]
             # PyG pairs negative j with positive j // amount, or with j % num_pos when disjoint
             # (there a tree's id modulo num_pos names its positive)
             neg = neg.view(-1, num_pos).t() if self.disjoint else neg.view(num_pos, -1)
-            dst_store.dst_neg_index = neg.squeeze(-1).to(dev, non_blocking=True)
+            dst_store.dst_neg_index = neg.squeeze(-1).to(dev, non_blocking=dev.type == "cuda")
             src_store.seed_time = src_time_t
             dst_store.seed_time = src_time_t
             if "edge_label_index" in in_store:
@@ -792,6 +792,32 @@ def _from_stores(feature_store: Any, graph_store: Any, name: str) -> Any:
         for nt, n in counts.items():
             data[nt].num_nodes = n
     return data
+
+
+def _to_bidirectional(out: Any) -> Any:
+    """``out.to_bidirectional()`` (the same edges, in the same order), with the edge id of a pair
+    that has several copies chosen deterministically on every device: the first copy, i.e. the
+    sampled edge in that very direction when there is one, else the reverse of a sampled edge.
+    PyG's coalesce (``reduce="any"``) keeps whichever copy an unstable sort puts last on the CPU
+    and an arbitrary one on a GPU (a scatter with repeated indices), so ``e_id`` and the edge
+    attributes gathered with it could differ between devices and runs. Heterogeneous outputs
+    carry no edge ids there and are left to PyG."""
+    if not isinstance(out, SamplerOutput) or out.edge is None:
+        return out.to_bidirectional()
+    res = copy.copy(out)
+    res.num_sampled_nodes = res.num_sampled_edges = None
+    row = torch.cat([out.row, out.col])
+    col = torch.cat([out.col, out.row])
+    edge = torch.cat([out.edge, out.edge])
+    n = int(out.node.numel())
+    key = col.to(torch.int64) * max(n, 1) + row.to(torch.int64)     # coalesce's order: by col, then row
+    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    first = torch.full((uniq.numel(),), key.numel(), dtype=torch.int64, device=key.device)
+    first.scatter_reduce_(0, inverse, torch.arange(key.numel(), device=key.device), reduce="amin")
+    res.row = (uniq % max(n, 1)).to(out.row.dtype)
+    res.col = (uniq // max(n, 1)).to(out.col.dtype)
+    res.edge = edge[first]
+    return res
 
 
 def _edge_lists(data: Any) -> List[Any]:

@@ -892,3 +892,27 @@ def test_hetero_relation_without_edge_index_takes_the_id_dtype_of_the_others():
     loader = NeighborLoader(h, [2], input_nodes="b", batch_size=4, seed=0)
     batch = next(iter(loader))
     assert batch["b"].batch_size == 4 and batch["a", "to", "b"].edge_index.shape[0] == 2
+
+
+def test_bidirectional_merge_is_deterministic_and_keeps_each_directions_own_edge_id():
+    """The bidirectional merge gives PyG's edges in PyG's order; a pair with several copies keeps
+    the id of the edge sampled in that very direction when there is one (else of the reverse),
+    on every device (PyG's coalesce keeps an arbitrary copy)."""
+    from samplers.pyg import _to_bidirectional
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        n = int(torch.randint(2, 30, (1,), generator=g))
+        e = int(torch.randint(0, 60, (1,), generator=g))
+        row, col = torch.randint(0, n, (e,), generator=g), torch.randint(0, n, (e,), generator=g)
+        edge = torch.randperm(1000, generator=g)[:e]
+        out = SamplerOutput(node=torch.arange(n), row=row, col=col, edge=edge)
+        ref, got = out.to_bidirectional(), _to_bidirectional(out)
+        assert torch.equal(ref.row, got.row) and torch.equal(ref.col, got.col)
+        assert got.num_sampled_nodes is None and got.num_sampled_edges is None
+        own = {}
+        for r, c, x in zip(row.tolist(), col.tolist(), edge.tolist()):
+            own.setdefault((r, c), x)
+        rev = {(c, r): x for r, c, x in zip(row.tolist(), col.tolist(), edge.tolist())}
+        for r, c, x in zip(got.row.tolist(), got.col.tolist(), got.edge.tolist()):
+            assert x == own[(r, c)] if (r, c) in own else (r, c) in rev

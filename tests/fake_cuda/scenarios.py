@@ -1,0 +1,1133 @@
+"""Scenarios for the fake-CUDA harness: the GPU code paths of the samplers, loaders and gathers,
+each compared with the CPU path on the same inputs.
+
+Every scenario is a function decorated with ``@scenario("<group>")``; ``run.py <group>`` runs a
+group in a child process after :func:`harness.install` (never import this module in a process
+without the harness installed: it creates "CUDA" tensors). A scenario passes when the GPU path's
+results equal the CPU path's (same dtypes, same values), every tensor of a GPU result is on the
+device, loaders hand every CUDA tensor of a batch over to the consumer's stream, errors match the
+CPU path's, and no device rule was broken (the runner checks :data:`harness.VIOLATIONS` after
+each one, so a violation that library code caught still fails it).
+
+The graphs are small and the neighbour draws are deterministic (counter-based, keyed by batch,
+layer and node), so "GPU == CPU" is exact.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Dict, List
+
+import torch
+
+import harness as fc
+
+SCENARIOS: Dict[str, List[Callable[[], None]]] = {}
+
+
+def scenario(group: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    def deco(fn: Callable[[], None]) -> Callable[[], None]:
+        SCENARIOS.setdefault(group, []).append(fn)
+        return fn
+    return deco
+
+
+# ====================================================================================== helpers
+def same(c: Any, g: Any, path: str = "result", device: bool = True) -> None:
+    """``c`` (the CPU path's result) equals ``g`` (the GPU path's): same structure, tensors of
+    the same dtype and values; with ``device`` every tensor of ``g`` is a CUDA tensor."""
+    if isinstance(c, torch.Tensor):
+        assert isinstance(g, torch.Tensor), f"{path}: {type(g).__name__}, expected a tensor"
+        assert not fc.is_fc(c), f"{path}: the CPU path returned a CUDA tensor"
+        if device:
+            assert fc.is_fc(g), f"{path}: a CPU tensor in the GPU path's result"
+        h = fc.to_host(g)
+        assert c.dtype == h.dtype, f"{path}: dtype {h.dtype}, CPU path {c.dtype}"
+        assert c.shape == h.shape, f"{path}: shape {tuple(h.shape)}, CPU path {tuple(c.shape)}"
+        assert torch.equal(c, h), f"{path}: values differ\nCPU {c}\nGPU {h}"
+    elif isinstance(c, dict):
+        assert isinstance(g, dict) and list(c) == list(g), f"{path}: keys {list(g)} vs {list(c)}"
+        for k in c:
+            same(c[k], g[k], f"{path}[{k!r}]", device)
+    elif isinstance(c, (list, tuple)):
+        assert type(c) is type(g) and len(c) == len(g), f"{path}: {g!r} vs {c!r}"
+        for i, (a, b) in enumerate(zip(c, g)):
+            same(a, b, f"{path}[{i}]", device)
+    elif type(c).__module__.startswith("torch_geometric"):
+        same_pyg(c, g, path)
+    elif hasattr(c, "__dict__") and not isinstance(c, type):
+        assert type(c) is type(g), f"{path}: {type(g).__name__} vs {type(c).__name__}"
+        vc, vg = vars(c), vars(g)
+        assert sorted(vc) == sorted(vg), f"{path}: attributes {sorted(vg)} vs {sorted(vc)}"
+        for k in vc:
+            same(vc[k], vg[k], f"{path}.{k}", device)
+    else:
+        assert c == g, f"{path}: {g!r} vs {c!r}"
+
+
+def _data_store(data: Any, store: Any) -> Any:
+    """The store of ``data`` (the object a loader was given) that batch store ``store`` copies."""
+    key = getattr(store, "_key", None)
+    if key is None:
+        return getattr(data, "_store", None) or getattr(data, "_global_store", None)
+    return data[key]
+
+
+def same_pyg(c: Any, g: Any, path: str, data: Any = None, device: bool = True) -> None:
+    """PyG batches: every store's keys and values. With ``device``, every tensor of the GPU
+    batch is on the device, except attributes the CPU batch holds untouched from ``data``
+    (graph-level ones, which the loaders leave where the data keeps them)."""
+    assert type(c) is type(g), f"{path}: {type(g).__name__} vs {type(c).__name__}"
+    assert len(c.stores) == len(g.stores), f"{path}: stores differ"
+    for sc, sg in zip(c.stores, g.stores):
+        where = f"{path}[{getattr(sc, '_key', None)!r}]"
+        assert sorted(sc.keys()) == sorted(sg.keys()), \
+            f"{where}: keys {sorted(sg.keys())} vs {sorted(sc.keys())}"
+        orig = None if data is None else _data_store(data, sc)
+        for k in sc.keys():
+            untouched = orig is not None and k in orig and orig[k] is sc[k]
+            same(sc[k], sg[k], f"{where}.{k}", device=device and not untouched)
+        oc, og = vars(sc).get("_orig_edge_index"), vars(sg).get("_orig_edge_index")
+        assert (oc is None) == (og is None), f"{where}._orig_edge_index"
+        if oc is not None:
+            same(oc, og, f"{where}._orig_edge_index", device=device)
+
+
+def expect_error(exc: type, fn: Callable[[], Any], match: str = "") -> str:
+    try:
+        fn()
+    except exc as e:
+        assert match in str(e), f"expected {exc.__name__} matching {match!r}, got: {e}"
+        return str(e)
+    except fc.DeviceError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise AssertionError(f"expected {exc.__name__}, got {type(e).__name__}: {e}") from e
+    raise AssertionError(f"expected {exc.__name__}, nothing raised")
+
+
+def same_error(exc: type, cpu: Callable[[], Any], gpu: Callable[[], Any]) -> None:
+    """Both paths raise ``exc`` with the same message."""
+    m1 = expect_error(exc, cpu)
+    m2 = expect_error(exc, gpu)
+    assert m1 == m2, f"messages differ:\nCPU: {m1}\nGPU: {m2}"
+
+
+def cuda(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: v.cuda() for k, v in x.items()}
+    return x.cuda()
+
+
+def iterate(loader: Any) -> List[Any]:
+    """All batches of one epoch; for a CUDA loader, checks each batch's stream hand-over."""
+    out = []
+    cuda_loader = getattr(loader, "device", torch.device("cpu")).type == "cuda"
+    it = iter(loader)
+    while True:
+        fc.RECORDED.clear()
+        try:
+            b = next(it)
+        except StopIteration:
+            break
+        if cuda_loader:
+            fc.assert_handed_over(b)
+        out.append(b)
+    assert len(out) == len(loader), f"{len(out)} batches, len(loader) = {len(loader)}"
+    return out
+
+
+def same_epochs(cpu_loader: Any, gpu_loader: Any, epochs: int = 1, pyg: Any = None) -> int:
+    n = 0
+    for e in range(epochs):
+        cb, gb = iterate(cpu_loader), iterate(gpu_loader)
+        assert len(cb) == len(gb)
+        for i, (c, g) in enumerate(zip(cb, gb)):
+            if pyg is not None:
+                same_pyg(c, g, f"epoch {e} batch {i}", pyg)
+            else:
+                same(c, g, f"epoch {e} batch {i}")
+            n += 1
+    return n
+
+
+# ========================================================================================= data
+W = ("author", "writes", "paper")
+C = ("paper", "cites", "paper")
+R = ("paper", "rev_writes", "author")
+NUM = {"author": 40, "paper": 60, "venue": 3}     # venue: a node type without edges
+REV_TYPES = {"writes": "rev_writes", "rev_writes": "writes"}
+
+
+def homo_edges(n: int = 50, e: int = 300, seed: int = 0) -> torch.Tensor:
+    """A multigraph (self loops, parallel edges) whose last 5 nodes have no in-edges."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(0, n, (e,), generator=g),
+                        torch.randint(0, n - 5, (e,), generator=g)])
+
+
+def homo_graph(idtype: torch.dtype = torch.int64):
+    from samplers import CSCGraph
+    return CSCGraph.from_edge_index(homo_edges().to(idtype), 50)
+
+
+def hetero_graph(idtype: torch.dtype = torch.int64):
+    """author -writes-> paper, paper -cites-> paper, paper -rev_writes-> author; papers 55.. are
+    never written (no in-edges of that type); the author CSC is padded to 60 nodes."""
+    from samplers import HeteroCSCGraph
+    g = torch.Generator().manual_seed(1)
+    w = torch.stack([torch.randint(0, 40, (300,), generator=g), torch.randint(0, 55, (300,), generator=g)])
+    ed = {W: w, C: torch.randint(0, 60, (2, 400), generator=g), R: w.flip(0)}
+    return HeteroCSCGraph.from_edge_index_dict({k: v.to(idtype) for k, v in ed.items()}, NUM)
+
+
+def placements(g: Any) -> List[Any]:
+    """The graph pinned in place (UVA) and in GPU memory."""
+    return [g.pin(), g.to("cuda")]
+
+
+# ================================================================================ group: sampler
+@scenario("sampler")
+def homo_neighbor_sampler() -> None:
+    """Homogeneous blocks: both placements and id types, fanouts with -1, replacement,
+    sample() (with its distinct check) and sample_distinct() on the per-layer and one-sync paths,
+    seeds of another integer dtype than the graph's."""
+    from samplers import NeighborSampler
+    seeds = torch.tensor([3, 0, 17, 44, 9, 46, 21])          # 46: no in-edges
+    for idtype in (torch.int32, torch.int64):
+        g = homo_graph(idtype)
+        for gg in placements(g):
+            for fanouts, replace in itertools.product(([3, 2], [-1, 2], [1, 4, 2]), (False, True)):
+                mk = lambda one_sync=False: NeighborSampler(fanouts, replace=replace, seed=5,   # noqa: E731
+                                                            one_sync=one_sync)
+                same(mk().sample(g, seeds), mk().sample(gg, seeds.cuda()), "sample")
+                for one_sync in (False, True):
+                    cpu = mk().sample_distinct(g, seeds, batch=7)
+                    gpu = mk(one_sync).sample_distinct(gg, seeds.cuda(), batch=7)
+                    same(cpu, gpu, f"sample_distinct one_sync={one_sync}")
+                    other = torch.int32 if idtype == torch.int64 else torch.int64
+                    gpu = mk(one_sync).sample_distinct(gg, seeds.to(other).cuda(), batch=7)
+                    same(cpu, gpu, f"sample_distinct {other} seeds")
+            # an empty batch and a batch of nodes without in-edges
+            for s in (torch.tensor([], dtype=idtype), torch.tensor([45, 47, 49])):
+                for one_sync in (False, True):
+                    mk = lambda: NeighborSampler([2, 2], seed=1, one_sync=one_sync)  # noqa: E731
+                    same(mk().sample_distinct(g, s, batch=0), mk().sample_distinct(gg, s.cuda(), batch=0),
+                         f"seeds {s.tolist()}")
+
+
+@scenario("sampler")
+def homo_one_sync_reads_once() -> None:
+    """NeighborSampler(one_sync=True).sample_distinct: one host sync per batch (its contract);
+    fanout -1 falls back to the per-layer path, with the same blocks."""
+    from samplers import NeighborSampler
+    g = homo_graph()
+    seeds = torch.arange(0, 50, 3).cuda()
+    for gg in placements(g):
+        s = NeighborSampler([4, 3, 2], seed=3, one_sync=True)
+        with fc.count_syncs() as syncs:
+            s.sample_distinct(gg, seeds, batch=1)
+        assert sum(syncs.values()) == 1, f"one-sync batch made {dict(syncs)}"
+        per_layer = NeighborSampler([4, 3, 2], seed=3).sample_distinct(gg, seeds, batch=1)
+        same(NeighborSampler([4, 3, 2], seed=3).sample_distinct(g, seeds.cpu(), batch=1), per_layer)
+        cpu = NeighborSampler([-1, 2], seed=3).sample_distinct(g, seeds.cpu(), batch=1)
+        same(cpu, NeighborSampler([-1, 2], seed=3, one_sync=True).sample_distinct(gg, seeds, batch=1))
+
+
+@scenario("sampler")
+def homo_exclusion() -> None:
+    """Excluded CSC positions (what link prediction passes) on the device, both paths."""
+    from samplers import NeighborSampler
+    from samplers._link import _edge_endpoints
+    g = homo_graph()
+    _, _, pos = _edge_endpoints(g)
+    gen = torch.Generator().manual_seed(4)
+    seeds = torch.tensor([1, 2, 3, 10, 20, 30])
+    for excl in (torch.unique(pos[torch.randint(0, 300, (60,), generator=gen)]), pos[:0]):
+        for gg in placements(g):
+            for one_sync in (False, True):
+                mk = lambda: NeighborSampler([3, 3], seed=2, one_sync=one_sync)  # noqa: E731
+                cpu = mk()._sample(g, seeds, check_distinct=False, batch=3, exclude=excl)
+                gpu = mk()._sample(gg, seeds.cuda(), check_distinct=False, batch=3,
+                                   exclude=excl.cuda())
+                same(cpu, gpu, f"exclude {excl.numel()} one_sync={one_sync}")
+
+
+@scenario("sampler")
+def homo_errors() -> None:
+    """Out-of-range, negative and repeated seeds raise as on the CPU; seeds and graph on
+    different devices are refused; output_device moves CPU-sampled blocks to the GPU."""
+    from samplers import NeighborSampler
+    g = homo_graph()
+    for gg in placements(g):
+        for seeds in (torch.tensor([1, 50]), torch.tensor([-1, 3])):
+            same_error(IndexError, lambda: NeighborSampler([2]).sample(g, seeds),
+                       lambda: NeighborSampler([2]).sample(gg, seeds.cuda()))
+            for one_sync in (False, True):
+                same_error(IndexError, lambda: NeighborSampler([2, 2]).sample_distinct(g, seeds),
+                           lambda: NeighborSampler([2, 2], one_sync=one_sync).sample_distinct(
+                               gg, seeds.cuda()))
+        rep = torch.tensor([4, 7, 4])
+        same_error(ValueError, lambda: NeighborSampler([2]).sample(g, rep),
+                   lambda: NeighborSampler([2]).sample(gg, rep.cuda()))
+    g32 = homo_graph(torch.int32)
+    for gg in placements(g32):
+        big = torch.tensor([1, 2**32 + 3])     # would wrap to 3 as int32
+        for one_sync in (False, True):
+            same_error(IndexError, lambda: NeighborSampler([2]).sample_distinct(g32, big),
+                       lambda: NeighborSampler([2], one_sync=one_sync).sample_distinct(gg, big.cuda()))
+    expect_error(ValueError, lambda: NeighborSampler([2]).sample(g, torch.tensor([1]).cuda()),
+                 "pageable CPU memory")
+    expect_error(ValueError, lambda: NeighborSampler([2]).sample(g.to("cuda"), torch.tensor([1])),
+                 "seeds are on the CPU")
+    seeds = torch.tensor([5, 6, 7])
+    same(NeighborSampler([2, 2], seed=1).sample(g, seeds),
+         NeighborSampler([2, 2], seed=1, output_device="cuda").sample(g, seeds), "output_device")
+
+
+def _hetero_seeds() -> Dict[str, torch.Tensor]:
+    return {"paper": torch.tensor([0, 5, 7, 59, 56]), "author": torch.tensor([3, 9, 39])}
+
+
+@scenario("sampler")
+def hetero_neighbor_sampler() -> None:
+    """Heterogeneous blocks: int32/int64 graphs pinned and in GPU memory, per-type fanouts with 0,
+    -1, replacement, sample() and sample_distinct(), int64 seeds for an int32 graph, seeds of one
+    type only and of a type without edges."""
+    from samplers import NeighborSampler
+    for idtype in (torch.int32, torch.int64):
+        g = hetero_graph(idtype)
+        for gg in placements(g):
+            assert gg.placement in ("pinned", "cuda")
+            for fan, replace in itertools.product(
+                    ([3, {"writes": 2, "cites": 1, "rev_writes": 2}], [-1, 2],
+                     [{"writes": 0, "cites": 3, "rev_writes": 0}, 2]), (False, True)):
+                mk = lambda: NeighborSampler(fan, replace=replace, seed=4)  # noqa: E731
+                seeds = _hetero_seeds()
+                same(mk().sample(g, seeds), mk().sample(gg, cuda(seeds)), f"sample {fan}")
+                same(mk().sample_distinct(g, seeds, batch=2),
+                     mk().sample_distinct(gg, cuda(seeds), batch=2), f"sample_distinct {fan}")
+                same(mk().sample_distinct(g, seeds, batch=2),
+                     mk().sample_distinct(gg, cuda(seeds), batch=2, seeds_checked=True),
+                     "seeds_checked")
+            for seeds in ({"venue": torch.tensor([0, 2])}, {"author": torch.tensor([1])},
+                          {"paper": torch.tensor([], dtype=torch.int64), "author": torch.tensor([5])}):
+                mk = lambda: NeighborSampler([2, 2], seed=1)  # noqa: E731
+                same(mk().sample(g, seeds), mk().sample(gg, cuda(seeds)), f"seeds {seeds}")
+                same(mk().sample_distinct(g, seeds, batch=1),
+                     mk().sample_distinct(gg, cuda(seeds), batch=1), f"sample_distinct {seeds}")
+        seeds = _hetero_seeds()
+        same(NeighborSampler([2, 2], seed=3).sample(g, seeds),
+             NeighborSampler([2, 2], seed=3, output_device="cuda").sample(g, seeds), "output_device")
+
+
+@scenario("sampler")
+def hetero_errors() -> None:
+    """Heterogeneous seed errors: ids past a type's count (inside the padded CSC) raise
+    IndexError on the GPU as on the CPU, also without the distinct check; repeated seeds;
+    seeds of several devices; CUDA seeds of a pageable graph."""
+    from samplers import NeighborSampler
+    g = hetero_graph()
+    for gg in placements(g):
+        for bad in ({"author": torch.tensor([3, 50])}, {"paper": torch.tensor([-1, 2])},
+                    {"venue": torch.tensor([3])}):
+            same_error(IndexError, lambda: NeighborSampler([2, 2]).sample(g, bad),
+                       lambda: NeighborSampler([2, 2]).sample(gg, cuda(bad)))
+            same_error(IndexError, lambda: NeighborSampler([2, 2]).sample_distinct(g, bad),
+                       lambda: NeighborSampler([2, 2]).sample_distinct(gg, cuda(bad)))
+        rep = {"paper": torch.tensor([1, 1])}
+        same_error(ValueError, lambda: NeighborSampler([2]).sample(g, rep),
+                   lambda: NeighborSampler([2]).sample(gg, cuda(rep)))
+    # int64 ids an int32 graph would wrap
+    g32 = hetero_graph(torch.int32)
+    for gg in placements(g32):
+        big = {"paper": torch.tensor([1, 2**32 + 3])}
+        same_error(IndexError, lambda: NeighborSampler([2]).sample(g32, big),
+                   lambda: NeighborSampler([2]).sample(gg, cuda(big)))
+        same_error(IndexError, lambda: NeighborSampler([2]).sample_distinct(g32, big),
+                   lambda: NeighborSampler([2]).sample_distinct(gg, cuda(big)))
+    gp = g.pin()
+    expect_error(ValueError, lambda: NeighborSampler([2]).sample(
+        gp, {"paper": torch.tensor([1]).cuda(), "author": torch.tensor([2])}), "one device")
+    expect_error(ValueError, lambda: NeighborSampler([2]).sample(g, {"paper": torch.tensor([1]).cuda()}),
+                 "pageable CPU memory")
+
+
+# =================================================================================== group: link
+def _det_negatives(src: torch.Tensor, n: int, key: int):
+    """A custom negative sampler that draws the same on every device: 2 per positive."""
+    s = src.repeat_interleave(2)
+    return s, (s * 7 + 3 + key % 11) % n
+
+
+def _cpu_negatives(src: torch.Tensor, n: int, key: int):
+    """A custom negative sampler that builds its ids on the CPU whatever the seeds' device."""
+    s = src.cpu()
+    return s, (s * 5 + 1) % n
+
+
+@scenario("link")
+def link_homo() -> None:
+    """EdgePredictionSampler on a homogeneous graph: every exclude mode (None, self, reverse_id,
+    a callable), per-layer and one-sync, no / uniform / custom (device-agnostic, CPU-built)
+    negatives, both placements and id types, sample() and sample_distinct()."""
+    from samplers import EdgePredictionSampler, NeighborSampler
+    ei = homo_edges(50, 150)
+    ei = torch.cat([ei, ei.flip(0)], 1)                   # edge e and e + 150 are reverses
+    rev = torch.cat([torch.arange(150, 300), torch.arange(0, 150)])
+    for idtype in (torch.int32, torch.int64):
+        from samplers import CSCGraph
+        g = CSCGraph.from_edge_index(ei.to(idtype), 50)
+        seeds = torch.arange(0, 300, 7)
+        for gg in placements(g):
+            for ex, one_sync, neg in itertools.product(
+                    (None, "self", "reverse_id", "callable"), (False, True),
+                    (None, 2, _det_negatives, _cpu_negatives)):
+                kw = {"reverse_eids": rev} if ex == "reverse_id" else {}
+                exf = (lambda e: torch.cat([e, (e + 1) % 300])) if ex == "callable" else ex
+                mk = lambda: EdgePredictionSampler(   # noqa: E731
+                    NeighborSampler([3, 2], seed=0, one_sync=one_sync), exclude=exf,
+                    negative_sampler=neg, **kw)
+                tag = f"{idtype} {gg.placement} exclude={ex} one_sync={one_sync} neg={neg}"
+                same(mk().sample_distinct(g, seeds, batch=3),
+                     mk().sample_distinct(gg, seeds.cuda(), batch=3), tag)
+            same(EdgePredictionSampler(NeighborSampler([2], seed=1), exclude="self").sample(g, seeds),
+                 EdgePredictionSampler(NeighborSampler([2], seed=1), exclude="self").sample(
+                     gg, seeds.cuda()), "sample()")
+
+
+@scenario("link")
+def link_hetero() -> None:
+    """EdgePredictionSampler on a heterogeneous graph: exclude None / self / reverse_types / a
+    callable, uniform negatives, both placements and id types, seed edges of two types."""
+    from samplers import EdgePredictionSampler, NeighborSampler
+    for idtype in (torch.int32, torch.int64):
+        g = hetero_graph(idtype)
+        seeds = {"writes": torch.arange(0, 300, 5), C: torch.arange(0, 400, 9)}
+        for gg in placements(g):
+            for (ex, kw), neg in itertools.product(
+                    ((None, {}), ("self", {}), ("reverse_types", {"reverse_etypes": REV_TYPES}),
+                     (lambda s: {"cites": s[C][:3], R: s[W][:4]}, {})), (None, 1, 3)):
+                mk = lambda: EdgePredictionSampler(   # noqa: E731
+                    NeighborSampler([2, {"writes": 2, "cites": -1, "rev_writes": 1}], seed=1),
+                    exclude=ex, negative_sampler=neg, **kw)
+                tag = f"{idtype} {gg.placement} exclude={ex} neg={neg}"
+                same(mk().sample_distinct(g, seeds, batch=2),
+                     mk().sample_distinct(gg, cuda(seeds), batch=2), tag)
+            both = {"writes": torch.arange(0, 300, 4), "rev_writes": torch.arange(1, 300, 6)}
+            mk = lambda: EdgePredictionSampler(NeighborSampler([2, 2], seed=2),   # noqa: E731
+                                               exclude="reverse_types", reverse_etypes=REV_TYPES,
+                                               negative_sampler=2)
+            same(mk().sample_distinct(g, both, batch=4), mk().sample_distinct(gg, cuda(both), batch=4),
+                 "both directions")
+
+
+@scenario("link")
+def link_errors() -> None:
+    """Seed edges out of range, and a custom negative sampler's ids out of range, raise as on
+    the CPU."""
+    from samplers import EdgePredictionSampler, NeighborSampler
+    g = homo_graph()
+    for gg in placements(g):
+        bad = torch.tensor([0, 300])
+        same_error(IndexError, lambda: EdgePredictionSampler(NeighborSampler([2])).sample(g, bad),
+                   lambda: EdgePredictionSampler(NeighborSampler([2])).sample(gg, bad.cuda()))
+        wild = lambda s, n, k: (s, s + n)   # noqa: E731
+        seeds = torch.tensor([1, 2])
+        same_error(IndexError,
+                   lambda: EdgePredictionSampler(NeighborSampler([2]), negative_sampler=wild).sample(g, seeds),
+                   lambda: EdgePredictionSampler(NeighborSampler([2]), negative_sampler=wild).sample(
+                       gg, seeds.cuda()))
+
+
+# ============================================================================= group: dataloader
+def _tables(n: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 4, generator=gen), torch.randint(0, 7, (n,), generator=gen)
+
+
+@scenario("dataloader")
+def dl_node_homo() -> None:
+    """samplers.DataLoader, node seeds, homogeneous: graph pageable + use_uva, pinned, in GPU
+    memory, and pageable with CPU sampling (pinned copy to the GPU); host, unified and
+    GPU-resident feature tables, labels; per-layer and one-sync; with and without the producer
+    thread; CPU and CUDA indices; two epochs."""
+    import unified_tensor as ut
+    from samplers import DataLoader, NeighborSampler
+    g = homo_graph()
+    x, y = _tables(50, 0)
+    idx = torch.arange(0, 45, 2)
+    cases = [(g, True), (g.pin(), False), (g.to("cuda"), False), (g, False)]
+    for (gg, uva), one_sync, prefetch in itertools.product(cases, (False, True), (0, None)):
+        for feats in (x, ut.unified(x.clone()), x.cuda()):
+            kw = dict(batch_size=6, shuffle=True, seed=3, labels=y, prefetch=prefetch)
+            cpu = DataLoader(g, idx, NeighborSampler([3, 2], seed=1), features=x, **kw)
+            gi = idx.cuda() if gg.placement == "cuda" else idx
+            gpu = DataLoader(gg, gi, NeighborSampler([3, 2], seed=1, one_sync=one_sync),
+                             device="cuda", use_uva=uva, features=feats, **kw)
+            expect = "cpu" if gg.placement == "cpu" and not uva else "cuda"
+            assert gpu._sample_device.type == expect, (gpu._sample_device, expect)
+            same_epochs(cpu, gpu, epochs=2)
+    # CUDA indices for a pinned graph, CPU indices for a GPU graph; the producer's work on the
+    # user's stream
+    for gg, gi, kw in ((g.pin(), idx.cuda(), {}), (g.to("cuda"), idx, {}),
+                       (g.pin(), idx, {"use_alternate_streams": False})):
+        cpu = DataLoader(g, idx, NeighborSampler([2, 2], seed=4), batch_size=8, features=x, labels=y)
+        gpu = DataLoader(gg, gi, NeighborSampler([2, 2], seed=4), batch_size=8,
+                         features=x, labels=y, device="cuda", **kw)
+        same_epochs(cpu, gpu)
+    # presampled hotness counts the same batches on either device
+    from samplers import presample_hotness
+    mk = lambda dev, gg: DataLoader(gg, idx, NeighborSampler([3, 2], seed=6), batch_size=7,   # noqa: E731
+                                    shuffle=True, seed=2, device=dev)
+    same(presample_hotness(mk(None, g), 50), presample_hotness(mk("cuda", g.pin()), 50),
+         "presample_hotness", device=False)
+
+
+@scenario("dataloader")
+def dl_node_hetero() -> None:
+    """samplers.DataLoader on a HeteroCSCGraph: per-type indices, features and labels; graph
+    pageable + use_uva, pinned, in GPU memory, pageable with CPU sampling."""
+    from samplers import DataLoader, NeighborSampler
+    for idtype in (torch.int32, torch.int64):
+        g = hetero_graph(idtype)
+        feats = {"author": torch.randn(40, 4), "paper": torch.randn(60, 4), "venue": torch.randn(3, 4)}
+        labels = {"paper": torch.arange(60), "author": torch.arange(40)}
+        idx = {"paper": torch.arange(0, 60, 3), "author": torch.arange(0, 40, 4)}
+        for gg, uva in ((g, True), (g.pin(), False), (g.to("cuda"), False), (g, False)):
+            for prefetch in (0, None):
+                kw = dict(batch_size=7, shuffle=True, seed=3, features=feats, labels=labels,
+                          prefetch=prefetch)
+                cpu = DataLoader(g, idx, NeighborSampler([2, 3], seed=1), **kw)
+                gi = cuda(idx) if gg.placement == "cuda" else idx
+                gpu = DataLoader(gg, gi, NeighborSampler([2, 3], seed=1), device="cuda",
+                                 use_uva=uva, **kw)
+                same_epochs(cpu, gpu)
+        # CUDA indices for a pinned graph; GPU-resident feature and label tables
+        kw = dict(batch_size=9, shuffle=True, seed=5)
+        cpu = DataLoader(g, idx, NeighborSampler([2, 2], seed=2), features=feats, labels=labels, **kw)
+        gpu = DataLoader(g.pin(), cuda(idx), NeighborSampler([2, 2], seed=2), device="cuda",
+                         features=cuda(feats), labels=cuda(labels), **kw)
+        same_epochs(cpu, gpu)
+
+
+@scenario("dataloader")
+def dl_link() -> None:
+    """samplers.DataLoader with an EdgePredictionSampler: homogeneous (reverse_id exclusion,
+    per-layer and one-sync) and heterogeneous (reverse_types), with features, both placements."""
+    from samplers import CSCGraph, DataLoader, EdgePredictionSampler, NeighborSampler
+    h = CSCGraph.from_edge_index(homo_edges(50, 400, seed=2), 50)
+    rev = torch.randperm(400, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(50, 3)
+    for gg, one_sync in itertools.product(placements(h), (False, True)):
+        mk = lambda: EdgePredictionSampler(   # noqa: E731
+            NeighborSampler([3, 2], seed=1, one_sync=one_sync), exclude="reverse_id",
+            reverse_eids=rev, negative_sampler=1)
+        kw = dict(batch_size=64, shuffle=True, seed=3, features=x)
+        same_epochs(DataLoader(h, torch.arange(400), mk(), **kw),
+                    DataLoader(gg, torch.arange(400).cuda() if gg.placement == "cuda" else torch.arange(400),
+                               mk(), device="cuda", **kw))
+    g = hetero_graph(torch.int32)
+    feats = {"author": torch.randn(40, 4), "paper": torch.randn(60, 4)}
+    eidx = {"writes": torch.arange(0, 300, 2), C: torch.arange(0, 400, 3)}
+    for gg in placements(g):
+        mk = lambda: EdgePredictionSampler(NeighborSampler([2, 2], seed=1),   # noqa: E731
+                                           exclude="reverse_types", reverse_etypes=REV_TYPES,
+                                           negative_sampler=2)
+        kw = dict(batch_size=16, shuffle=True, seed=3, features=feats, prefetch=0)
+        same_epochs(DataLoader(g, eidx, mk(), **kw), DataLoader(gg, eidx, mk(), device="cuda", **kw))
+
+
+@scenario("dataloader")
+def dl_output_device() -> None:
+    """NeighborSampler(output_device="cuda") in a CPU DataLoader over a pinned graph (device
+    None: the CPU): blocks land on the GPU, features and labels are gathered for the loader's
+    device from the blocks' ids, and must equal the CPU loader's."""
+    from samplers import DataLoader, NeighborSampler
+    g = homo_graph()
+    x, y = _tables(50, 2)
+    kw = dict(batch_size=8, features=x, labels=y, prefetch=0)
+    cpu = DataLoader(g, torch.arange(40), NeighborSampler([2, 2], seed=3), **kw)
+    gpu = DataLoader(g.pin(), torch.arange(40), NeighborSampler([2, 2], seed=3, output_device="cuda"), **kw)
+    assert gpu.device.type == "cpu"
+    for c, b in zip(iterate(cpu), iterate(gpu)):
+        same(c[2][0].srcdata["feat"], b[2][0].srcdata["feat"], "features", device=False)
+        same(c[2][-1].dstdata["label"], b[2][-1].dstdata["label"], "labels", device=False)
+        same(c[2][0].edge_index, b[2][0].edge_index, "blocks on the GPU")
+
+
+@scenario("dataloader")
+def dl_break_and_restart() -> None:
+    """A break out of a threaded CUDA epoch (the consumer's stream waits for the side stream,
+    the producer stops), then a full epoch that matches the CPU loader's second epoch."""
+    from samplers import DataLoader, NeighborSampler
+    g = homo_graph()
+    x, y = _tables(50, 1)
+    kw = dict(batch_size=5, shuffle=True, seed=9, features=x, labels=y)
+    cpu = DataLoader(g, torch.arange(45), NeighborSampler([2, 2], seed=2), **kw)
+    gpu = DataLoader(g.pin(), torch.arange(45), NeighborSampler([2, 2], seed=2), device="cuda",
+                     prefetch=2, **kw)
+    for i, (c, b) in enumerate(zip(cpu, gpu)):
+        same(c, b, "first epoch")
+        if i == 2:
+            break
+    same_epochs(cpu, gpu)
+
+
+# =================================================================================== group: pyg
+def make_pyg_data(idtype: torch.dtype = torch.int64, n: int = 120, e: int = 700, seed: int = 0):
+    """A multigraph with node attributes of several dtypes and ranks, edge attributes, a
+    graph-level tensor and string, and nodes without in-edges / without edges."""
+    from torch_geometric.data import Data
+    g = torch.Generator().manual_seed(seed)
+    d = Data(edge_index=torch.stack([torch.randint(0, n - 4, (e,), generator=g),
+                                     torch.randint(0, n - 10, (e,), generator=g)]).to(idtype))
+    d.x = torch.randn(n, 5, generator=g)
+    d.y = torch.randint(0, 4, (n,), generator=g)
+    d.train_mask = torch.rand(n, generator=g) < 0.4
+    d.x_half = torch.randn(n, 3, generator=g).half()
+    d.x_bf16 = torch.randn(n, 2, generator=g).bfloat16()
+    d.pos3 = torch.randn(n, 3, 2, generator=g)
+    d.edge_attr = torch.randn(e, 2, generator=g)
+    d.edge_flag = torch.rand(e, generator=g) < 0.5
+    d.graph_feat = torch.randn(1, 6, generator=g)          # graph-level: stays where it is
+    d.name = "toy"
+    return d
+
+
+def with_odd_attributes(d: Any) -> Any:
+    """``d`` plus node attributes that take the loaders' other slicing paths: a NumPy array, a
+    list, a tensor that requires grad, a column slice (copied contiguous once)."""
+    import numpy as np
+    n = d.num_nodes
+    g = torch.Generator().manual_seed(5)
+    d.x_np = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    d.tags = [f"node{i}" for i in range(n)]
+    d.x_grad = torch.randn(n, 2, generator=g).requires_grad_()
+    d.x_cols = torch.randn(n, 6, generator=g)[:, ::2]
+    return d
+
+
+AP, PA, CI = ("author", "writes", "paper"), ("paper", "rev_writes", "author"), ("paper", "cites", "paper")
+
+
+def make_pyg_hetero(seed: int = 0):
+    from torch_geometric.data import HeteroData
+    g = torch.Generator().manual_seed(seed)
+    h = HeteroData()
+    h["author"].x = torch.randn(50, 4, generator=g)
+    h["paper"].x = torch.randn(70, 6, generator=g)
+    h["paper"].y = torch.randint(0, 3, (70,), generator=g)
+    h["paper"].emb = torch.randn(70, 2, 3, generator=g).half()
+    h["topic"].x = torch.randn(5, 3, generator=g)           # a node type without edges
+    w = torch.stack([torch.randint(0, 50, (300,), generator=g), torch.randint(0, 65, (300,), generator=g)])
+    h[AP].edge_index = w
+    h[AP].edge_attr = torch.randn(300, 3, generator=g)
+    h[PA].edge_index = w.flip(0)
+    h[CI].edge_index = torch.randint(0, 70, (2, 350), generator=g)
+    h[CI].edge_weight = torch.rand(350, generator=g)
+    return h
+
+
+def _pyg_pairs(make: Callable[[Any], Any], data: Any, tag: str, epochs: int = 1) -> None:
+    cpu, gpu = make(None), make("cuda")
+    assert gpu._sample_device.type == "cuda", gpu._sample_device
+    n = same_epochs(cpu, gpu, epochs, pyg=data)
+    assert n, tag
+
+
+def _keep_orig(out: Any) -> Any:
+    """A transform_sampler_output that keeps the sampled edges as orig_row / orig_col (batches
+    then carry ``_orig_edge_index``, which the hand-over must include)."""
+    out.orig_row, out.orig_col = out.row, out.col
+    return out
+
+
+@scenario("pyg")
+def pyg_neighbor_homo() -> None:
+    """samplers.pyg.NeighborLoader(device="cuda") on Data: directional / induced subgraphs,
+    disjoint, fanout -1, replacement, int32 edges, the producer thread, _orig_edge_index,
+    odd attributes, loader(index), seeds on the GPU, CPU sampling (bidirectional: below)."""
+    from samplers.pyg import NeighborLoader
+    for idtype in (torch.int64, torch.int32):
+        data = make_pyg_data(idtype)
+        for st, disjoint, fan, replace in itertools.product(
+                ("directional", "induced"), (False, True), ([4, 3], [-1, 2]),
+                (False,) if idtype == torch.int32 else (False, True)):
+            if disjoint and st == "induced":
+                continue
+            _pyg_pairs(lambda d: NeighborLoader(
+                data, fan, input_nodes=data.train_mask, batch_size=24, shuffle=True, seed=21,
+                replace=replace, disjoint=disjoint, subgraph_type=st, device=d, prefetch=0),
+                data, f"{idtype} {st} disjoint={disjoint} {fan} replace={replace}")
+    data = make_pyg_data()
+    _pyg_pairs(lambda d: NeighborLoader(data, [3, 2], batch_size=40, shuffle=True, seed=2, device=d),
+               data, "producer thread", epochs=2)
+    # transform_sampler_output keeping the directional edges: batches carry _orig_edge_index
+    _pyg_pairs(lambda d: NeighborLoader(data, [3, 2], batch_size=40, seed=2, device=d,
+                                        transform_sampler_output=_keep_orig),
+               data, "_orig_edge_index")
+    cpu = NeighborLoader(data, [3, 2], batch_size=40, seed=2)
+    gpu = NeighborLoader(data, [3, 2], batch_size=40, seed=2, device="cuda")
+    same_pyg(cpu(torch.tensor([5, 1, 9])), gpu(torch.tensor([5, 1, 9])), "loader(index)", data)
+    # seeds given on the GPU: ids, and a mask
+    ids = torch.nonzero(data.train_mask).view(-1)
+    for seeds in (ids.cuda(), data.train_mask.cuda()):
+        _pyg_pairs(lambda d: NeighborLoader(data, [3, 2], input_nodes=seeds if d else seeds.cpu(),
+                                            batch_size=16, seed=7, device=d, prefetch=0),
+                   data, f"CUDA input_nodes {seeds.dtype}")
+    odd = with_odd_attributes(make_pyg_data(seed=3))
+    _pyg_pairs(lambda d: NeighborLoader(odd, [3, 2], batch_size=30, seed=1, device=d, prefetch=0),
+               odd, "NumPy / list / grad / strided attributes")
+    # use_uva=False: sampled on the CPU, batches moved (pinned) to the GPU
+    cpu = NeighborLoader(data, [3, 2], batch_size=33, seed=8, prefetch=0)
+    gpu = NeighborLoader(data, [3, 2], batch_size=33, seed=8, prefetch=0, device="cuda",
+                         use_uva=False)
+    assert gpu._sample_device.type == "cpu"
+    same_epochs(cpu, gpu, pyg=data)
+
+
+@scenario("pyg")
+def pyg_neighbor_hetero() -> None:
+    """NeighborLoader(device="cuda") on HeteroData: every subgraph type, disjoint, per-type
+    seeds given as a node type and as (type, mask)."""
+    from samplers.pyg import NeighborLoader
+    data = make_pyg_hetero()
+    mask = torch.rand(70, generator=torch.Generator().manual_seed(3)) < 0.5
+    for st, disjoint, fan in itertools.product(("directional", "induced"),
+                                               (False, True), ([3, 2], [-1, 1])):
+        if disjoint and st == "induced":
+            continue
+        _pyg_pairs(lambda d: NeighborLoader(data, fan, input_nodes="paper", batch_size=16, seed=6,
+                                            disjoint=disjoint, subgraph_type=st, device=d,
+                                            prefetch=0),
+                   data, f"{st} disjoint={disjoint} {fan}")
+    _pyg_pairs(lambda d: NeighborLoader(data, {AP: [2, 2], PA: [1, 1], CI: [3, 0]},
+                                        input_nodes=("paper", mask), batch_size=10, shuffle=True,
+                                        seed=6, device=d), data, "dict fanouts, mask, thread")
+    _pyg_pairs(lambda d: NeighborLoader(data, [2, 2], input_nodes="paper", batch_size=20, seed=2,
+                                        device=d, transform_sampler_output=_keep_orig),
+               data, "_orig_edge_index")
+    ids = torch.nonzero(mask).view(-1)
+    _pyg_pairs(lambda d: NeighborLoader(data, [2, 2], input_nodes=("paper", ids.cuda() if d else ids),
+                                        batch_size=10, seed=6, device=d, prefetch=0),
+               data, "CUDA input ids")
+    cpu = NeighborLoader(data, [2, 2], input_nodes="author", batch_size=12, seed=6, prefetch=0)
+    gpu = NeighborLoader(data, [2, 2], input_nodes="author", batch_size=12, seed=6, prefetch=0,
+                         device="cuda", use_uva=False)
+    same_epochs(cpu, gpu, pyg=data)
+
+
+@scenario("pyg")
+def pyg_link_homo() -> None:
+    """LinkNeighborLoader(device="cuda") on Data: no / binary / triplet negatives, disjoint,
+    edge labels, weighted negatives, seeds and labels on the GPU, CPU sampling, loader(index)
+    (bidirectional: below)."""
+    from samplers.pyg import LinkNeighborLoader
+    data = make_pyg_data(n=90, e=500)
+    eli = data.edge_index[:, :160]
+    label = torch.randint(0, 3, (160,), generator=torch.Generator().manual_seed(2))
+    for neg, disjoint, st in itertools.product((None, "binary", "triplet"), (False, True),
+                                               ("directional",)):
+        lab = None if neg == "triplet" else label
+        _pyg_pairs(lambda d: LinkNeighborLoader(
+            data, [3, 2], edge_label_index=eli, edge_label=lab, neg_sampling=neg, batch_size=48,
+            shuffle=True, seed=9, disjoint=disjoint, subgraph_type=st, device=d, prefetch=0),
+            data, f"neg={neg} disjoint={disjoint} {st}")
+    # labels and seed edges given on the GPU; CPU sampling with GPU batches
+    _pyg_pairs(lambda d: LinkNeighborLoader(
+        data, [2, 2], edge_label_index=eli.cuda() if d else eli,
+        edge_label=label.cuda() if d else label, neg_sampling="binary", batch_size=40, seed=3,
+        device=d), data, "CUDA edge_label_index / edge_label, thread")
+    # weighted negatives, the weights given on the GPU
+    from torch_geometric.sampler import NegativeSampling
+    w = torch.rand(data.num_nodes, generator=torch.Generator().manual_seed(4))
+    for kind in ("binary", "triplet"):
+        _pyg_pairs(lambda d: LinkNeighborLoader(
+            data, [2], edge_label_index=eli, batch_size=40, seed=3, device=d, prefetch=0,
+            neg_sampling=NegativeSampling(kind, 2, dst_weight=w.cuda() if d else w)),
+            data, f"weighted {kind} negatives")
+    cpu = LinkNeighborLoader(data, [2, 2], edge_label_index=eli, neg_sampling="binary", seed=3)
+    gpu = LinkNeighborLoader(data, [2, 2], edge_label_index=eli, neg_sampling="binary", seed=3,
+                             device="cuda")
+    same_pyg(cpu(torch.tensor([4, 0, 4, 9])), gpu(torch.tensor([4, 0, 4, 9])), "loader(index)", data)
+    for neg in (None, "triplet"):
+        cpu = LinkNeighborLoader(data, [2, 2], edge_label_index=eli, neg_sampling=neg,
+                                 batch_size=40, seed=3, prefetch=0)
+        gpu = LinkNeighborLoader(data, [2, 2], edge_label_index=eli, neg_sampling=neg,
+                                 batch_size=40, seed=3, prefetch=0, device="cuda", use_uva=False)
+        assert gpu._sample_device.type == "cpu"
+        same_epochs(cpu, gpu, pyg=data)
+
+
+@scenario("pyg")
+def pyg_link_hetero() -> None:
+    """LinkNeighborLoader(device="cuda") on HeteroData, seed edges of a relation between two
+    node types and of one within a type."""
+    from samplers.pyg import LinkNeighborLoader
+    data = make_pyg_hetero()
+    for et, neg, disjoint in itertools.product((AP, CI), (None, "binary", "triplet"), (False, True)):
+        _pyg_pairs(lambda d: LinkNeighborLoader(
+            data, [3, 2], edge_label_index=(et, data[et].edge_index[:, :90]), neg_sampling=neg,
+            batch_size=32, shuffle=True, seed=9, disjoint=disjoint, device=d, prefetch=0),
+            data, f"{et} neg={neg} disjoint={disjoint}")
+
+
+def _bidirectional_cases() -> None:
+    from samplers.pyg import LinkNeighborLoader, NeighborLoader
+    h = make_pyg_hetero()
+    for disjoint in (False, True):
+        _pyg_pairs(lambda d: NeighborLoader(h, [3, 2], input_nodes="paper", batch_size=16, seed=6,
+                                            disjoint=disjoint, subgraph_type="bidirectional",
+                                            device=d, prefetch=0), h, f"hetero disjoint={disjoint}")
+    data = make_pyg_data()
+    for disjoint, fan in itertools.product((False, True), ([4, 3], [-1, 2])):
+        _pyg_pairs(lambda d: NeighborLoader(
+            data, fan, input_nodes=data.train_mask, batch_size=24, shuffle=True, seed=21,
+            disjoint=disjoint, subgraph_type="bidirectional", device=d, prefetch=0),
+            data, f"homo disjoint={disjoint} {fan}")
+    ld = make_pyg_data(n=90, e=500)
+    for neg, disjoint in itertools.product((None, "binary", "triplet"), (False, True)):
+        _pyg_pairs(lambda d: LinkNeighborLoader(
+            ld, [3, 2], edge_label_index=ld.edge_index[:, :160], neg_sampling=neg, batch_size=48,
+            shuffle=True, seed=9, disjoint=disjoint, subgraph_type="bidirectional", device=d,
+            prefetch=0), ld, f"link neg={neg} disjoint={disjoint}")
+
+
+@scenario("pyg")
+def pyg_bidirectional() -> None:
+    """subgraph_type="bidirectional" on the GPU (NeighborLoader on HeteroData and Data,
+    LinkNeighborLoader on Data): the batches equal the CPU's, reproducibly. PyG's
+    to_bidirectional merges an edge sampled in both directions with coalesce(reduce="any"), a
+    scatter_ with repeated indices: on a GPU which edge id (and so which edge attributes) the
+    merged edge gets is undefined, while the CPU's is the last one."""
+    _bidirectional_cases()
+
+
+@scenario("pyg")
+def pyg_bidirectional_devices() -> None:
+    """The same bidirectional batches with the repeated-write check off: devices, dtypes, sizes,
+    values (the fake picks the CPU's winner) and the stream hand-over. The undefined winner on a
+    real GPU stays asserted by pyg_bidirectional; this keeps the rest of the path covered."""
+    fc.CHECK_REPEATED_WRITES = False
+    try:
+        _bidirectional_cases()
+    finally:
+        fc.CHECK_REPEATED_WRITES = True
+
+
+@scenario("pyg")
+def pyg_cpu_loader_gpu_attribute() -> None:
+    """A CPU loader (device None: the graph is on the CPU) over data with one attribute in GPU
+    memory (and one that requires grad there): its rows come back to the CPU, readable as soon
+    as the batch is yielded, equal to the rows of the same data kept on the CPU."""
+    from samplers.pyg import NeighborLoader
+    ref = make_pyg_data(seed=6)
+    mixed = ref.clone()
+    mixed.x = mixed.x.cuda()
+    mixed.x_grad = torch.randn(ref.num_nodes, 2, generator=torch.Generator().manual_seed(1))
+    ref.x_grad = mixed.x_grad.clone().requires_grad_()
+    mixed.x_grad = mixed.x_grad.cuda().requires_grad_()
+    cpu = NeighborLoader(ref, [2, 2], batch_size=40, seed=3, prefetch=0)
+    mix = NeighborLoader(mixed, [2, 2], batch_size=40, seed=3, prefetch=0)
+    assert mix.device.type == "cpu"
+    for c, b in zip(iterate(cpu), iterate(mix)):
+        same_pyg(c, b, "CPU loader, a GPU attribute", ref, device=False)
+
+
+@scenario("pyg")
+def pyg_gpu_resident_data() -> None:
+    """Data / HeteroData already in GPU memory: the loaders sample it there (device follows the
+    data) and match the CPU; a relation without edge_index; temporal and weighted sampling refuse
+    GPU data, and run on the CPU sampler with device="cuda" for host data."""
+    from samplers.pyg import LinkNeighborLoader, NeighborLoader
+    data = make_pyg_data()
+    dg = data.clone().to("cuda")
+    assert fc.is_fc(dg.edge_index) and fc.is_fc(dg.x)
+    cpu = NeighborLoader(data, [3, 2], batch_size=30, seed=4, prefetch=0)
+    gpu = NeighborLoader(dg, [3, 2], batch_size=30, seed=4, prefetch=0)
+    assert gpu.device.type == "cuda" and gpu.graph.placement == "cuda"
+    for c, g in zip(iterate(cpu), iterate(gpu)):
+        same_pyg(c, g, "GPU Data", data)
+    h = make_pyg_hetero()
+    hg = h.clone().to("cuda")
+    eli = (AP, h[AP].edge_index[:, :40])
+    cpu = LinkNeighborLoader(h, [2, 2], edge_label_index=eli, neg_sampling="binary", batch_size=16,
+                             seed=4, prefetch=0)
+    gpu = LinkNeighborLoader(hg, [2, 2], edge_label_index=(AP, eli[1].cuda()), neg_sampling="binary",
+                             batch_size=16, seed=4, prefetch=0)
+    for c, g in zip(iterate(cpu), iterate(gpu)):
+        same_pyg(c, g, "GPU HeteroData link", h)
+    # one attribute already in GPU memory next to host ones (gathered with index_select there)
+    mixed = make_pyg_data(seed=4)
+    ref = mixed.clone()
+    mixed.x = mixed.x.cuda()
+    cpu = NeighborLoader(ref, [2, 2], batch_size=32, seed=3, prefetch=0)
+    gpu = NeighborLoader(mixed, [2, 2], batch_size=32, seed=3, prefetch=0, device="cuda")
+    assert gpu._sample_device.type == "cuda"
+    for c, g in zip(iterate(cpu), iterate(gpu)):
+        same_pyg(c, g, "a GPU attribute in host data", ref)
+    for idtype in (torch.int64, torch.int32):
+        h2 = h.clone()
+        for et in h2.edge_types:
+            h2[et].edge_index = h2[et].edge_index.to(idtype)
+        del h2[CI].edge_index
+        hg2 = h2.clone().to("cuda")
+        cpu = NeighborLoader(h2, [2], input_nodes="author", batch_size=8, seed=1, prefetch=0)
+        gpu = NeighborLoader(hg2, [2], input_nodes="author", batch_size=8, seed=1, prefetch=0)
+        assert gpu.graph.placement == "cuda"
+        for c, g in zip(iterate(cpu), iterate(gpu)):
+            same_pyg(c, g, f"relation without edge_index {idtype}", h2)
+    # temporal / weighted: the CPU sampler; GPU data refused, host data + device="cuda" matches
+    data.t = torch.arange(data.num_nodes)
+    data.ew = torch.rand(data.num_edges, generator=torch.Generator().manual_seed(0))
+    dg = data.clone().to("cuda")
+    expect_error(NotImplementedError, lambda: NeighborLoader(dg, [2], time_attr="t", batch_size=4))
+    expect_error(NotImplementedError, lambda: NeighborLoader(dg, [2], weight_attr="ew", batch_size=4))
+    it = torch.randint(0, 200, (data.num_nodes,), generator=torch.Generator().manual_seed(6))
+    for kw in ({"time_attr": "t"}, {"weight_attr": "ew"}, {"time_attr": "t", "input_time": it}):
+        cpu = NeighborLoader(data, [3, 2], batch_size=25, seed=5, prefetch=0, **kw)
+        gpu = NeighborLoader(data, [3, 2], batch_size=25, seed=5, prefetch=0, device="cuda", **kw)
+        assert gpu._sample_device.type == "cpu"
+        for c, g in zip(iterate(cpu), iterate(gpu)):
+            same_pyg(c, g, f"CPU-sampled {kw}", data)
+    eli = data.edge_index[:, :60]
+    elt = torch.randint(0, data.num_nodes, (60,), generator=torch.Generator().manual_seed(1))
+    for neg in ("binary", "triplet"):
+        mk = lambda d: LinkNeighborLoader(data, [2, 2], edge_label_index=eli,   # noqa: E731
+                                          edge_label_time=elt, time_attr="t", neg_sampling=neg,
+                                          batch_size=20, seed=5, prefetch=0, device=d)
+        for c, g in zip(iterate(mk(None)), iterate(mk("cuda"))):
+            same_pyg(c, g, f"temporal link {neg}", data)
+
+
+# ================================================================================ group: gather
+@scenario("gather")
+def gather_zero_copy() -> None:
+    """ut.unified tables gathered with CUDA indices (t[idx], index_select, F.embedding,
+    ut.gather with out=): rows of many dtypes and shapes, int32/int64 and negative ids, empty
+    indices, sorted and unsorted reads, tables pinned by PyTorch and in GPU memory."""
+    import torch.nn.functional as F
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(0)
+    for dtype, row in itertools.product((torch.float32, torch.float16, torch.bfloat16, torch.int8,
+                                         torch.bool, torch.int64), ((), (3,), (4, 5))):
+        base = (torch.randn((300,) + row, generator=gen) * 50).to(dtype)
+        t = ut.unified(base.clone())
+        assert t.is_registered
+        for idtype in (torch.int32, torch.int64):
+            idx = torch.randint(-300, 300, (2000,), generator=gen).to(idtype)   # >= SORT_MIN_ROWS
+            for i in (idx, idx[:17], idx[:0], idx.view(40, 50)):
+                same(base[i.long()], t[i.cuda()], f"t[idx] {dtype} {row} {idtype}")
+                same(ut.gather(base, i), ut.gather(t, i.cuda(), sorted_order=False), "unsorted")
+            i1 = idx[:33].cuda()
+            same(base[idx[:33].long()], torch.index_select(t, 0, i1), "index_select (ids wrap)")
+            out = torch.empty((33,) + row, dtype=dtype, device="cuda")
+            r = ut.gather(t, i1, out=out)
+            assert r is out
+            same(base[idx[:33].long()], out, "out=")
+    emb = torch.randn(20, 6, generator=gen)
+    te = ut.unified(emb.clone())
+    i = torch.tensor([[1, 2], [19, 0]])
+    same(F.embedding(i, emb), F.embedding(i.cuda(), te), "F.embedding")
+    i8 = torch.tensor([3, -1, 0], dtype=torch.int8)
+    same(emb[i8.long()], te[i8.cuda()], "int8 ids")
+    # a NumPy source (read-only too), a second table over part of a registered one
+    import numpy as np
+    arr = np.arange(60, dtype=np.float32).reshape(20, 3)
+    ro = arr.copy()
+    ro.flags.writeable = False
+    for src in (arr, ro):
+        same(torch.from_numpy(arr)[i], ut.unified(src)[i.cuda()], f"NumPy table writeable={src.flags.writeable}")
+    whole = torch.randn(30, 2, generator=gen)
+    tw = ut.unified(whole)
+    part = ut.unified(whole[10:])
+    same(whole[10:][i], part[i.cuda()], "a table inside a registered one")
+    same(whole[i], tw[i.cuda()], "the registered one")
+    # out= for a table in GPU memory
+    gt = emb.cuda()
+    out = torch.empty(2, 2, 6, device="cuda")
+    assert ut.gather(gt, i.cuda(), out=out) is out
+    same(emb[i], out, "GPU table, out=")
+    pinned = emb.clone().pin_memory()
+    assert pinned.is_pinned()
+    same(emb[i], ut.gather(pinned, i.cuda()), "table pinned by PyTorch")
+    same(emb[i], ut.gather(emb.cuda(), i.cuda()), "table in GPU memory")
+
+
+@scenario("gather")
+def gather_errors() -> None:
+    """Out-of-range CUDA ids: zeros and a deferred IndexError (raised by ut.synchronize(), or by
+    the next CUDA gather), validate="sync" raises at once; unpinned, pageable and
+    not-registered tables are refused."""
+    import unified_tensor as ut
+    base = torch.arange(40.).view(10, 4)
+    t = ut.unified(base.clone())
+    r = t[torch.tensor([1, 12, -11, 2]).cuda()]             # no host sync, no error yet
+    h = fc.to_host(r)
+    assert torch.equal(h[0], base[1]) and torch.equal(h[3], base[2]) and not h[1:3].any()
+    # the record keeps the smallest and largest bad id; the smallest is reported when below -n
+    expect_error(IndexError, ut.synchronize, "index -11 is out of range for a table of 10 rows")
+    t[torch.tensor([10]).cuda()]
+    expect_error(IndexError, lambda: t[torch.tensor([0]).cuda()], "index 10 is out of range")
+    expect_error(IndexError, lambda: ut.gather(t, torch.tensor([0, -11]).cuda(), validate="sync"),
+                 "index -11 is out of range")
+    g = base.cuda()                                           # a table in GPU memory
+    r = ut.gather(g, torch.tensor([3, 99]).cuda())
+    assert not fc.to_host(r)[1].any()
+    expect_error(IndexError, ut.synchronize, "index 99 is out of range")
+    ut.synchronize()                                          # nothing left
+    expect_error(ValueError, lambda: ut.gather(base, torch.tensor([1]).cuda()), "not pinned")
+    u = ut.unified(base.clone())
+    ut.unpin(u)
+    expect_error(RuntimeError, lambda: u[torch.tensor([1]).cuda()], "unpinned")
+
+
+# ================================================================================ group: harness
+# The harness checking itself: a harness that quietly stops catching things would let every
+# scenario above pass for nothing.
+def _caught(fn: Callable[[], Any], what: str) -> None:
+    """``fn`` breaks a device rule: DeviceError, and a violation recorded (then forgotten)."""
+    n0 = len(fc.VIOLATIONS)
+    try:
+        fn()
+    except fc.DeviceError:
+        pass
+    else:
+        raise AssertionError(f"the harness let through: {what}")
+    assert len(fc.VIOLATIONS) > n0, what
+    del fc.VIOLATIONS[n0:]
+
+
+@scenario("harness")
+def harness_device_rules() -> None:
+    """The device rules and CUDA-tensor semantics the scenarios rely on."""
+    import numpy as np
+    a, c = torch.arange(5).cuda(), torch.arange(5)
+    assert fc.is_fc(a) and a.is_cuda and a.device == torch.device("cuda", 0)
+    assert not c.is_cuda and c.device.type == "cpu"
+    for fn, what in ((lambda: c[a], "CPU tensor indexed with a CUDA index"),
+                     (lambda: torch.cat([a, c]), "cat of CUDA and CPU"),
+                     (lambda: torch.stack([a[0], c[0]]), "stack of CUDA and a 0-d CPU tensor"),
+                     (lambda: a + c, "CUDA + CPU"),
+                     (lambda: torch.index_select(a, 0, c), "index_select with a CPU index"),
+                     (lambda: a.numpy(), ".numpy() of CUDA"),
+                     (lambda: np.asarray(a), "np.asarray of CUDA"),
+                     (lambda: c.record_stream(torch.cuda.current_stream()), "record_stream on CPU"),
+                     (lambda: a.pin_memory(), "pin_memory of CUDA"),
+                     (lambda: torch.randint(0, 5, (3,), generator=torch.Generator(), device="cuda"),
+                      "CPU generator for a CUDA op"),
+                     (lambda: a.index_put_((a,), c), "index_put_ of CPU values into CUDA"),
+                     (lambda: c.index_put_((a,), a), "index_put_ into a CPU tensor"),
+                     (lambda: torch.empty(2, device="cuda:1"), "a second GPU"),
+                     (lambda: torch.randint(0, 5, (3,), device="cuda"), "device RNG"),
+                     (lambda: torch.rand_like(a.float()), "device RNG on a CUDA tensor"),
+                     (lambda: a.clone().index_put_((torch.tensor([0, 0]).cuda(),), a[:2].clone()),
+                      "repeated indices writing different values"),
+                     (lambda: a.clone().scatter_(0, torch.tensor([1, 1]).cuda(), a[3:5].clone()),
+                      "scatter_ with repeated indices and different values")):
+        _caught(fn, what)
+    # what PyTorch allows
+    assert fc.is_fc(a[c]) and fc.is_fc(a + torch.tensor(1)) and fc.is_fc(a.view_as(c))
+    assert fc.is_fc(torch.where(a > 2, a, torch.tensor(0)))
+    a[c[:2]] = 7
+    a.clone()[torch.tensor([1, 1, 2]).cuda()] = torch.tensor([5, 5, 6]).cuda()   # equal repeats
+    a.clone().scatter_(0, torch.tensor([0, 0]).cuda(), torch.tensor([2, 2]).cuda())
+    d = torch.zeros(5, dtype=torch.int64)
+    d.copy_(a)
+    d[:] = a
+    assert torch.equal(d, fc.to_host(a))
+    # conversions: copies, devices, dtypes
+    h = a.cpu()
+    assert not fc.is_fc(h) and torch.equal(h, fc.to_host(a))
+    h += 1
+    assert not torch.equal(h, fc.to_host(a)), ".cpu() must copy"
+    assert fc.is_fc(c.to("cuda")) and not fc.is_fc(a.to("cpu")) and fc.is_fc(a.to(torch.int32))
+    assert fc.is_fc(c.to(a)) and not fc.is_fc(a.to(c)) and a.to("cuda") is a
+    assert fc.is_fc(torch.empty(3, device="cuda")) and fc.is_fc(torch.arange(3, device=a.device))
+    assert not fc.is_fc(torch.zeros_like(a, device="cpu")) and fc.is_fc(torch.zeros_like(a))
+    assert fc.is_fc(a.new_zeros(3)) and fc.is_fc(torch.tensor([1], device=a.device))
+    assert fc.is_fc(torch.sort(a).values) and fc.is_fc(torch.unique(a, return_inverse=True)[1])
+    # pinned memory: registrations and torch's own pinned allocations report pinned
+    import unified_tensor as ut
+    assert not c.is_pinned() and not a.is_pinned()
+    assert c.pin_memory().is_pinned() and torch.empty(4, pin_memory=True).is_pinned()
+    u = ut.unified(torch.randn(8, 2))
+    assert u.is_registered and u.is_pinned() and torch.Tensor.as_subclass(u, torch.Tensor).is_pinned()
+
+
+@scenario("harness")
+def harness_syncs_and_hand_over() -> None:
+    """The sync counter and the record_stream bookkeeping."""
+    a = torch.arange(6).cuda()
+    with fc.count_syncs() as s:
+        a.tolist()
+        int(a[0])
+        a[a > 2]
+        torch.unique(a)
+        a.cpu()
+        a.to("cpu", non_blocking=True)            # async: no sync
+        torch.arange(3).cuda(non_blocking=True)   # async: no sync
+        torch.arange(3).cuda()                    # a blocking H2D copy synchronises
+        a.sum(), torch.cumsum(a, 0), a.max()       # no sync
+    kinds = sorted(k for k, _ in s.elements())
+    assert kinds == sorted(["tolist", "__int__", "bool-mask indexing", "unique", "d2h (.cpu())",
+                            "h2d (blocking)"]), kinds
+    fc._complete()
+    # async device-to-host copies: reading before a sync is a race; after a sync or an event, not
+    h = a.to("cpu", non_blocking=True)
+    assert h.is_pinned()
+    _caught(lambda: h.tolist(), "reading an async D2H copy")
+    _caught(lambda: h + 1, "computing with an async D2H copy")
+    _caught(lambda: fc.to_host(h), "a result read by the user")
+    ev = torch.cuda.Event()
+    ev.record()
+    ev.synchronize()
+    assert h.tolist() == list(range(6))
+    buf = torch.zeros(2, 6, dtype=torch.int64)
+    buf[0].copy_(a, non_blocking=True)
+    ev = torch.cuda.Event()
+    ev.record()
+    buf[1].fill_(1)                                   # other bytes: fine
+    _caught(lambda: buf[0].sum(), "the copied row")
+    assert ev.query() and int(buf[0].sum()) == 15
+    g = a.to("cpu", non_blocking=True)
+    a.sum().item()                                     # any sync lands every copy
+    assert g.tolist() == list(range(6))
+    batch = {"x": torch.arange(3).cuda(), "e": torch.empty(0, device="cuda"), "y": [a[1:]]}
+    fc.RECORDED.clear()
+    expect_error(AssertionError, lambda: fc.assert_handed_over(batch), "never got record_stream")
+    batch["x"].record_stream(torch.cuda.current_stream())
+    expect_error(AssertionError, lambda: fc.assert_handed_over(batch), "['y'][0]")
+    a.record_stream(torch.cuda.current_stream())   # a[1:] shares a's storage
+    fc.assert_handed_over(batch)
+    expect_error(AssertionError, lambda: fc.assert_all_on_device({"x": torch.arange(2)}), "CPU tensors")
+
+
+@scenario("harness")
+def harness_fake_kernels() -> None:
+    """The fake kernels refuse what the real ones could not read; real kernels never run."""
+    import unified_tensor as ut
+    from unified_tensor import _gather_cuda, _kernels
+    from samplers import _sampler_cuda
+    g = homo_graph()
+    gp = g.pin()
+    _caught(lambda: _sampler_cuda.sample_layer_cuda(gp, torch.tensor([1, 2]), 2, False, 0, False),
+            "sampling kernel with CPU seeds")
+    _caught(lambda: _sampler_cuda.sample_layer_cuda(g, torch.tensor([1, 2]).cuda(), 2, False, 0, False),
+            "sampling kernel over a pageable graph")
+    plain = torch.randn(10, 4)
+    out = torch.empty(2, 4, device="cuda")
+    idx = torch.tensor([1, 2]).cuda()
+    _caught(lambda: _gather_cuda.gather_rows_cuda(plain.data_ptr(), 10, 16, idx, out),
+            "gather from pageable memory")
+    t = ut.unified(torch.randn(10, 4))
+    _caught(lambda: _gather_cuda.gather_rows_cuda(t.data_ptr(), 10, 16, idx, out),
+            "gather given a host address")
+    _gather_cuda.gather_rows_cuda(ut.device_pointer(t), 10, 16, idx, out)
+    same(torch.Tensor.as_subclass(t, torch.Tensor)[[1, 2]], out, "fake gather")
+    _caught(lambda: _gather_cuda.gather_rows_cuda(ut.device_pointer(t), 11, 16, idx, out),
+            "gather past the registration")
+    ptr = ut.device_pointer(t)
+    ut.unpin(t)
+    _caught(lambda: _gather_cuda.gather_rows_cuda(ptr, 10, 16, idx, out), "gather after unpin")
+    _caught(lambda: _kernels.get_function("gather.cu", "x", 0), "a real kernel")
