@@ -352,7 +352,8 @@ class _LoaderCore(torch.utils.data.DataLoader):
         ctx = torch.cuda.device(self.device) if self.device.type == "cuda" \
             else contextlib.nullcontext()
         with ctx:
-            return self._produce(self._seeds.batch(ids, types), pos, (0xFFFFFFFF << 32) + calls)
+            return self._produce(self._seeds.batch(ids, types, pos), pos,
+                                 (0xFFFFFFFF << 32) + calls)
 
 
 class DataLoader(_LoaderCore):
@@ -665,7 +666,8 @@ class _Epoch:
         for index, start in enumerate(range(0, ids_all.numel(), bs)):
             with self._cuda_context():
                 seeds = loader._seeds.batch(
-                    ids_all[start:start + bs], None if types_all is None else types_all[start:start + bs])
+                    ids_all[start:start + bs], None if types_all is None else types_all[start:start + bs],
+                    self.order[start:start + bs])
                 batch = loader._produce(seeds, self.order[start:start + bs],
                                         (self.number << 32) + index)
                 event = None
