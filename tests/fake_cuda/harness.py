@@ -325,7 +325,9 @@ def _wrap(out: Any) -> Any:
         return out
     if isinstance(out, torch.Tensor):
         with torch._C.DisableTorchFunction():
-            return torch.Tensor.as_subclass(out, FC)
+            fc = torch.Tensor.as_subclass(out, FC)
+        DEVICE_MEMORY.note(fc)
+        return fc
     if isinstance(out, list):
         return [_wrap(v) for v in out]
     if isinstance(out, tuple):
@@ -440,6 +442,91 @@ class FakeHostRuntime:
 
 
 RUNTIME = FakeHostRuntime()
+
+
+# ----------------------------------------------------------------------------- device memory
+class DeviceMemory:
+    """The fake GPU's memory: every storage a CUDA (FC) tensor lives in, noted as tensors become
+    FC (:func:`_wrap`), so a raw device address handed to a fake kernel resolves to the CUDA
+    tensors it points into, the way :class:`FakeHostRuntime` resolves mapped host memory. A
+    storage counts while it is alive (a weak reference to the storage itself, so views keep it);
+    its FC tensors are kept in a ``WeakSet`` (for dtype and shape checks of kernel arguments)."""
+
+    def __init__(self) -> None:
+        from torch.multiprocessing.reductions import StorageWeakRef
+
+        self._weak = StorageWeakRef
+        self._by_start: Dict[int, Tuple[int, Any, "weakref.WeakSet"]] = {}   # start -> (end, ref, tensors)
+        self._lock = threading.Lock()
+        self._added = 0
+
+    def note(self, t: torch.Tensor) -> None:
+        with torch._C.DisableTorchFunction():
+            st = _plain(t).untyped_storage()
+            start, nbytes = st.data_ptr(), st.nbytes()
+        if not start or not nbytes:
+            return
+        with self._lock:
+            ent = self._by_start.get(start)
+            if ent is None or ent[0] != start + nbytes or ent[1].expired():
+                ent = self._by_start[start] = (start + nbytes, self._weak(st), weakref.WeakSet())
+                self._added += 1
+                if self._added % 4096 == 0:      # forget freed storages now and then
+                    for k in [k for k, v in self._by_start.items() if v[1].expired()]:
+                        del self._by_start[k]
+            ent[2].add(t)
+
+    def find(self, ptr: int) -> Optional[Tuple[int, int, List[torch.Tensor]]]:
+        """``(start, end, live FC tensors)`` of the live CUDA allocation holding byte ``ptr``."""
+        with self._lock:
+            ent = self._by_start.get(ptr)
+            if ent is not None and not ent[1].expired():
+                return ptr, ent[0], list(ent[2])
+            for s, (e, ref, ts) in self._by_start.items():
+                if s <= ptr < e and not ref.expired():
+                    return s, e, list(ts)
+        return None
+
+
+DEVICE_MEMORY = DeviceMemory()
+
+
+def device_operand(ptr: int, nbytes: int, what: str, dtype: Optional[torch.dtype] = None,
+                   numel: Optional[int] = None) -> Optional[Tuple[int, Optional[torch.Tensor]]]:
+    """Resolve the raw device address ``ptr`` a fake kernel got for ``nbytes`` of device memory:
+    ``(end of its allocation, the contiguous CUDA tensor starting at ptr or None)``. With
+    ``dtype`` (and ``numel``) a CUDA tensor of that dtype and size must start at ``ptr``. A
+    violation (``None`` when not strict) where the address is host memory (pinned or mapped
+    pinned memory: read over PCIe, or a host pointer), no live CUDA allocation, or the bytes run
+    past the allocation."""
+    ptr = int(ptr)
+    hit = DEVICE_MEMORY.find(ptr) if ptr else None
+    if hit is None:
+        if ptr >= RUNTIME.OFFSET and RUNTIME._covering(ptr - RUNTIME.OFFSET, 1) is not None:
+            violation(f"{what}: 0x{ptr:x} is mapped pinned host memory, not device memory")
+        elif ptr and RUNTIME._covering(ptr, 1) is not None:
+            violation(f"{what}: 0x{ptr:x} is a host address of pinned memory, not device memory")
+        else:
+            violation(f"{what}: 0x{ptr:x} is not in a live CUDA allocation (host memory, freed, "
+                      f"or no pointer)")
+        return None
+    start, end, tensors = hit
+    if ptr + nbytes > end:
+        violation(f"{what}: {nbytes} bytes from 0x{ptr:x} run {ptr + nbytes - end} bytes past "
+                  f"the CUDA allocation")
+        return None
+    with torch._C.DisableTorchFunction():
+        at = [_plain(t) for t in tensors]
+        at = [p for p in at if p.data_ptr() == ptr and p.is_contiguous()]
+        if dtype is not None:
+            ok = [p for p in at if p.dtype == dtype and (numel is None or p.numel() == numel)]
+            if not ok:
+                violation(f"{what}: expected a CUDA {dtype} tensor of {numel} elements at 0x{ptr:x}, "
+                          f"the CUDA tensors there are {[(p.dtype, tuple(p.shape)) for p in at]}")
+                return None
+            at = ok
+        best = max(at, key=lambda p: p.numel() * p.element_size()) if at else None
+    return end, best
 
 
 # ----------------------------------------------------------------------------- streams/events
@@ -714,6 +801,9 @@ class Mode(TorchFunctionMode):
                 if name in ("tensor", "as_tensor") and args and not is_fc(args[0]):
                     _sync("h2d (blocking tensor(device=cuda))")   # copied, then the stream synced
                 out = func(*_unwrap(list(args)), **kwargs)
+                if isinstance(out, torch.Tensor) and any(   # as_tensor(cpu_t): a copy on a GPU
+                        not is_fc(a) and _storage_ptr(a) == _storage_ptr(out) for a in leaves):
+                    out = out.clone()
                 return _wrap(out)
             out = func(*_unwrap(list(args)), **kwargs)
             if pin and isinstance(out, torch.Tensor):
@@ -988,8 +1078,6 @@ def fake_gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, ind
     m = index.shape[0]
     if m == 0 or row_bytes == 0:
         return
-    if slot_ptr:
-        raise NotImplementedError("fake CUDA: the GPU row cache (ut.cache) is not emulated")
     for t, what in ((index, "index"), (out, "out")) + (((perm, "perm"),) if perm is not None else ()):
         if not is_fc(t):
             violation(f"gather kernel: {what} is not on the device")
@@ -1003,6 +1091,30 @@ def fake_gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, ind
     host = RUNTIME.host_address(table_dev_ptr, num_rows * row_bytes, "gather table")
     if host is None:
         return
+    slots = cache = None
+    if slot_ptr:   # the GPU row cache: the slot map and the rows in device memory
+        LAUNCHES["gather_cached"] += 1
+        hit = device_operand(slot_ptr, num_rows * 4, "gather kernel: cache slot map (slot_ptr)",
+                             torch.int32, num_rows)
+        if hit is None:
+            return
+        slots = _np(hit[1])
+        if not cache_ptr:
+            violation("gather kernel: a cache slot map without cache rows (cache_ptr is 0)")
+            return
+        hit = device_operand(cache_ptr, 0, "gather kernel: cache rows (cache_ptr)")
+        if hit is None:
+            return
+        end, rows_t = hit
+        cache_row = None if rows_t is None or rows_t.dim() == 0 else \
+            int(np.prod(rows_t.shape[1:], dtype=np.int64)) * rows_t.element_size()
+        if cache_row is not None and cache_row != row_bytes:
+            violation(f"gather kernel: the cache rows at cache_ptr are {cache_row} bytes each, the "
+                      f"table's {row_bytes}")
+            return
+        k = (end - int(cache_ptr)) // row_bytes
+        cache = np.frombuffer((ctypes.c_char * (k * row_bytes)).from_address(int(cache_ptr)),
+                              dtype=np.uint8).reshape(k, row_bytes) if k else np.empty((0, row_bytes), np.uint8)
     table = np.frombuffer((ctypes.c_char * (num_rows * row_bytes)).from_address(host),
                           dtype=np.uint8).reshape(num_rows, row_bytes)
     dst = np.frombuffer((ctypes.c_char * (m * row_bytes)).from_address(_plain(out).data_ptr()),
@@ -1010,7 +1122,21 @@ def fake_gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, ind
     idx = _np(index).astype(np.int64)
     valid = (idx >= -num_rows) & (idx < num_rows)
     rows = np.where(idx < 0, idx + num_rows, idx)
-    dst[valid] = table[rows[valid]]
+    if slots is None:
+        dst[valid] = table[rows[valid]]
+    else:   # as the kernel: row r from cache + slot_of[r] * row_bytes when slot_of[r] >= 0
+        r = rows[valid]
+        c = slots[r].astype(np.int64)
+        cached = c >= 0
+        if cached.any() and int(c[cached].max()) >= cache.shape[0]:
+            violation(f"gather kernel: cache slot {int(c[cached].max())} is past the cache rows "
+                      f"({cache.shape[0]} rows of {row_bytes} bytes in its allocation)")
+            return
+        src = np.empty((r.shape[0], row_bytes), np.uint8)
+        src[~cached] = table[r[~cached]]
+        src[cached] = cache[c[cached]]
+        dst[valid] = src
+        LAUNCHES["gather_cache_rows"] += int(cached.sum())
     dst[~valid] = 0
     if bad_ptr and not valid.all():
         _record_bad(int(bad_ptr), idx[~valid])
