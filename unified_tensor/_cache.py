@@ -223,6 +223,16 @@ def cache_info(table) -> Dict[str, dict]:
 
 
 def refresh_all(table) -> None:
-    """Re-copy every cache of ``table`` (after an in-place change made through it)."""
+    """Re-copy every cache of ``table`` (after an in-place change made through it). Waits for
+    the GPUs first: the change may be an asynchronous copy into the table (``t.copy_(src,
+    non_blocking=True)``; the table is pinned) that has not landed yet."""
+    if not table._ut_caches:
+        return
+    if torch.cuda.is_available():
+        devices = {c.device for c in table._ut_caches.values() if getattr(c, "device", None)}
+        if torch.cuda.is_initialized():
+            devices.add(torch.device("cuda", torch.cuda.current_device()))
+        for d in devices:
+            torch.cuda.synchronize(d)
     for c in table._ut_caches.values():
         c.refresh(table._ut_plain)

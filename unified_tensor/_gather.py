@@ -325,10 +325,15 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
             _check_range(flat, n)
             wrapped = torch.where(flat < 0, flat + n, flat)
             torch.index_select(plain, 0, wrapped, out=res.view((flat.shape[0],) + row_shape))
-            return res
-        bad = gather_rows_cpu(plain, flat, res.view((flat.shape[0],) + row_shape)) if flat.numel() else 0
-        if bad:
-            _check_range(flat, n)
+        else:
+            bad = gather_rows_cpu(plain, flat, res.view((flat.shape[0],) + row_shape)) \
+                if flat.numel() else 0
+            if bad:
+                _check_range(flat, n)
+        if getattr(out, "_ut_caches", None):   # gathered into a cached table: refresh its caches
+            from ._cache import refresh_all
+
+            refresh_all(out)
         return res
 
     if device.type != "cuda":

@@ -50,7 +50,13 @@ What it emulates
   (``unified_tensor._gather_cuda.gather_rows_cuda``) is replaced by :func:`fake_gather_rows_cuda`,
   which resolves the table's device address through the fake registrations (reading a table
   that is not registered is a violation, never a read), writes zeros for out-of-range ids and
-  records them in the deferred-check record as the kernel does. Any other kernel launch
+  records them in the deferred-check record as the kernel does. With the GPU row cache
+  (``ut.cache``: ``slot_ptr`` / ``cache_ptr``) it reads row ``r`` from ``cache_ptr + slot_of[r] *
+  row_bytes`` when ``slot_of[r] >= 0``, as cuda/gather.cu does; both addresses are resolved
+  through :data:`DEVICE_MEMORY` (every live storage of a CUDA tensor), and a slot map that is
+  not an int32 CUDA tensor of ``num_rows`` entries, cache rows that are not device memory (host,
+  pinned or mapped pinned memory, freed memory) or of another row width, and a slot past the
+  cache's allocation are violations. Any other kernel launch
   (``unified_tensor._kernels.get_function`` / ``launch``) raises: nothing reaches NVRTC.
 * **Streams and events.** ``torch.cuda.Stream`` / ``Event`` / ``stream()`` / ``current_stream()``
   are stand-ins with a per-thread current-stream stack. Work runs when it is issued; an event is
@@ -72,11 +78,14 @@ What it cannot emulate
   inside the kernels, out-of-bounds reads and writes, alignment and the warp-level lane mapping
   are not exercised (the kernel index math has its own host-compiled tests, tests/cpp, and NVRTC
   compiles every instance in CI). Memory a registration does not cover is refused only where
-  the harness resolves an address itself (the gather table, the graph arrays).
-* **Performance, occupancy, ``max_threads``, the GPU row cache** (``ut.cache``; a gather with a
-  cache raises ``NotImplementedError``), several GPUs (there is one, ``cuda:0``), CUDA graph
-  capture, DGL's own CUDA code, CUDA's random numbers (device draws are refused, see above;
-  ``ALLOW_DEVICE_RNG = True`` lets them draw the CPU's numbers).
+  the harness resolves an address itself (the gather table, the graph arrays, the row cache's
+  slot map and rows). Device memory is known by storage: an address inside a live CUDA
+  allocation but outside the tensor the library meant is not caught (the slot map's dtype and
+  length are checked against the CUDA tensors starting at its address).
+* **Performance, occupancy, ``max_threads``**, several GPUs (there is one, ``cuda:0``, so the
+  row cache's per-device maps hold one entry), CUDA graph capture, DGL's own CUDA code, CUDA's
+  random numbers (device draws are refused, see above; ``ALLOW_DEVICE_RNG = True`` lets them
+  draw the CPU's numbers).
 * **Fidelity limits** of the device rules: Python code inside PyTorch that a mode cannot see
   (the body of a Python-level torch function runs with the mode popped) is not checked; a view
   of a ``pin_memory()`` tensor that outlives the tensor stops counting as pinned; repeated-index
@@ -102,7 +111,7 @@ from torch.overrides import TorchFunctionMode
 
 __all__ = ["FC", "DeviceError", "Mode", "install", "is_fc", "to_host", "VIOLATIONS", "SYNCS",
            "RECORDED", "count_syncs", "report", "assert_clean", "assert_handed_over",
-           "assert_all_on_device", "REPO_ROOT", "RUNTIME"]
+           "assert_all_on_device", "REPO_ROOT", "RUNTIME", "DEVICE_MEMORY", "device_operand"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))   # tests/fake_cuda/harness.py -> the checkout
@@ -492,10 +501,11 @@ DEVICE_MEMORY = DeviceMemory()
 
 
 def device_operand(ptr: int, nbytes: int, what: str, dtype: Optional[torch.dtype] = None,
-                   numel: Optional[int] = None) -> Optional[Tuple[int, Optional[torch.Tensor]]]:
+                   numel: Optional[int] = None) -> Optional[Tuple[int, List[torch.Tensor]]]:
     """Resolve the raw device address ``ptr`` a fake kernel got for ``nbytes`` of device memory:
-    ``(end of its allocation, the contiguous CUDA tensor starting at ptr or None)``. With
-    ``dtype`` (and ``numel``) a CUDA tensor of that dtype and size must start at ``ptr``. A
+    ``(end of its allocation, the live contiguous CUDA tensors starting at ptr, as plain
+    tensors)``. With ``dtype`` (and ``numel``) only those of that dtype and size, and there must
+    be one. A
     violation (``None`` when not strict) where the address is host memory (pinned or mapped
     pinned memory: read over PCIe, or a host pointer), no live CUDA allocation, or the bytes run
     past the allocation."""
@@ -525,8 +535,7 @@ def device_operand(ptr: int, nbytes: int, what: str, dtype: Optional[torch.dtype
                           f"the CUDA tensors there are {[(p.dtype, tuple(p.shape)) for p in at]}")
                 return None
             at = ok
-        best = max(at, key=lambda p: p.numel() * p.element_size()) if at else None
-    return end, best
+    return end, at
 
 
 # ----------------------------------------------------------------------------- streams/events
@@ -739,6 +748,11 @@ class Mode(TorchFunctionMode):
                 return CUDA if is_fc(self_) else func(*args, **kwargs)
             out = func(*args, **kwargs)
             return _wrap(out) if is_fc(self_) and isinstance(out, torch.Tensor) else out
+
+        if func is torch.device and len(args) == 1 and not kwargs and isinstance(args[0], int) \
+                and not isinstance(args[0], bool):   # torch.device(i): accelerator i, a GPU here
+            _check_cuda_index(args[0])
+            return torch.device("cuda", args[0])
 
         leaves = _leaves(args, []) + _leaves(kwargs, [])
         on_cuda = any(is_fc(t) for t in leaves)
@@ -1098,23 +1112,24 @@ def fake_gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, ind
                              torch.int32, num_rows)
         if hit is None:
             return
-        slots = _np(hit[1])
+        slots = _np(hit[1][0])
         if not cache_ptr:
             violation("gather kernel: a cache slot map without cache rows (cache_ptr is 0)")
             return
         hit = device_operand(cache_ptr, 0, "gather kernel: cache rows (cache_ptr)")
         if hit is None:
             return
-        end, rows_t = hit
-        cache_row = None if rows_t is None or rows_t.dim() == 0 else \
-            int(np.prod(rows_t.shape[1:], dtype=np.int64)) * rows_t.element_size()
-        if cache_row is not None and cache_row != row_bytes:
-            violation(f"gather kernel: the cache rows at cache_ptr are {cache_row} bytes each, the "
-                      f"table's {row_bytes}")
+        end, there = hit
+        widths = {int(np.prod(p.shape[1:], dtype=np.int64)) * p.element_size()
+                  for p in there if p.dim() > 0}
+        if widths and row_bytes not in widths:
+            violation(f"gather kernel: the cache rows at cache_ptr are {sorted(widths)} bytes each, "
+                      f"the table's {row_bytes}")
             return
         k = (end - int(cache_ptr)) // row_bytes
-        cache = np.frombuffer((ctypes.c_char * (k * row_bytes)).from_address(int(cache_ptr)),
-                              dtype=np.uint8).reshape(k, row_bytes) if k else np.empty((0, row_bytes), np.uint8)
+        cache = np.empty((0, row_bytes), np.uint8) if k == 0 else np.frombuffer(
+            (ctypes.c_char * (k * row_bytes)).from_address(int(cache_ptr)),
+            dtype=np.uint8).reshape(k, row_bytes)
     table = np.frombuffer((ctypes.c_char * (num_rows * row_bytes)).from_address(host),
                           dtype=np.uint8).reshape(num_rows, row_bytes)
     dst = np.frombuffer((ctypes.c_char * (m * row_bytes)).from_address(_plain(out).data_ptr()),

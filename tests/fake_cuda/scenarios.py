@@ -982,11 +982,479 @@ def gather_errors() -> None:
     expect_error(RuntimeError, lambda: u[torch.tensor([1]).cuda()], "unpinned")
 
 
+# ================================================================================= group: cache
+# The GPU hot-row cache (ut.cache): the fake gather kernel reads a row r from the cache's device
+# memory when its slot map says so, as cuda/gather.cu does. To show a row really came from the
+# cache, the host table's cached rows are overwritten behind the library's back (through the plain
+# tensor the UnifiedTensor wraps, which no cache follows): a gather that still returns the old
+# values read them from the cache.
+def _poisoned(x: torch.Tensor) -> torch.Tensor:
+    """Values that differ from ``x`` in every element."""
+    if x.dtype == torch.bool:
+        return ~x
+    return torch.where(x == 99, torch.tensor(98, dtype=x.dtype), torch.tensor(99, dtype=x.dtype))
+
+
+def poison(t: Any, ids: torch.Tensor) -> None:
+    """Overwrite rows ``ids`` of UnifiedTensor ``t``'s host memory without telling its caches."""
+    p = t._ut_plain
+    p[ids] = _poisoned(p[ids])
+
+
+def cache_of(t: Any) -> Any:
+    c = t._ut_caches.get(0)
+    assert c is not None, f"no cache on cuda:0: {t._ut_caches}"
+    return c
+
+
+def cache_reads() -> int:
+    """Rows the fake gather kernel has read from a GPU row cache so far."""
+    return fc.LAUNCHES["gather_cache_rows"]
+
+
+CACHE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int8, torch.bool, torch.int64)
+
+
+@scenario("cache")
+def cache_gather() -> None:
+    """Gathers through a cache (ids= in unsorted order) equal gathers without it and the CPU
+    result: rows of many dtypes and shapes, int32/int64 and negative ids, sorted and unsorted
+    reads, 2-D and empty indices, index_select and out=; with the host's cached rows poisoned
+    they still do (the cached rows come from the cache), while uncached rows come from the host."""
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(0)
+    for dtype, row in itertools.product(CACHE_DTYPES, ((), (3,), (4, 5))):
+        base = (torch.randn((300,) + row, generator=gen) * 50).to(dtype)
+        t = ut.unified(base.clone())
+        perm = torch.randperm(300, generator=gen)
+        ids, rest = perm[:90], perm[90:]                     # cached: 90 rows, unsorted
+        idx = {d: torch.randint(-300, 300, (1500,), generator=gen).to(d)   # >= SORT_MIN_ROWS
+               for d in (torch.int32, torch.int64)}
+        cases = [(i, so) for d in idx for i in (idx[d], idx[d][:17], idx[d].view(30, 50), idx[d][:0])
+                 for so in (None, False)]
+        uncached = [ut.gather(t, i.cuda(), sorted_order=so) for i, so in cases]
+        ut.cache(t, ids=ids)
+        c = cache_of(t)
+        same(base[ids], c.rows, f"cached rows {dtype} {row}")
+        reads = cache_reads()
+        tag = f"{dtype} {row}"
+        for (i, so), u in zip(cases, uncached):
+            g = ut.gather(t, i.cuda(), sorted_order=so)
+            same(base[i.long()], g, f"cached gather {tag} {i.dtype} {tuple(i.shape)} sorted={so}")
+            same(fc.to_host(u), g, f"cached == uncached {tag}")
+        assert cache_reads() > reads, "no row was read from the cache"
+        poison(t, ids)
+        assert not torch.equal(t._ut_plain[ids], base[ids])
+        for i, so in cases:
+            same(base[i.long()], ut.gather(t, i.cuda(), sorted_order=so),
+                 f"poisoned host, cached gather {tag} {i.dtype} {tuple(i.shape)} sorted={so}")
+            same(base[i.long()], t[i.cuda()], f"t[idx] {tag}")
+        i1 = idx[torch.int64][:33]
+        same(base[i1], torch.index_select(t, 0, i1.cuda()), f"index_select {tag}")
+        out = torch.empty((33,) + row, dtype=dtype, device="cuda")
+        assert ut.gather(t, i1.cuda(), out=out) is out
+        same(base[i1], out, f"out= {tag}")
+        # rows outside the cache still come from the host
+        poison(t, rest[:7])
+        same(t._ut_plain[rest[:7]].clone(), t[rest[:7].cuda()], f"uncached rows {tag}")
+        same(base[ids[:7]], t[ids[:7].cuda()], f"cached rows {tag}")
+    import torch.nn.functional as F
+    emb = torch.randn(20, 6, generator=gen)
+    te = ut.unified(emb.clone())
+    ut.cache(te, ids=[19, 0, 7])
+    poison(te, torch.tensor([19, 0, 7]))
+    i = torch.tensor([[1, 19], [7, 0]])
+    same(F.embedding(i, emb), F.embedding(i.cuda(), te), "F.embedding through a cache")
+    # a table pinned by PyTorch (not registered by the library) caches too
+    pinned = emb.clone().pin_memory()
+    tp = ut.unified(pinned)
+    assert tp._ut_external_pin
+    ut.cache(tp, ids=torch.tensor([3, 4]))
+    poison(tp, torch.tensor([3, 4]))
+    same(emb[[4, 3, 5]], tp[torch.tensor([4, 3, 5]).cuda()], "table pinned by PyTorch")
+    # zero-width rows: a cache of no bytes per row; no kernel runs, ids still checked
+    tz = ut.unified(torch.empty(30, 0))
+    ut.cache(tz, ids=[1, 2])
+    assert ut.cache_info(tz) == {"cuda:0": {"rows": 2, "bytes": 4 * 30}}
+    same(torch.empty(3, 0), tz[torch.tensor([1, 2, -1]).cuda()], "zero-width rows")
+    tz[torch.tensor([30]).cuda()]
+    expect_error(IndexError, ut.synchronize, "index 30 is out of range for a table of 30 rows")
+
+
+@scenario("cache")
+def cache_selection() -> None:
+    """ut.cache(t, hotness=..., max_rows= / max_bytes=): the hottest rows (ties: lower id
+    first), as many as the budget holds (the slot map counted); hotness on the GPU; ids as a
+    list, NumPy array or CUDA tensor; caching again replaces the cache, an empty choice drops it;
+    cache_info; a refill staged in several chunks; device arguments."""
+    import numpy as np
+    import unified_tensor as ut
+    from unified_tensor import _cache
+    gen = torch.Generator().manual_seed(1)
+    n, rb = 200, 6 * 4
+    base = torch.randn(n, 6, generator=gen)
+    t = ut.unified(base.clone())
+    hot = torch.randint(0, 20, (n,), generator=gen).float()
+    order = torch.argsort(hot, descending=True, stable=True)
+    info = lambda k: {"cuda:0": {"rows": k, "bytes": k * rb + 4 * n}}   # noqa: E731
+    for kw, k in ((dict(max_rows=37), 37), (dict(max_bytes=4 * n + 50 * rb + rb - 1), 50),
+                  (dict(max_rows=10, max_bytes=1 << 30), 10), (dict(max_rows=10**6), n),
+                  (dict(max_bytes=4 * n + 3 * rb, max_rows=5), 3)):
+        for h in (hot, hot.cuda(), hot.long()):
+            ut.cache(t, hotness=h, **kw)
+            assert torch.equal(cache_of(t).ids, order[:k]), (kw, cache_of(t).ids[:8], order[:8])
+            assert ut.cache_info(t) == info(k), (kw, ut.cache_info(t))
+            same(base[order[:k]], cache_of(t).rows, f"cached rows {kw}")
+    poison(t, order[:3])
+    same(base, t[torch.arange(n).cuda()], "hotness-chosen cache")
+    t = ut.unified(base.clone())
+    for ids in ([5, 1, 199], np.array([5, 1, 199], dtype=np.int32), torch.tensor([5, 1, 199]).cuda(),
+                torch.tensor([5, 1, 199], dtype=torch.int32).cuda()):
+        ut.cache(t, ids=ids)
+        assert cache_of(t).ids.tolist() == [5, 1, 199] and ut.cache_info(t) == info(3)
+    ut.cache(t, ids=[7])
+    assert ut.cache_info(t) == info(1) and cache_of(t).ids.tolist() == [7]
+    for empty in (dict(ids=[]), dict(hotness=hot, max_rows=0), dict(hotness=hot, max_bytes=4 * n)):
+        ut.cache(t, ids=[7])
+        ut.cache(t, **empty)
+        assert ut.cache_info(t) == {}, empty
+    same(base, t[torch.arange(n).cuda()], "no cache")
+    for dev in ("cuda", "cuda:0", 0, torch.device("cuda", 0), None):
+        ut.cache(t, ids=[2, 3], device=dev)
+        assert ut.cache_info(t) == info(2), dev
+    expect_error(ValueError, lambda: ut.cache(t, ids=[1], device="cpu"), "device must be CUDA")
+    expect_error(ValueError, lambda: ut.cache(t, ids=[1], device="cuda:1"), "only 1 CUDA device")
+    expect_error(IndexError, lambda: ut.cache(t, ids=torch.tensor([1, n]).cuda()), f"got {n}")
+    expect_error(ValueError, lambda: ut.cache(t, ids=torch.tensor([4, 4]).cuda()), "distinct")
+    expect_error(TypeError, lambda: ut.cache(torch.zeros(3, 2), ids=[0]), "UnifiedTensor")
+    assert ut.cache_info(t) == info(2), "a refused cache call dropped the cache"
+    # a refill staged in chunks of a few rows
+    chunk = _cache._CHUNK_BYTES
+    _cache._CHUNK_BYTES = 3 * rb
+    try:
+        ids = torch.randperm(n, generator=gen)[:40]
+        ut.cache(t, ids=ids)
+        same(base[ids], cache_of(t).rows, "chunked fill")
+        t.mul_(3)
+        same(base[ids] * 3, cache_of(t).rows, "chunked refresh")
+    finally:
+        _cache._CHUNK_BYTES = chunk
+
+
+@scenario("cache")
+def cache_in_place_refresh() -> None:
+    """In-place changes made through the UnifiedTensor (t[i] = v, t[ids] = v,
+    t.mul_(2), t += 1, torch.add(..., out=t), t.copy_(...), t[a:b] = CUDA values) reach the
+    cached rows; a change behind its back (through the wrapped tensor) does not, until
+    ut.cache(t, ...) again."""
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(2)
+    base = torch.randn(100, 4, generator=gen)
+    t = ut.unified(base.clone())
+    ref = base.clone()
+    ids = torch.randperm(100, generator=gen)[:40]
+    ut.cache(t, ids=ids)
+    every = torch.arange(100).cuda()
+
+    def check(tag: str) -> None:
+        same(ref[ids], cache_of(t).rows, f"{tag}: the cached rows")
+        same(ref, t[every], f"{tag}: a gather through the cache")
+
+    r = int(ids[0])
+    t[r] = 7.0
+    ref[r] = 7.0
+    check("t[i] = v")
+    two = ids[1:3]
+    t[two] = torch.tensor([[1.0] * 4, [2.0] * 4])
+    ref[two] = torch.tensor([[1.0] * 4, [2.0] * 4])
+    check("t[ids] = v")
+    t.mul_(2)
+    ref.mul_(2)
+    check("t.mul_(2)")
+    t += 1
+    ref += 1
+    assert ut.is_unified(t)
+    check("t += 1")
+    assert torch.add(base, 5, out=t) is t
+    ref = base + 5
+    check("torch.add(..., out=t)")
+    src = torch.randn(100, 4, generator=gen)
+    t.copy_(src)
+    ref = src.clone()
+    check("t.copy_(host)")
+    v = torch.randn(30, 4, generator=gen)
+    t[10:40] = v.cuda()                      # a blocking device-to-host copy into the table
+    ref[10:40] = v
+    check("t[a:b] = CUDA values")
+    # behind the cache's back: the cached copy keeps the old rows (documented), until re-cached
+    old = ref.clone()
+    t._ut_plain[ids[:5]] = -1.0
+    ref[ids[:5]] = -1.0
+    same(old[ids[:5]], t[ids[:5].cuda()], "a change behind the cache's back is not seen")
+    ut.cache(t, ids=ids)
+    check("ut.cache again")
+
+
+@scenario("cache")
+def cache_refresh_after_gather_into_table() -> None:
+    """An out= gather that writes into a cached UnifiedTensor (torch.index_select(src, 0, i,
+    out=t), ut.gather(src, i, out=t), with a CPU index) is an in-place change made through it:
+    the cached rows follow."""
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(3)
+    base = torch.randn(60, 4, generator=gen)
+    src = ut.unified(torch.randn(60, 4, generator=gen))
+    t = ut.unified(base.clone())
+    ids = torch.arange(0, 60, 2)
+    ut.cache(t, ids=ids)
+    every = torch.arange(60).cuda()
+    perm = torch.randperm(60, generator=gen)
+    want = src._ut_plain[perm]
+    assert torch.index_select(src, 0, perm, out=t) is t
+    same(want, t._ut_plain.clone(), "the host table", device=False)
+    same(want, t[every], "torch.index_select(src, 0, i, out=t), then a gather through the cache")
+    perm = torch.randperm(60, generator=gen)
+    want = src._ut_plain[perm]
+    assert ut.gather(src, perm, out=t) is t
+    same(want, t[every], "ut.gather(src, i, out=t), then a gather through the cache")
+
+
+@scenario("cache")
+def cache_refresh_after_async_copy_into_table() -> None:
+    """t.copy_(cuda_src, non_blocking=True) into a cached UnifiedTensor (pinned: PyTorch returns
+    before the device-to-host copy has landed): the cache must get the new rows, not the ones
+    the host holds until the copy lands."""
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(4)
+    base = torch.randn(50, 4, generator=gen)
+    t = ut.unified(base.clone())
+    ids = torch.arange(0, 50, 5)
+    ut.cache(t, ids=ids)
+    new = torch.randn(50, 4, generator=gen)
+    t.copy_(new.cuda(), non_blocking=True)
+    torch.cuda.synchronize()
+    same(new, t[torch.arange(50).cuda()], "gather through the cache after an async copy into t")
+
+
+@scenario("cache")
+def cache_uncache_unpin() -> None:
+    """ut.uncache (all devices, one device) drops the cache and frees its memory (gathers read
+    the host again); ut.unpin and the end of a with-block drop it too."""
+    import gc
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(5)
+    base = torch.randn(80, 3, generator=gen)
+    ids = torch.arange(0, 80, 4)
+    every = torch.arange(80).cuda()
+    for how in (lambda t: ut.uncache(t), lambda t: ut.uncache(t, "cuda:0"),
+                lambda t: ut.uncache(t, 0), lambda t: ut.uncache(t, "cuda")):
+        t = ut.unified(base.clone())
+        ut.cache(t, ids=ids)
+        poison(t, ids)
+        same(base, t[every], "cached")
+        rows_ptr, slot_ptr = cache_of(t).rows.data_ptr(), cache_of(t).slot_of.data_ptr()
+        how(t)
+        assert ut.cache_info(t) == {} and not t._ut_caches
+        gc.collect()
+        assert fc.DEVICE_MEMORY.find(rows_ptr) is None and fc.DEVICE_MEMORY.find(slot_ptr) is None, \
+            "the cache's GPU memory outlived ut.uncache"
+        same(t._ut_plain.clone(), t[every], "after uncache: the host's rows")
+    ut.uncache(t)                            # nothing cached: a no-op
+    t = ut.unified(base.clone())
+    ut.cache(t, ids=ids)
+    ut.unpin(t)
+    assert ut.cache_info(t) == {}, f"ut.unpin left the cache: {ut.cache_info(t)}"
+    expect_error(RuntimeError, lambda: t[every], "unpinned")
+    with ut.unified(base.clone()) as t2:
+        ut.cache(t2, ids=ids)
+        poison(t2, ids)
+        same(base, t2[every], "in a with-block")
+    assert ut.cache_info(t2) == {}, f"the with-block left the cache: {ut.cache_info(t2)}"
+    expect_error(RuntimeError, lambda: t2[every], "unpinned")
+
+
+@scenario("cache")
+def cache_hit_rate_syncs_errors() -> None:
+    """cache.hit_rate: the share of ids the cache serves (out-of-range ids are misses; negative
+    ids wrap), one host sync; a cached gather makes no host sync; out-of-range ids in a cached
+    gather give zero rows and a deferred IndexError (validate="sync": at once)."""
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(6)
+    n = 500
+    base = torch.randn(n, 8, generator=gen)
+    t = ut.unified(base.clone())
+    ids = torch.randperm(n, generator=gen)[:125]
+    ut.cache(t, ids=ids)
+    c = cache_of(t)
+    poison(t, ids)
+    cached = torch.zeros(n, dtype=torch.bool)
+    cached[ids] = True
+    idx = torch.randint(-n - 100, n + 100, (3000,), generator=gen)
+    valid = (idx >= -n) & (idx < n)
+    want = float((cached[torch.where(valid, idx % n, 0)] & valid).float().mean())
+    for i in (idx.cuda(), idx, idx.to(torch.int32).cuda(), idx.view(30, 100).cuda()):
+        assert abs(c.hit_rate(i) - want) < 1e-6, (c.hit_rate(i), want)
+    di = idx.cuda()
+    with fc.count_syncs() as s:
+        c.hit_rate(di)
+    assert sum(s.values()) == 1, f"hit_rate made {dict(s)}"
+    assert c.hit_rate(torch.empty(0, dtype=torch.int64).cuda()) == 0.0
+    assert c.hit_rate(ids.cuda()) == 1.0
+    # no host sync in a cached gather (warm: queues and streams exist)
+    ok = torch.randint(-n, n, (3000,), generator=gen).cuda()
+    t[ok]
+    ut.synchronize()
+    out = torch.empty(3000, 8, device="cuda")
+    s2 = torch.cuda.Stream()
+    with fc.count_syncs() as s:
+        r1 = t[ok]
+        r2 = ut.gather(t, ok, sorted_order=False)
+        ut.gather(t, ok[:100], out=out[:100])
+        r3 = torch.index_select(t, 0, ok)
+        with torch.cuda.stream(s2):
+            r4 = t[ok]
+    assert not s, f"a cached gather synced: {dict(s)}"
+    for r in (r1, r2, r3, r4):
+        same(base[ok.cpu()], r, "cached gathers")
+    same(base[ok.cpu()[:100]], out[:100], "out=")
+    # out-of-range ids: zeros, the IndexError deferred
+    cid = ids[:2].tolist()
+    bad = torch.tensor([cid[0], n, -n - 1, cid[1]]).cuda()
+    with fc.count_syncs() as s:
+        r = t[bad]
+    assert not s, f"a cached gather with bad ids synced: {dict(s)}"
+    h = fc.to_host(r)
+    assert torch.equal(h[0], base[cid[0]]) and torch.equal(h[3], base[cid[1]]) and not h[1:3].any()
+    expect_error(IndexError, ut.synchronize, f"index {-n - 1} is out of range for a table of {n} rows")
+    t[torch.tensor([n + 5]).cuda()]
+    expect_error(IndexError, lambda: t[torch.tensor([0]).cuda()], f"index {n + 5} is out of range")
+    expect_error(IndexError, lambda: ut.gather(t, torch.tensor([cid[0], n]).cuda(), validate="sync"),
+                 f"index {n} is out of range")
+    ut.synchronize()
+    r = ut.gather(t, torch.tensor([cid[0], n]).cuda(), validate=False)
+    assert not fc.to_host(r)[1].any()
+    ut.synchronize()                          # validate=False: nothing recorded
+
+
+@scenario("cache")
+def cache_side_stream() -> None:
+    """A cached gather on a stream other than the one the cache was made on hands the cache's
+    memory to that stream (record_stream on its rows and slot map), so the allocator does not
+    reuse it while the gather may run."""
+    import unified_tensor as ut
+    base = torch.randn(40, 5, generator=torch.Generator().manual_seed(7))
+    ids = torch.arange(0, 40, 3)
+    idx = torch.arange(39, -1, -1).cuda()
+    t = ut.unified(base.clone())
+    ut.cache(t, ids=ids)
+    poison(t, ids)
+    c = cache_of(t)
+    mine = {fc._storage_ptr(c.rows), fc._storage_ptr(c.slot_of)}
+    s = torch.cuda.Stream()
+    fc.RECORDED.clear()
+    with torch.cuda.stream(s):
+        r = t[idx]
+    assert mine <= fc.RECORDED, "a gather on a side stream did not record_stream the cache's memory"
+    same(base[idx.cpu()], r, "side-stream gather")
+    fc.RECORDED.clear()
+    with torch.cuda.stream(torch.cuda.Stream()):
+        ut.gather(t, idx, sorted_order=False)
+    assert mine <= fc.RECORDED, "a second side stream"
+    # a cache made on a side stream, read on the default stream
+    t = ut.unified(base.clone())
+    with torch.cuda.stream(s):
+        ut.cache(t, ids=ids)
+    poison(t, ids)
+    c = cache_of(t)
+    mine = {fc._storage_ptr(c.rows), fc._storage_ptr(c.slot_of)}
+    fc.RECORDED.clear()
+    same(base[idx.cpu()], t[idx], "default-stream gather of a side-stream cache")
+    assert mine <= fc.RECORDED, "the default stream did not record_stream a side-stream cache"
+
+
+@scenario("cache")
+def cache_dataloader() -> None:
+    """samplers.DataLoader(device="cuda", features=t) reads a cached UnifiedTensor through its
+    cache (poisoned host rows never show): homogeneous with a hotness cache (out-degrees, and
+    presampled counts) with and without the producer thread; heterogeneous with one type's table
+    cached."""
+    import unified_tensor as ut
+    from samplers import DataLoader, NeighborSampler, presample_hotness
+    g = homo_graph()
+    x, y = _tables(50, 0)
+    idx = torch.arange(0, 45, 2)
+    kw = dict(batch_size=6, shuffle=True, seed=3, labels=y)
+    mk = lambda gg, feats, dev=None, prefetch=0: DataLoader(   # noqa: E731
+        gg, idx, NeighborSampler([3, 2], seed=1), features=feats, device=dev, prefetch=prefetch, **kw)
+    hots = [g.out_degrees(), presample_hotness(mk(g, None), 50)]
+    for hot, prefetch in itertools.product(hots, (0, None)):
+        t = ut.unified(x.clone())
+        ut.cache(t, hotness=hot, max_rows=20)
+        poison(t, cache_of(t).ids)
+        reads = cache_reads()
+        same_epochs(mk(g, x), mk(g.pin(), t, "cuda", prefetch), epochs=2)
+        assert cache_reads() > reads, "the loader never read the cache"
+    # use_uva over a pageable graph, and a graph in GPU memory
+    for gg, uva in ((g, True), (g.to("cuda"), False)):
+        t = ut.unified(x.clone())
+        ut.cache(t, ids=torch.arange(0, 50, 2))
+        poison(t, torch.arange(0, 50, 2))
+        gi = idx.cuda() if gg.placement == "cuda" else idx
+        gpu = DataLoader(gg, gi, NeighborSampler([3, 2], seed=1), features=t, device="cuda",
+                         use_uva=uva, **kw)
+        same_epochs(mk(g, x), gpu)
+    hg = hetero_graph()
+    feats = {"author": torch.randn(40, 4), "paper": torch.randn(60, 4)}
+    tp = ut.unified(feats["paper"].clone())
+    ut.cache(tp, ids=torch.arange(0, 60, 3))
+    poison(tp, torch.arange(0, 60, 3))
+    hidx = {"paper": torch.arange(0, 60, 3), "author": torch.arange(0, 40, 4)}
+    hkw = dict(batch_size=7, shuffle=True, seed=3)
+    same_epochs(DataLoader(hg, hidx, NeighborSampler([2, 3], seed=1), features=feats, **hkw),
+                DataLoader(hg.pin(), hidx, NeighborSampler([2, 3], seed=1), device="cuda",
+                           features={"author": feats["author"], "paper": tp}, **hkw))
+
+
+@scenario("pyg")
+def pyg_cache() -> None:
+    """samplers.pyg.NeighborLoader(device="cuda") over data whose x is a cached UnifiedTensor
+    (Data and HeteroData) reads x through the cache (poisoned host rows never show)."""
+    import unified_tensor as ut
+    from samplers.pyg import NeighborLoader
+    data = make_pyg_data()
+    gdata = make_pyg_data()
+    t = ut.unified(data.x.clone())
+    ut.cache(t, hotness=torch.bincount(data.edge_index[0], minlength=data.num_nodes), max_rows=40)
+    poison(t, cache_of(t).ids)
+    gdata.x = t
+    assert gdata.x is t
+    for prefetch in (0, None):
+        reads = cache_reads()
+        cpu = NeighborLoader(data, [3, 2], batch_size=30, shuffle=True, seed=4, prefetch=prefetch)
+        gpu = NeighborLoader(gdata, [3, 2], batch_size=30, shuffle=True, seed=4, prefetch=prefetch,
+                             device="cuda")
+        assert gpu._sample_device.type == "cuda"
+        same_epochs(cpu, gpu, pyg=data)
+        assert cache_reads() > reads, "the loader never read the cache"
+    h = make_pyg_hetero()
+    gh = make_pyg_hetero()
+    tp = ut.unified(h["paper"].x.clone())
+    ut.cache(tp, ids=torch.arange(0, 70, 2))
+    poison(tp, torch.arange(0, 70, 2))
+    gh["paper"].x = tp
+    reads = cache_reads()
+    same_epochs(NeighborLoader(h, [2, 2], input_nodes="paper", batch_size=16, seed=6, prefetch=0),
+                NeighborLoader(gh, [2, 2], input_nodes="paper", batch_size=16, seed=6, prefetch=0,
+                               device="cuda"), pyg=h)
+    assert cache_reads() > reads, "the hetero loader never read the cache"
+
+
 # ================================================================================ group: harness
 # The harness checking itself: a harness that quietly stops catching things would let every
 # scenario above pass for nothing.
-def _caught(fn: Callable[[], Any], what: str) -> None:
-    """``fn`` breaks a device rule: DeviceError, and a violation recorded (then forgotten)."""
+def _caught(fn: Callable[[], Any], what: str, match: str = "") -> None:
+    """``fn`` breaks a device rule: DeviceError, and a violation recorded (then forgotten); with
+    ``match``, the first violation's message contains it (caught for the right reason)."""
     n0 = len(fc.VIOLATIONS)
     try:
         fn()
@@ -995,7 +1463,9 @@ def _caught(fn: Callable[[], Any], what: str) -> None:
     else:
         raise AssertionError(f"the harness let through: {what}")
     assert len(fc.VIOLATIONS) > n0, what
+    msg = fc.VIOLATIONS[n0][0]
     del fc.VIOLATIONS[n0:]
+    assert match in msg, f"{what}: caught as {msg!r}, expected {match!r}"
 
 
 @scenario("harness")
@@ -1131,3 +1601,62 @@ def harness_fake_kernels() -> None:
     ut.unpin(t)
     _caught(lambda: _gather_cuda.gather_rows_cuda(ptr, 10, 16, idx, out), "gather after unpin")
     _caught(lambda: _kernels.get_function("gather.cu", "x", 0), "a real kernel")
+
+
+@scenario("harness")
+def harness_fake_cache_kernel() -> None:
+    """The fake gather kernel reads cached rows from the cache's device memory, as the real one,
+    and refuses a slot map or cache rows that are not device memory, a slot map of another dtype
+    or length, slots past the cache, and freed memory."""
+    import gc
+    import unified_tensor as ut
+    from unified_tensor import _gather_cuda
+    base = torch.randn(10, 4)
+    t = ut.unified(base.clone())
+    ptr = ut.device_pointer(t)
+    idx = torch.tensor([1, 2, -1, 12]).cuda()
+    out = torch.empty(4, 4, device="cuda")
+    rows = torch.full((2, 4), 7.0, device="cuda")            # slot 0: row 2, slot 1: row 9
+    slots = torch.full((10,), -1, dtype=torch.int32)
+    slots[2], slots[9] = 0, 1
+    slot_of = slots.cuda()
+    rows[1] = 8.0
+    gather = _gather_cuda.gather_rows_cuda
+    gather(ptr, 10, 16, idx, out, cache_ptr=rows.data_ptr(), slot_ptr=slot_of.data_ptr())
+    want = torch.stack([base[1], torch.full((4,), 7.0), torch.full((4,), 8.0), torch.zeros(4)])
+    same(want, out, "rows 2 and 9 read from the cache")
+    # a cache_ptr without slot_ptr is ignored, as the launch passes 0 for it
+    gather(ptr, 10, 16, idx, out, cache_ptr=rows.data_ptr())
+    same(torch.stack([base[1], base[2], base[9], torch.zeros(4)]), out, "no slot map: no cache")
+    kw = dict(cache_ptr=rows.data_ptr())
+    wide, long_ = torch.full((11,), -1, dtype=torch.int32, device="cuda"), slot_of.long()
+    for sp, what, match in ((slots.data_ptr(), "a slot map in host memory", "not in a live CUDA"),
+                            (long_.data_ptr(), "an int64 slot map", "there are [(torch.int64"),
+                            (wide.data_ptr(), "a slot map of 11 entries for 10 rows", "(11,)"),
+                            (slot_of[1:].data_ptr(), "a slot map past its allocation", "run 4 bytes past"),
+                            (0x1234, "a wild pointer", "not in a live CUDA")):
+        _caught(lambda: gather(ptr, 10, 16, idx, out, slot_ptr=sp, **kw), what, match)
+    sp = slot_of.data_ptr()
+    host_rows, narrow = torch.full((2, 4), 7.0), torch.zeros(2, 3, device="cuda")
+    tu = ut.unified(torch.full((2, 4), 7.0))
+    for cp, what, match in ((0, "no cache rows", "cache_ptr is 0"),
+                            (host_rows.data_ptr(), "cache rows in host memory", "not in a live CUDA"),
+                            (ut.device_pointer(tu), "cache rows in mapped pinned memory",
+                             "mapped pinned host memory"),
+                            (tu.data_ptr(), "a host address of pinned cache rows", "host address of pinned"),
+                            (narrow.data_ptr(), "cache rows of another width", "[12] bytes each")):
+        _caught(lambda: gather(ptr, 10, 16, idx, out, slot_ptr=sp, cache_ptr=cp), what, match)
+    slot_of[9] = 2                                            # past the 2 cached rows
+    _caught(lambda: gather(ptr, 10, 16, idx, out, slot_ptr=sp, cache_ptr=rows.data_ptr()),
+            "a slot past the cache rows", "cache slot 2 is past the cache rows")
+    slot_of[9] = 1
+    big = torch.zeros(1 << 16, 4, device="cuda")
+    gone = big.data_ptr()
+    del big
+    gc.collect()
+    _caught(lambda: gather(ptr, 10, 16, idx, out, slot_ptr=sp, cache_ptr=gone), "freed cache rows",
+            "not in a live CUDA")
+    # the CUDA copy of a CPU tensor made by as_tensor is a copy, not an alias of host memory
+    h = torch.arange(4)
+    d = torch.as_tensor(h, device="cuda")
+    assert fc._storage_ptr(d) != fc._storage_ptr(h)

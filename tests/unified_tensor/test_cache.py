@@ -299,3 +299,20 @@ def test_cuda_requires_grad_gpu_table_through_the_dataloader_gather():
     res.sum().backward()
     assert table.grad[1].tolist() == [1.0, 1.0, 1.0]
     ut.synchronize()
+
+
+def test_gathering_into_a_cached_table_refreshes_its_caches():
+    """ut.gather(src, i, out=t) and torch.index_select(src, 0, i, out=t) write t's rows: t's
+    caches follow (found by the fake-CUDA harness)."""
+    class FakeCache:
+        refreshed = 0
+
+        def refresh(self, plain):
+            FakeCache.refreshed += 1
+
+    src = ut.unified(torch.arange(12.0).view(6, 2))
+    t = ut.unified(torch.zeros(3, 2))
+    t._ut_caches[0] = FakeCache()
+    ut.gather(src, torch.tensor([5, 0, 1]), out=t)
+    torch.index_select(src, 0, torch.tensor([1, 1, 1]), out=t)
+    assert FakeCache.refreshed == 2 and t._ut_plain.tolist() == [[2.0, 3.0]] * 3
