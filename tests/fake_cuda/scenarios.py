@@ -446,6 +446,44 @@ def _tables(n: int, seed: int):
 
 
 @scenario("dataloader")
+def dl_host_syncs_per_batch() -> None:
+    """Host syncs the GPU paths make, counted here as gpu_probe counts them on a GPU: none for
+    feats[idx] with its default (deferred) range check, one with validate="sync"; per loader
+    batch (2 layers, features and labels, producer in this thread): 4 on the per-layer path
+    (edge count and relabel per layer), exactly 1 with one_sync=True."""
+    import unified_tensor as ut
+    from samplers import CSCGraph, DataLoader, NeighborSampler
+
+    g = torch.Generator().manual_seed(0)
+    n, e = 3000, 30000
+    ei = torch.stack([torch.randint(0, n, (e,), generator=g), torch.randint(0, n, (e,), generator=g)])
+    feats = ut.unified(torch.randn(n, 16, generator=g))
+    labels = ut.unified(torch.randint(0, 10, (n,), generator=g))
+    graph = CSCGraph.from_edge_index(ei, n).pin()
+    idx = torch.randint(0, n, (2048,), generator=g).cuda()
+    feats[idx]
+    ut.synchronize()
+    with fc.count_syncs() as c:
+        feats[idx]
+    assert sum(c.values()) == 0, f"feats[idx] synced: {dict(c)}"
+    with fc.count_syncs() as c:
+        ut.gather(feats, idx, validate="sync")
+    assert sum(c.values()) == 1, f"validate='sync': {dict(c)}"
+    ut.synchronize()
+    for one_sync, want in ((False, 4), (True, 1)):
+        loader = DataLoader(graph, torch.arange(n // 2), NeighborSampler([10, 5], one_sync=one_sync),
+                            batch_size=256, device="cuda", features=feats, labels=labels,
+                            prefetch=0, seed=0)
+        it = iter(loader)
+        next(it)
+        with fc.count_syncs() as c:
+            for _ in range(3):
+                next(it)
+        assert sum(c.values()) == 3 * want, f"one_sync={one_sync}: {dict(c)} over 3 batches"
+        del it
+
+
+@scenario("dataloader")
 def dl_node_homo() -> None:
     """samplers.DataLoader, node seeds, homogeneous: graph pageable + use_uva, pinned, in GPU
     memory, and pageable with CPU sampling (pinned copy to the GPU); host, unified and
