@@ -5,11 +5,11 @@
 >>> x = feats[input_nodes]         # CUDA index -> zero-copy gather -> CUDA tensor
 """
 from ._cache import cache, cache_info, uncache
-from ._checks import synchronize
+from ._checks import DeferredIndexError, synchronize
 from ._deps import cuda_available
 from ._gather import gather
 from ._tensor import UnifiedTensor, device_pointer, is_unified, unified, unpin
 
 __all__ = ["UnifiedTensor", "unified", "unpin", "gather", "is_unified", "device_pointer",
-           "cuda_available", "synchronize", "cache", "uncache", "cache_info"]
+           "cuda_available", "synchronize", "DeferredIndexError", "cache", "uncache", "cache_info"]
 __version__ = "0.1.0"

@@ -425,6 +425,7 @@ def test_failed_wait_keeps_unsettled_checks_pending():
 
 
 def test_deferred_error_is_an_index_error_subclass():
+    assert ut.DeferredIndexError is _checks.DeferredIndexError
     err = _checks.range_error(7, 5, deferred=True)
     assert isinstance(err, IndexError) and isinstance(err, _checks.DeferredIndexError)
     assert type(_checks.range_error(7, 5)) is IndexError
