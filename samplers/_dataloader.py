@@ -210,7 +210,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
         self._seeds = SeedSet(indices, graph, kind, count=seed_count, name=seed_name,
                               loader=name)
         self.indices = self._seeds.user
-        self._seed_ids_dev, self._seed_types_dev = self._seeds.to(self._sample_device)
+        self._seed_ids_dev = self._seeds.ids_on(self._sample_device)
 
 
     # ------------------------------------------------------------------------------------------
@@ -347,12 +347,10 @@ class _LoaderCore(torch.utils.data.DataLoader):
             calls, self._calls = self._calls, self._calls + 1
         dev = self._sample_device
         ids = self._seed_ids_dev.index_select(0, pos.to(dev))
-        types = None if self._seed_types_dev is None \
-            else self._seed_types_dev.index_select(0, pos.to(dev))
         ctx = torch.cuda.device(self.device) if self.device.type == "cuda" \
             else contextlib.nullcontext()
         with ctx:
-            return self._produce(self._seeds.batch(ids, types, pos), pos,
+            return self._produce(self._seeds.batch(ids, pos), pos,
                                  (0xFFFFFFFF << 32) + calls)
 
 
@@ -660,16 +658,12 @@ class _Epoch:
         with self._cuda_context():
             order = self.order.to(loader._sample_device, non_blocking=True)
             ids_all = loader._seed_ids_dev.index_select(0, order)
-            types = loader._seed_types_dev
-            types_all = None if types is None else types.index_select(0, order)
         bs = loader.batch_size
         for index, start in enumerate(range(0, ids_all.numel(), bs)):
             with self._cuda_context():
-                seeds = loader._seeds.batch(
-                    ids_all[start:start + bs], None if types_all is None else types_all[start:start + bs],
-                    self.order[start:start + bs])
-                batch = loader._produce(seeds, self.order[start:start + bs],
-                                        (self.number << 32) + index)
+                positions = self.order[start:start + bs]
+                seeds = loader._seeds.batch(ids_all[start:start + bs], positions)
+                batch = loader._produce(seeds, positions, (self.number << 32) + index)
                 event = None
                 if self.cuda:
                     from unified_tensor._streams import record_event

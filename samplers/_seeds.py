@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -198,32 +198,25 @@ class SeedSet:
     def __len__(self) -> int:
         return int(self.ids.numel())
 
-    def to(self, device: torch.device) -> Tuple[Tensor, Optional[Tensor]]:
-        """``(ids, type_ids)`` on ``device``."""
-        return (self.ids.to(device),
-                None if self.type_ids is None else self.type_ids.to(device))
+    def ids_on(self, device: torch.device) -> Tensor:
+        """The ids on ``device`` (the type ids stay on the CPU: :meth:`batch` splits by them)."""
+        return self.ids.to(device)
 
-    def batch(self, ids: Tensor, type_ids: Optional[Tensor],
-              positions: Optional[Tensor] = None) -> Batch:
+    def batch(self, ids: Tensor, positions: Tensor) -> Batch:
         """What the sampler gets for one batch: the ids, or ``{type: ids}`` for the types present
         in the batch, in key order, each type's ids in batch order (as DGL's loader does).
 
-        ``positions`` (CPU, the batch's positions in this set): the split is computed from the
-        CPU copy of the type ids, so GPU ids are split without a host sync (one small
-        host-to-device copy of indices per type instead of a sync per type)."""
-        if type_ids is None:
+        ``ids``: the batch's ids (on the sampling device); ``positions``: their positions in this
+        set (CPU). The split by type is computed from the CPU type ids, so GPU ids are split
+        without a host sync (one small host-to-device copy of indices per type)."""
+        if self.type_ids is None:
             return ids
         out: Dict[Any, Tensor] = {}
-        if positions is not None and self.type_ids is not None:
-            t = self.type_ids.index_select(0, positions.to(torch.int64))
-            for i in sorted(torch.unique(t).tolist()):
-                sel = torch.nonzero(t == i).flatten()
-                out[self.keys[i]] = ids.index_select(
-                    0, sel.to(ids.device, non_blocking=ids.device.type == "cuda"))
-            return out
-        present = torch.unique(type_ids).tolist()
-        for i in sorted(present):
-            out[self.keys[i]] = ids[type_ids == i]
+        t = self.type_ids.index_select(0, positions.to(torch.int64))
+        for i in sorted(torch.unique(t).tolist()):
+            sel = torch.nonzero(t == i).flatten()
+            out[self.keys[i]] = ids.index_select(
+                0, sel.to(ids.device, non_blocking=ids.device.type == "cuda"))
         return out
 
     def count(self, batch: Batch) -> int:

@@ -54,8 +54,8 @@ def test_batch_of_typed_seeds_is_a_dict_of_present_types_in_key_order():
     s = SeedSet.__new__(SeedSet)
     s.keys = ["a", "b", "c"]
     ids = torch.tensor([5, 6, 7, 8, 9])
-    types = torch.tensor([2, 0, 2, 0, 2])
-    out = s.batch(ids, types)
+    s.type_ids = torch.tensor([2, 0, 2, 0, 2])   # the set's CPU type ids; the batch = the set
+    out = s.batch(ids, torch.arange(5))
     assert list(out) == ["a", "c"]                           # "b" absent from this batch
     assert out["a"].tolist() == [6, 8] and out["c"].tolist() == [5, 7, 9]
     assert s.count(out) == 5
