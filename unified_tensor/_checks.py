@@ -74,18 +74,20 @@ class CheckQueue:
 
     ``device_buf`` and ``host_buf`` are ``(slots, 2)`` int64 tensors: the kernel writes
     ``device_buf[s]``, :meth:`submit` copies it to ``host_buf[s]`` without blocking and records an
-    event with ``record_event()`` (an object with ``query()`` and ``synchronize()``). A slot is
+    event with ``record_event(reuse)`` (records ``reuse``, the slot's previous event, or a new one
+    when it is ``None``; returns an object with ``query()`` and ``synchronize()``). A slot is
     reused only after its event completed, and a slot that was never hit still holds its
     sentinels, so the hot path never resets anything.
     """
 
     def __init__(self, device_buf: torch.Tensor, host_buf: torch.Tensor,
-                 record_event: Callable[[], object]):
+                 record_event: Callable[..., object]):
         if device_buf.shape != host_buf.shape or device_buf.dim() != 2 or device_buf.shape[1] != 2:
             raise ValueError("record buffers must both have shape (slots, 2)")
         self.device_buf = device_buf
         self.host_buf = host_buf
         self._record_event = record_event
+        self._slot_events: List[Optional[object]] = [None] * device_buf.shape[0]
         self._lock = threading.Lock()
         self._free: List[int] = list(range(device_buf.shape[0] - 1, -1, -1))
         self._pending: "collections.deque" = collections.deque()   # (slot, event, n)
@@ -115,7 +117,10 @@ class CheckQueue:
         blocking and remember to check it against a table of ``n`` rows."""
         with self._lock:
             self.host_buf[slot].copy_(self.device_buf[slot], non_blocking=True)
-            self._pending.append((slot, self._record_event(), int(n)))
+            # A slot's event is recorded again only once its last check settled: one event per
+            # slot for the queue's life, no event created per gather.
+            ev = self._slot_events[slot] = self._record_event(self._slot_events[slot])
+            self._pending.append((slot, ev, int(n)))
 
     def release(self, slot: int) -> None:
         """Give back a slot whose kernel was never enqueued (the launch raised)."""
@@ -209,9 +214,9 @@ _queues_lock = threading.Lock()
 _hooks_installed = False
 
 
-def _cuda_event_factory(device: torch.device) -> Callable[[], object]:
-    def record():
-        ev = torch.cuda.Event()
+def _cuda_event_factory(device: torch.device) -> Callable[..., object]:
+    def record(reuse=None):
+        ev = torch.cuda.Event() if reuse is None else reuse
         ev.record(torch.cuda.current_stream(device))
         return ev
     return record

@@ -32,7 +32,7 @@ class FakeEvent:
 def make_queue(slots=4):
     events = []
 
-    def record():
+    def record(reuse=None):          # a new fake event each time (the queue may pass its old one)
         events.append(FakeEvent())
         return events[-1]
 
@@ -481,3 +481,21 @@ def test_in_place_detection_is_exact():
     a.flags.writeable = False
     ro = ut.unified(a)               # read-only: reading it as an int or inverting is not a write
     assert int(ro[torch.tensor([3])][0]) == 3 and (~ro).tolist() == [-1, -2, -3, -4]
+
+
+def test_each_slot_records_its_own_event_again_instead_of_a_new_one():
+    """No event is created per gather: a slot hands its previous (settled) event back."""
+    passed = []
+
+    def record(reuse=None):
+        passed.append(reuse)
+        ev = reuse or FakeEvent()
+        ev.done = True
+        return ev
+
+    q = _checks.CheckQueue(torch.zeros(1, 2, dtype=torch.int64), torch.zeros(1, 2, dtype=torch.int64),
+                           record)
+    passed.clear()                   # the reset at creation
+    for _ in range(3):
+        q.submit(q.acquire(), 4)
+    assert passed[0] is None and passed[1] is passed[2] is not None
