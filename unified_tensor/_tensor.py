@@ -15,7 +15,10 @@ from ._gather import gather
 
 __all__ = ["UnifiedTensor", "unified", "unpin", "device_pointer", "is_unified"]
 
-_INDEX_SELECTS = (torch.index_select, torch.Tensor.index_select)
+# The builtin itself, not whatever ``torch.index_select`` is bound to now: PyG replaces that name
+# with a Python wrapper (torch_geometric.hash_tensor) that calls the builtin, so importing PyG
+# before this module would otherwise leave torch.index_select(t, 0, idx) unrecognised.
+_INDEX_SELECTS = (torch._C._VariableFunctions.index_select, torch.Tensor.index_select)
 
 # Byte ranges of read-only sources (a read-only NumPy array, np.load(..., mmap_mode="r"),
 # np.frombuffer over bytes) that UnifiedTensors were made over; dropped when the source dies.

@@ -1,4 +1,5 @@
 """Differential tests of the gather against ``x[idx]``: CPU path always, CUDA path under `gpu`."""
+import os
 import numpy as np
 import pytest
 import torch
@@ -267,3 +268,21 @@ def test_cuda_sorted_and_index_order_agree(row_bytes):
     ref = table[idx.cpu()].cuda()
     for so in (None, True, False):
         assert_same(ut.gather(t, idx, sorted_order=so), ref)
+
+
+def test_index_select_is_recognised_when_pyg_was_imported_first():
+    """PyG rebinds torch.index_select to a Python wrapper around the builtin; a UnifiedTensor
+    must still take the gather path (negative ids wrap) whatever the import order."""
+    pytest.importorskip("torch_geometric")
+    code = ("import torch, torch_geometric\n"
+            "import unified_tensor as ut\n"
+            "t = ut.unified(torch.arange(10.).view(5, 2))\n"
+            "r = torch.index_select(t, 0, torch.tensor([-1, 2]))\n"
+            "assert r.tolist() == [[8.0, 9.0], [4.0, 5.0]], r\n")
+    from testing import REPO_ROOT
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
