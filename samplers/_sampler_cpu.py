@@ -124,6 +124,21 @@ def _floyd(key, node, deg, k, out, o):
 
 
 @njit(inline="always", nogil=True, cache=True)
+def _scan(offsets, n):
+    """Per-seed edge counts in ``offsets[1:n + 1]`` (``offsets[0] = 0``) -> their prefix sum."""
+    for i in range(n):
+        offsets[i + 1] += offsets[i]
+
+
+@njit(inline="always", nogil=True, cache=True)
+def _scan_and_outputs(offsets, n):
+    """:func:`_scan`, then the layer's ``(src, dst, eid)`` int64 outputs of that many edges."""
+    _scan(offsets, n)
+    total = offsets[n]
+    return np.empty(total, np.int64), np.empty(total, np.int64), np.empty(total, np.int64)
+
+
+@njit(inline="always", nogil=True, cache=True)
 def _emit(indices, eids, has_eids, i, o, k, src, dst, eid):
     """Edges ``o:o + k`` of seed ``i``: ``eid`` holds their CSC positions on entry; writes the
     sources, the seed's position and the edge ids (the position without edge ids)."""
@@ -284,8 +299,7 @@ def _count_py(indptr, seeds, fanout, replace, offsets, excl):
         start = np.int64(indptr[v])
         deg, _, _ = _kept_degree(excl, start, np.int64(indptr[v + 1]) - start)
         offsets[i + 1] = _num_picks(deg, fanout, replace)
-    for i in range(n):
-        offsets[i + 1] += offsets[i]
+    _scan(offsets, n)
 
 
 @ParallelKernel
@@ -500,12 +514,7 @@ def _temporal_py(indptr, indices, eids, has_eids, seeds, seed_time, node_time, h
             if not has_time or node_time[indices[p]] <= seed_time[i]:
                 c += 1
         offsets[i + 1] = _num_picks(c, fanout, replace)
-    for i in range(n):
-        offsets[i + 1] += offsets[i]
-    total = offsets[n]
-    src = np.empty(total, np.int64)
-    dst = np.empty(total, np.int64)
-    eid = np.empty(total, np.int64)
+    src, dst, eid = _scan_and_outputs(offsets, n)
     for i in prange(n):
         o = offsets[i]
         k = offsets[i + 1] - o
@@ -586,12 +595,7 @@ def _weighted_py(indptr, indices, eids, has_eids, seeds, weight, fanout, replace
             if weight[p] > 0:
                 c += 1
         offsets[i + 1] = _num_picks(c, fanout, replace)
-    for i in range(n):
-        offsets[i + 1] += offsets[i]
-    total = offsets[n]
-    src = np.empty(total, np.int64)
-    dst = np.empty(total, np.int64)
-    eid = np.empty(total, np.int64)
+    src, dst, eid = _scan_and_outputs(offsets, n)
     for i in prange(n):
         o = offsets[i]
         k = offsets[i + 1] - o

@@ -250,8 +250,8 @@ def capturing() -> bool:
 
 def poll() -> None:
     """Raise the oldest deferred error whose check has landed, on any device (never blocks).
-    Skipped while a CUDA graph is being captured (event queries are illegal then)."""
-    if _queues and not capturing():
+    Not to be called while a CUDA graph is being captured (event queries are illegal then)."""
+    if _queues:
         for q in list(_queues.values()):
             q.settle(block=False)
 

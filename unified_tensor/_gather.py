@@ -338,11 +338,12 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
 
     if device.type != "cuda":
         raise ValueError(f"index on unsupported device {device}")
-    if mode == "deferred" and _checks.capturing():
+    if _checks.capturing():
         # CUDA graph capture: no record or event query may be captured; the kernel still never
         # reads out of range and writes such rows as zeros. Check with validate="sync" outside.
-        mode = "off"
-    _checks.poll()   # an earlier gather's deferred IndexError surfaces here
+        mode = "off" if mode == "deferred" else mode
+    else:
+        _checks.poll()   # an earlier gather's deferred IndexError surfaces here
     if plain.device.type == "cuda":
         if plain.device != device:
             raise ValueError(f"index is on {device} but the table is on {plain.device}")
