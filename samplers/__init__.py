@@ -1,11 +1,9 @@
 """Graph sampling for minibatch GNN training: a CSC graph that can live in pinned host memory
 (UVA) or on the GPU, a uniform neighbour sampler (GPU kernel or Numba) and DGL-style blocks."""
-from ._block import Block
 from ._dataloader import DataLoader
-from ._graph import CSCGraph
-from ._hetero import HeteroBlock, HeteroCSCGraph
+from .graph import Block, CSCGraph, HeteroBlock, HeteroCSCGraph, PairGraph
 from ._hotness import presample_hotness
-from ._link import EdgePredictionSampler, PairGraph, UniformNegativeSampler
+from ._link import EdgePredictionSampler, UniformNegativeSampler
 from ._sampler import NeighborSampler
 
 __all__ = ["CSCGraph", "HeteroCSCGraph", "NeighborSampler", "EdgePredictionSampler",

@@ -522,7 +522,7 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         and made unified in place."""
         if tables is None:
             return {}
-        from ._hetero import HeteroCSCGraph
+        from .graph._hetero_csc import HeteroCSCGraph
 
         if isinstance(self.graph, HeteroCSCGraph):
             if not isinstance(tables, Mapping) or not tables:

@@ -21,8 +21,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ._graph import CSCGraph, _plain
-from ._hetero import EdgeType, HeteroCSCGraph
+from .graph._csc import CSCGraph, _plain
+from .graph._hetero_csc import EdgeType, HeteroCSCGraph
 
 __all__ = ["HopSample", "Temporal", "sample_hops", "raw_layer", "relabel_typed", "hop_key"]
 
@@ -32,7 +32,7 @@ Tensor = torch.Tensor
 def hop_key(key: int, hop: int, etype_index: int) -> int:
     """The draw key of one edge type at one hop of a batch keyed ``key``: the key the block
     sampler gives that edge type at that layer."""
-    from ._hetero import _etype_key
+    from ._sampler_hetero import _etype_key
     from ._sampler import NeighborSampler
 
     return _etype_key(NeighborSampler._layer_key(key, hop), etype_index)

@@ -29,7 +29,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from ._block import Block
+from .graph._block import Block
 
 __all__ = ["relabel_padded", "sample_blocks_one_sync", "padded_sizes_fit"]
 

@@ -8,9 +8,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._block import Block
-from ._graph import CSCGraph, _plain
-from ._hetero import HeteroCSCGraph, sample_hetero_layers
+from ._sampler_hetero import sample_hetero_layers
+from .graph._block import Block
+from .graph._csc import CSCGraph, _plain
+from .graph._hetero_csc import HeteroCSCGraph
 from ._sampler_cpu import mix64_py, sample_layer
 from ._sampler_cuda import sample_layer_cuda  # registers the sample.cu instances (no compile)
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import _synthetic
-from ._hetero import EdgeType, HeteroCSCGraph
+from .graph._hetero_csc import EdgeType, HeteroCSCGraph
 
 __all__ = ["HeteroDataset", "synthetic_mag", "MAG_NODE_TYPES", "MAG_RELATIONS", "MAG_REVERSE"]
 

@@ -45,8 +45,8 @@ from unified_tensor._cudart import CudaRuntimeError
 
 from ._dataloader import _LoaderCore, _gather, _to_device, _user_stacklevel
 from ._frontier import HopSample, Temporal, hop_key, sample_hops
-from ._graph import CSCGraph
-from ._hetero import HeteroCSCGraph
+from .graph._csc import CSCGraph
+from .graph._hetero_csc import HeteroCSCGraph
 from ._sampler import batch_key
 
 __all__ = ["NeighborLoader", "LinkNeighborLoader"]

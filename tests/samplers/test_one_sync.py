@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from samplers import CSCGraph, DataLoader, EdgePredictionSampler, NeighborSampler
-from samplers._graph import _plain
+from samplers.graph._csc import _plain
 from samplers._one_sync import relabel_padded, sample_blocks_one_sync
 from samplers._sampler_cpu import sample_layer
 from samplers._sampler_cuda import relabel_first_appearance

@@ -202,7 +202,7 @@ def test_hetero_cpu_matches_reference(threads):
     seeds = {"b": torch.randperm(200, generator=torch.Generator().manual_seed(1))[:40]}
     sampler = NeighborSampler([4, 3], seed=9)
     _, _, blocks = sampler.sample(hg, seeds)
-    from samplers._hetero import _etype_key
+    from samplers._sampler_hetero import _etype_key
 
     key = sampler._batch_key(0)
     dst = {k: v.numpy() for k, v in seeds.items()}

@@ -185,7 +185,7 @@ def test_plain_view_of_registered_memory_is_placed_on_the_cpu(monkeypatch):
     they answer is_pinned(), but hold no registration: the graph must sample on the CPU, not over
     UVA (it would read unregistered memory once the pinned graph is collected)."""
     from unified_tensor import _pinning
-    from samplers import _graph
+    from samplers.graph import _csc as _graph
 
     g = CSCGraph.from_edge_index(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]), 4)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
