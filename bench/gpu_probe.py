@@ -110,7 +110,7 @@ def sec_kernels(torch) -> dict:
     from cupy_backends.cuda.api import driver
 
     from unified_tensor import _gather_cuda, _kernels  # noqa: F401  (registers the gather)
-    import samplers._sampler_cuda  # noqa: F401  (registers the sampler kernels)
+    import samplers.sampling._layer_cuda  # noqa: F401  (registers the sampler kernels)
 
     dev = torch.cuda.current_device()
     sms = torch.cuda.get_device_properties(dev).multi_processor_count

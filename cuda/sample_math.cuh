@@ -1,5 +1,5 @@
 // Draws of the uniform neighbour sampler (sample.cu). Host and device share this code, the Numba
-// CPU sampler (samplers/_sampler_cpu.py) implements the same arithmetic bit for bit, and the host
+// CPU sampler (samplers/sampling/_layer_cpu.py) implements the same arithmetic bit for bit, and the host
 // tests in tests/cpp/test_sample_math.cpp exercise these exact functions.
 //
 // Randomness is counter based: every draw is a pure function of (key, node, t), where `key`

@@ -2,9 +2,8 @@
 (UVA) or on the GPU, a uniform neighbour sampler (GPU kernel or Numba) and DGL-style blocks."""
 from ._dataloader import DataLoader
 from .graph import Block, CSCGraph, HeteroBlock, HeteroCSCGraph, PairGraph
-from ._hotness import presample_hotness
-from ._link import EdgePredictionSampler, UniformNegativeSampler
-from ._sampler import NeighborSampler
+from .sampling import (EdgePredictionSampler, NeighborSampler, UniformNegativeSampler,
+                       presample_hotness)
 
 __all__ = ["CSCGraph", "HeteroCSCGraph", "NeighborSampler", "EdgePredictionSampler",
            "UniformNegativeSampler", "Block", "HeteroBlock", "PairGraph", "DataLoader",

@@ -490,8 +490,8 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
                             f"got {type(graph_sampler).__name__}")
         self.graph_sampler = graph_sampler
         is_dgl = _dgl_compat.is_dgl_graph(graph)
-        from ._link import EdgePredictionSampler
-        from ._sampler import NeighborSampler
+        from .sampling._link import EdgePredictionSampler
+        from .sampling._neighbor import NeighborSampler
         self._own_sampler = isinstance(graph_sampler, (NeighborSampler, EdgePredictionSampler)) \
             and not is_dgl
         # a subclass may override sample_distinct without the keyword: then it is not passed

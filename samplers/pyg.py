@@ -44,10 +44,10 @@ except ImportError as _exc:  # pragma: no cover - exercised only without PyG
 from unified_tensor._cudart import CudaRuntimeError
 
 from ._dataloader import _LoaderCore, _gather, _to_device, _user_stacklevel
-from ._frontier import HopSample, Temporal, hop_key, sample_hops
+from .sampling._frontier import HopSample, Temporal, hop_key, sample_hops
 from .graph._csc import CSCGraph
 from .graph._hetero_csc import HeteroCSCGraph
-from ._sampler import batch_key
+from .sampling._neighbor import batch_key
 
 __all__ = ["NeighborLoader", "LinkNeighborLoader"]
 

@@ -135,7 +135,7 @@ def test_sdist_holds_the_project_but_not_benchmark_results(dists):
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for path in ("tests/conftest.py", "tests/testing.py", "tests/test_packaging.py",
-                 "tests/unified_tensor/test_gather.py", "tests/samplers/test_sampler.py",
+                 "tests/unified_tensor/test_gather.py", "tests/samplers/sampling/test_sampler.py",
                  "tests/cpp/run.sh", "tests/cpp/check.h", "bench/README.md", "bench/gather.py",
                  "bench/gpu_check.sh", "examples/train_graphsage.py", "requirements/modern.txt",
                  "requirements/dgl.txt", ".ci/venv.sh", ".ci/run", "Makefile", "README.md",

@@ -106,7 +106,7 @@ def ref_sample_layer(indptr, indices, eids, seeds, fanout, replace, key, excl=()
     """One CPU/GPU sampler layer in plain Python: ``(src, dst_local, eid)`` lists, edge by edge.
     Each node draws from its in-edges minus the CSC positions in ``excl``, in CSC order, exactly
     as the kernels index them (``ut::draw``, Floyd's algorithm without replacement)."""
-    from samplers._sampler_cpu import draw_py
+    from samplers.sampling._layer_cpu import draw_py
 
     ex = set(int(p) for p in excl)
     src, dst, eid = [], [], []

@@ -235,7 +235,7 @@ static void test_gather() {
 }
 
 // ------------------------------------------------------------------------------------ sampler
-// Mirrors samplers/_sampler_cuda.py: 256 threads; count grid = ceil(n / 256), fill grid =
+// Mirrors samplers/sampling/_layer_cuda.py: 256 threads; count grid = ceil(n / 256), fill grid =
 // ceil(n / 8) (one warp per seed), both capped at 65535 blocks; offsets = exclusive scan.
 template <typename IdT, typename PtrT>
 static void check_sample(i64 fanout, bool replace, bool with_eids, bool with_excl) {

@@ -12,7 +12,7 @@ using ut::i64;
 using ut::u64;
 
 
-// Reference values shared with tests/samplers/test_sampler.py (the Numba port must match them).
+// Reference values shared with tests/samplers/sampling/test_sampler.py (the Numba port must match them).
 static void test_known_values() {
   CHECK(ut::mix64(0) == 0ULL, "mix64(0) = %llu", ut::mix64(0));
   CHECK(ut::mix64(1) == 0x5692161D100B05E5ULL, "mix64(1) = %llx", ut::mix64(1));

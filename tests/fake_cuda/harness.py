@@ -40,7 +40,7 @@ What it emulates
   at a fixed offset from host addresses, so a host address passed where a device one belongs is
   caught); ``pin_memory()`` / ``pin_memory=True`` allocations are tracked too, and ``is_pinned()``
   answers from both, as CUDA does (memory registered in place reports pinned).
-* **Kernels.** The neighbour-sampling kernels (``samplers._sampler_cuda._Launch``) are replaced
+* **Kernels.** The neighbour-sampling kernels (``samplers.sampling._layer_cuda._Launch``) are replaced
   by :class:`FakeLaunch`, a subclass that keeps the real argument preparation and checks every
   array the kernel would read (seeds, counts, offsets, outputs on the device with the dtype and
   size the kernel expects; the graph arrays' device addresses derived as the real launch derives
@@ -979,7 +979,7 @@ LAUNCHES: "collections.Counter[str]" = collections.Counter()
 
 
 def _make_fake_launch(real_launch: type) -> type:
-    """A subclass of ``samplers._sampler_cuda._Launch`` whose kernels run on the CPU."""
+    """A subclass of ``samplers.sampling._layer_cuda._Launch`` whose kernels run on the CPU."""
 
     class FakeLaunch(real_launch):
         def __init__(self, graph, seeds, excl):
@@ -1003,7 +1003,7 @@ def _make_fake_launch(real_launch: type) -> type:
             LAUNCHES["sample"] += 1
 
         def _check_graph_arrays(self) -> None:
-            from samplers import _sampler_cuda as sc
+            from samplers.sampling import _layer_cuda as sc
 
             g = self.graph
             for what, t in (("indptr", g.indptr), ("indices", g.indices), ("edge_ids", g.edge_ids)):
@@ -1056,7 +1056,7 @@ def _make_fake_launch(real_launch: type) -> type:
                 e[0] = 1
 
         def fill(self, offsets, fanout, replace, key, out_src, out_eid, out_dst):
-            from samplers._sampler_cpu import sample_layer
+            from samplers.sampling._layer_cpu import sample_layer
 
             LAUNCHES["sample_fill"] += 1
             self._chk(offsets, torch.int64, self.n + 1, "offsets")
@@ -1234,7 +1234,7 @@ def install() -> None:
     _kernels.launch = _no_real_kernels
 
     # -- samplers: the two sampling kernels
-    from samplers import _sampler_cuda
+    from samplers.sampling import _layer_cuda as _sampler_cuda
 
     _sampler_cuda._Launch = _make_fake_launch(_sampler_cuda._Launch)
 

@@ -237,7 +237,7 @@ def homo_one_sync_reads_once() -> None:
 def homo_exclusion() -> None:
     """Excluded CSC positions (what link prediction passes) on the device, both paths."""
     from samplers import NeighborSampler
-    from samplers._link import _edge_endpoints
+    from samplers.sampling._link import _edge_endpoints
     g = homo_graph()
     _, _, pos = _edge_endpoints(g)
     gen = torch.Generator().manual_seed(4)
@@ -1616,7 +1616,7 @@ def harness_fake_kernels() -> None:
     """The fake kernels refuse what the real ones could not read; real kernels never run."""
     import unified_tensor as ut
     from unified_tensor import _gather_cuda, _kernels
-    from samplers import _sampler_cuda
+    from samplers.sampling import _layer_cuda as _sampler_cuda
     g = homo_graph()
     gp = g.pin()
     _caught(lambda: _sampler_cuda.sample_layer_cuda(gp, torch.tensor([1, 2]), 2, False, 0, False),

@@ -11,7 +11,7 @@ pytest.importorskip("torch_geometric")
 
 from torch_geometric.data import Data, HeteroData  # noqa: E402
 
-from samplers._sampler_cpu import sample_layer, sample_layer_temporal  # noqa: E402
+from samplers.sampling._layer_cpu import sample_layer, sample_layer_temporal  # noqa: E402
 from samplers.pyg import LinkNeighborLoader, NeighborLoader  # noqa: E402
 from testing import ref_sample_layer  # noqa: E402
 

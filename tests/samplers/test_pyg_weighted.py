@@ -11,7 +11,7 @@ pytest.importorskip("torch_geometric")
 
 from torch_geometric.data import Data, HeteroData  # noqa: E402
 
-from samplers._sampler_cpu import sample_layer_weighted  # noqa: E402
+from samplers.sampling._layer_cpu import sample_layer_weighted  # noqa: E402
 from samplers.pyg import NeighborLoader  # noqa: E402
 
 

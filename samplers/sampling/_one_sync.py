@@ -1,6 +1,6 @@
 """GPU neighbour sampling with one host sync per batch (``NeighborSampler(one_sync=True)``).
 
-The per-layer GPU path (:func:`~samplers._sampler_cuda.sample_layer_cuda`) reads each layer's
+The per-layer GPU path (:func:`~samplers.sampling._layer_cuda.sample_layer_cuda`) reads each layer's
 edge count back to size its outputs, and its relabel (``torch.unique``) reads the number of unique
 nodes: about two host syncs per layer, each of which stalls the producer until the GPU has caught
 up. Here every size the host needs is an upper bound known in advance, so nothing is read back
@@ -29,7 +29,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from .graph._block import Block
+from ..graph._block import Block
 
 __all__ = ["relabel_padded", "sample_blocks_one_sync", "padded_sizes_fit"]
 
@@ -163,7 +163,7 @@ def layer_padded_cuda(graph, dst: Tensor, fanout: int, replace: bool, key: int,
     """One layer on the GPU with outputs sized by the bound ``len(dst) * fanout`` (no sync):
     ``sample_count`` (with ``pad``, negative seeds are padding; without, an error), an on-device
     prefix sum, ``sample_fill``."""
-    from ._sampler_cuda import _Launch
+    from ._layer_cuda import _Launch
 
     launch = _Launch(graph, dst, excl)
     dev, n = launch.dev, launch.n

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from samplers import Block, CSCGraph, NeighborSampler
-from samplers._sampler_cpu import draw_numba, draw_py
+from samplers.sampling._layer_cpu import draw_numba, draw_py
 from testing import IDTYPES
 
 
@@ -290,7 +290,7 @@ def test_cuda_launch_arguments_match_kernel_signatures(monkeypatch, idtype, ptrt
     import ctypes
 
     import unified_tensor
-    from samplers import _sampler_cuda
+    from samplers.sampling import _layer_cuda as _sampler_cuda
     from unified_tensor import _kernels
     from testing import kernel_arg_dtypes
 
@@ -441,7 +441,7 @@ def test_pinned_graph_on_cpu_path():
 @pytest.mark.parametrize("idtype", IDTYPES)
 def test_torch_relabel_matches_cpu_relabel(idtype):
     # The GPU path relabels with torch ops; on CPU tensors they must give the Numba relabel.
-    from samplers._sampler_cuda import relabel_first_appearance
+    from samplers.sampling._layer_cuda import relabel_first_appearance
 
     g = power_law_graph(idtype=idtype)
     seeds = torch.randperm(300, generator=torch.Generator().manual_seed(4))[:50].to(idtype)
@@ -471,8 +471,8 @@ def test_huge_fanouts_rejected_at_construction(fanout):
 def test_cpu_relabel_matches_torch_relabel(idtype):
     """The heterogeneous CPU path relabels with relabel_cpu; the GPU path with torch ops: same
     first-appearance order, same local ids, scratch left as found."""
-    from samplers._sampler_cpu import relabel_cpu
-    from samplers._sampler_cuda import relabel_first_appearance
+    from samplers.sampling._layer_cpu import relabel_cpu
+    from samplers.sampling._layer_cuda import relabel_first_appearance
 
     g = torch.Generator().manual_seed(7)
     first = torch.randperm(500, generator=g)[:40].to(idtype)

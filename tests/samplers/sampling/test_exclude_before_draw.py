@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from samplers import CSCGraph, EdgePredictionSampler, HeteroCSCGraph, NeighborSampler
-from samplers._sampler_cpu import sample_layer
+from samplers.sampling._layer_cpu import sample_layer
 from testing import ref_sample_layer
 
 

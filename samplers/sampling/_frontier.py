@@ -21,8 +21,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .graph._csc import CSCGraph, _plain
-from .graph._hetero_csc import EdgeType, HeteroCSCGraph
+from ..graph._csc import CSCGraph, _plain
+from ..graph._hetero_csc import EdgeType, HeteroCSCGraph
 
 __all__ = ["HopSample", "Temporal", "sample_hops", "raw_layer", "relabel_typed", "hop_key"]
 
@@ -32,8 +32,8 @@ Tensor = torch.Tensor
 def hop_key(key: int, hop: int, etype_index: int) -> int:
     """The draw key of one edge type at one hop of a batch keyed ``key``: the key the block
     sampler gives that edge type at that layer."""
-    from ._sampler_hetero import _etype_key
-    from ._sampler import NeighborSampler
+    from ._hetero import _etype_key
+    from ._neighbor import NeighborSampler
 
     return _etype_key(NeighborSampler._layer_key(key, hop), etype_index)
 
@@ -44,8 +44,8 @@ def raw_layer(g: CSCGraph, ids: Tensor, fanout: int, replace: bool, key: int
     or a GPU), not relabelled: ``(src, dst_pos, eid)``, the global source id, the position in
     ``ids`` of the destination and the global edge id of every sampled edge (all int64, fresh
     tensors the caller may modify in place), grouped by destination, on ``ids``' device."""
-    from ._sampler_cpu import sample_layer
-    from ._sampler_cuda import sample_layer_cuda
+    from ._layer_cpu import sample_layer
+    from ._layer_cuda import sample_layer_cuda
 
     if ids.is_cuda:
         _, ei, eid = sample_layer_cuda(g, ids, fanout, replace, key, check=False, relabel=False)
@@ -61,7 +61,7 @@ def _raw_layer_temporal(g: CSCGraph, ids: Tensor, seed_time: np.ndarray,
                         node_time: Optional[np.ndarray], fanout: int, replace: bool, last: bool,
                         key: int) -> Tuple[Tensor, Tensor, Tensor]:
     """:func:`raw_layer` keeping only in-neighbours no newer than each seed's time (CPU)."""
-    from ._sampler_cpu import sample_layer_temporal
+    from ._layer_cpu import sample_layer_temporal
 
     if ids.is_cuda:
         raise NotImplementedError("temporal sampling runs on the CPU sampler")
@@ -75,7 +75,7 @@ def _raw_layer_temporal(g: CSCGraph, ids: Tensor, seed_time: np.ndarray,
 def _raw_layer_weighted(g: CSCGraph, ids: Tensor, weight: np.ndarray, fanout: int,
                         replace: bool, key: int) -> Tuple[Tensor, Tensor, Tensor]:
     """:func:`raw_layer` drawing in-edges in proportion to ``weight`` (CSC order; CPU)."""
-    from ._sampler_cpu import sample_layer_weighted
+    from ._layer_cpu import sample_layer_weighted
 
     if ids.is_cuda:
         raise NotImplementedError("weighted sampling runs on the CPU sampler")
@@ -90,8 +90,8 @@ def relabel_typed(graph: HeteroCSCGraph, ntype: str, first: Tensor, rest: Tensor
     """``(nodes, local)``: ``first`` (distinct) followed by the new nodes of ``rest`` in order of
     first appearance, and the position in ``nodes`` of every entry of ``rest`` (int64), on the
     inputs' device (CPU: a sequential map over a node-sized scratch array; GPU: torch ops)."""
-    from ._sampler_cpu import relabel_cpu
-    from ._sampler_cuda import relabel_first_appearance
+    from ._layer_cpu import relabel_cpu
+    from ._layer_cuda import relabel_first_appearance
 
     rest = rest.to(first.dtype)
     if first.is_cuda:
@@ -238,7 +238,7 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
 def _relabel_rows(graph: HeteroCSCGraph, ntype: str, first: Tensor, rows: List[Tensor]) -> Tensor:
     """CPU :func:`relabel_typed` of ``first`` and ``rows`` (int64), the rows turned into local ids
     in place; returns the nodes."""
-    from ._sampler_cpu import relabel_rows_cpu
+    from ._layer_cpu import relabel_rows_cpu
 
     scratch = graph._take_scratch(ntype)
     try:
@@ -251,7 +251,7 @@ def _relabel_rows(graph: HeteroCSCGraph, ntype: str, first: Tensor, rows: List[T
 def _relabel_disjoint(n: int, nodes: Tensor, trees: Tensor, src: Tensor, src_trees: Tensor
                       ) -> Tuple[Tensor, Tensor, Tensor]:
     """:func:`relabel_typed` over ``(tree, node)`` pairs: ``(nodes, trees, local)``."""
-    from ._sampler_cuda import relabel_first_appearance
+    from ._layer_cuda import relabel_first_appearance
 
     span = max(n, 1)
     first = trees * span + nodes.to(torch.int64)

@@ -7,9 +7,9 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .graph._csc import _plain
-from .graph._hetero_block import HeteroBlock
-from .graph._hetero_csc import EdgeType, HeteroCSCGraph
+from ..graph._csc import _plain
+from ..graph._hetero_block import HeteroBlock
+from ..graph._hetero_csc import EdgeType, HeteroCSCGraph
 
 __all__ = ["sample_hetero_layers"]
 
@@ -19,7 +19,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 
 
 def _etype_key(layer_key: int, index: int) -> int:
-    from ._sampler_cpu import mix64_py
+    from ._layer_cpu import mix64_py
 
     return mix64_py(layer_key ^ (((index + 1) * _GOLDEN) & _MASK))
 
@@ -38,8 +38,8 @@ def sample_hetero_layers(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
     Returns ``(input_nodes, blocks)``: ``{ntype: ids}`` of the first block's source nodes and the
     blocks, input layer first.
     """
-    from ._sampler_cpu import relabel_rows_cpu, sample_layer
-    from ._sampler_cuda import relabel_first_appearance, sample_layer_cuda
+    from ._layer_cpu import relabel_rows_cpu, sample_layer
+    from ._layer_cuda import relabel_first_appearance, sample_layer_cuda
 
     etypes = graph.canonical_etypes
     dst = dict(seeds)

@@ -1,4 +1,4 @@
-"""The one-sync GPU sampling pipeline (samplers._one_sync): its relabel against the reference
+"""The one-sync GPU sampling pipeline (samplers.sampling._one_sync): its relabel against the reference
 relabel, and the whole pipeline, with the CUDA layer replaced by a CPU layer of the same padded
 contract, against the CPU sampler: identical blocks, and exactly one host read per batch. The GPU
 itself under `gpu` (identical to the per-layer GPU path, one sync under torch's sync debug mode)."""
@@ -10,9 +10,9 @@ import torch
 
 from samplers import CSCGraph, DataLoader, EdgePredictionSampler, NeighborSampler
 from samplers.graph._csc import _plain
-from samplers._one_sync import relabel_padded, sample_blocks_one_sync
-from samplers._sampler_cpu import sample_layer
-from samplers._sampler_cuda import relabel_first_appearance
+from samplers.sampling._one_sync import relabel_padded, sample_blocks_one_sync
+from samplers.sampling._layer_cpu import sample_layer
+from samplers.sampling._layer_cuda import relabel_first_appearance
 
 
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
@@ -190,7 +190,8 @@ def test_cuda_layer_launch_arguments_match_kernel_signatures(monkeypatch, idtype
     pad_negative=1 and outputs sized by the bound (CPU: launches faked; signatures from NVRTC)."""
     pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
     import unified_tensor
-    from samplers import _one_sync, _sampler_cuda
+    from samplers.sampling import _one_sync
+    from samplers.sampling import _layer_cuda as _sampler_cuda
     from testing import kernel_arg_dtypes
     from unified_tensor import _kernels
 
@@ -216,7 +217,7 @@ def test_cuda_layer_launch_arguments_match_kernel_signatures(monkeypatch, idtype
 
 
 def test_padded_sizes_bound_the_working_arrays():
-    from samplers._one_sync import padded_sizes_fit
+    from samplers.sampling._one_sync import padded_sizes_fit
 
     assert padded_sizes_fit(1024, [15, 10, 5], 10**6)
     assert not padded_sizes_fit(1024, [-1, 10], 10**6)            # fanout -1: no bound

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from samplers import CSCGraph, HeteroCSCGraph, NeighborSampler
-from samplers import _sampler_cpu as cpu
-from samplers._sampler_cpu import relabel_cpu, relabel_rows_cpu, sample_layer
+from samplers.sampling import _layer_cpu as cpu
+from samplers.sampling._layer_cpu import relabel_cpu, relabel_rows_cpu, sample_layer
 from testing import ref_sample_layer
 
 NP_IDTYPES = [np.int32, np.int64]
@@ -202,7 +202,7 @@ def test_hetero_cpu_matches_reference(threads):
     seeds = {"b": torch.randperm(200, generator=torch.Generator().manual_seed(1))[:40]}
     sampler = NeighborSampler([4, 3], seed=9)
     _, _, blocks = sampler.sample(hg, seeds)
-    from samplers._sampler_hetero import _etype_key
+    from samplers.sampling._hetero import _etype_key
 
     key = sampler._batch_key(0)
     dst = {k: v.numpy() for k, v in seeds.items()}

@@ -8,12 +8,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._sampler_hetero import sample_hetero_layers
-from .graph._block import Block
-from .graph._csc import CSCGraph, _plain
-from .graph._hetero_csc import HeteroCSCGraph
-from ._sampler_cpu import mix64_py, sample_layer
-from ._sampler_cuda import sample_layer_cuda  # registers the sample.cu instances (no compile)
+from ..graph._block import Block
+from ..graph._csc import CSCGraph, _plain
+from ..graph._hetero_csc import HeteroCSCGraph
+from ._hetero import sample_hetero_layers
+from ._layer_cpu import mix64_py, sample_layer
+from ._layer_cuda import sample_layer_cuda  # registers the sample.cu instances (no compile)
 
 __all__ = ["NeighborSampler"]
 
@@ -94,9 +94,9 @@ class NeighborSampler:
         Move the result there before returning it.
     one_sync : bool
         GPU only: sample a batch with one host sync instead of about two per layer (outputs sized
-        by upper bounds, see ``samplers._one_sync``); the blocks are identical. Used by
+        by upper bounds, see ``samplers.sampling._one_sync``); the blocks are identical. Used by
         :meth:`sample_distinct` (the DataLoader's call) when every fanout is ``>= 0`` and the
-        padded arrays stay under ``samplers._one_sync.MAX_PADDED_ENTRIES``. Off by default until
+        padded arrays stay under ``samplers.sampling._one_sync.MAX_PADDED_ENTRIES``. Off by default until
         it has been measured on a GPU (its logic is tested on the CPU).
 
     Seeds must be distinct (a repeated seed raises ``ValueError``; DGL's ``to_block`` does not

@@ -25,11 +25,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .graph._csc import CSCGraph, _plain
-from .graph._hetero_csc import HeteroCSCGraph
-from .graph._pair import PairGraph
-from ._sampler import NeighborSampler
-from ._sampler_cpu import mix64_py
+from ..graph._csc import CSCGraph, _plain
+from ..graph._hetero_csc import HeteroCSCGraph
+from ..graph._pair import PairGraph
+from ._layer_cpu import mix64_py
+from ._neighbor import NeighborSampler
 
 __all__ = ["EdgePredictionSampler", "UniformNegativeSampler"]
 
@@ -127,7 +127,7 @@ def _check_negatives(pair: Any, num_src: int, num_dst: int) -> None:
 def _compact(pieces: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
     """Unique nodes of the concatenated ``pieces`` in order of first appearance, and each
     piece's local ids."""
-    from ._sampler_cuda import relabel_first_appearance
+    from ._layer_cuda import relabel_first_appearance
 
     allv = torch.cat(pieces)
     nodes, local, _ = relabel_first_appearance(allv[:0], allv)
