@@ -303,7 +303,7 @@ def breakdown(s: Setup, rounds: int = 3) -> Dict[str, object]:
     ``sample_distinct`` (sampling and blocks) and ``_attach`` (the gathers). ``total``: the pass
     time per batch; ``other``: what no stage covers (batching seeds, the queue, the consumer).
     One untimed pass, then ``rounds`` passes of each (interleaved); medians per batch."""
-    import samplers.pyg as spyg
+    import samplers.loading._pyg as spyg  # the module whose sample_hops the loader calls
 
     loaders, timers = {}, {}
     for kind in ("pyg", "dgl_style"):

@@ -1,6 +1,6 @@
 """Graph sampling for minibatch GNN training: a CSC graph that can live in pinned host memory
 (UVA) or on the GPU, a uniform neighbour sampler (GPU kernel or Numba) and DGL-style blocks."""
-from ._dataloader import DataLoader
+from .loading import DataLoader
 from .graph import Block, CSCGraph, HeteroBlock, HeteroCSCGraph, PairGraph
 from .sampling import (EdgePredictionSampler, NeighborSampler, UniformNegativeSampler,
                        presample_hotness)

@@ -292,7 +292,7 @@ def test_cuda_hit_rate_ignores_out_of_range_ids_and_gather_under_graph_capture()
 
 @gpu
 def test_cuda_requires_grad_gpu_table_through_the_dataloader_gather():
-    from samplers._dataloader import _gather
+    from samplers.loading._core import _gather
 
     table = torch.randn(20, 3, device="cuda", requires_grad=True)
     res = _gather(table, torch.tensor([1, 2], device="cuda"), None, validate=True)

@@ -104,7 +104,7 @@ def _count(graph: Any, kind: str, key: Any) -> Optional[int]:
             types = list(graph.ntypes) if kind == "node" else list(graph.canonical_etypes)
             raise KeyError(f"DataLoader: indices has {kind} type {key!r}, which the graph does not "
                            f"have (its {kind} types: {types})") from exc
-    from .graph._hetero_csc import HeteroCSCGraph
+    from ..graph._hetero_csc import HeteroCSCGraph
 
     if isinstance(graph, HeteroCSCGraph):
         try:

@@ -16,7 +16,7 @@ pytest.importorskip("torch_geometric")
 from torch_geometric.data import Data, HeteroData  # noqa: E402
 from torch_geometric.sampler import SamplerOutput, HeteroSamplerOutput  # noqa: E402
 
-from samplers import _dataloader  # noqa: E402
+from samplers.loading import _core as _dataloader  # noqa: E402
 from samplers.pyg import NeighborLoader  # noqa: E402
 
 N, E = 400, 2400
@@ -898,7 +898,7 @@ def test_bidirectional_merge_is_deterministic_and_keeps_each_directions_own_edge
     """The bidirectional merge gives PyG's edges in PyG's order; a pair with several copies keeps
     the id of the edge sampled in that very direction when there is one (else of the reverse),
     on every device (PyG's coalesce keeps an arbitrary copy)."""
-    from samplers.pyg import _to_bidirectional
+    from samplers.loading._pyg import _to_bidirectional
 
     g = torch.Generator().manual_seed(0)
     for _ in range(100):

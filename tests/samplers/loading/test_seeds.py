@@ -1,4 +1,4 @@
-"""Seeds normalised once (samplers/_seeds.py): validated against what they index, batched by the
+"""Seeds normalised once (samplers/loading/_seeds.py): validated against what they index, batched by the
 core without branching on homogeneous or typed."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from samplers import CSCGraph, DataLoader, NeighborSampler
-from samplers._seeds import SeedSet, seed_kind
+from samplers.loading._seeds import SeedSet, seed_kind
 
 
 @pytest.fixture(scope="module")

@@ -165,7 +165,7 @@ def test_use_prefetch_thread_false_is_sync(graph):
 
 
 def test_ddp_split(graph, monkeypatch):
-    import samplers._dataloader as mod
+    import samplers.loading._core as mod
 
     monkeypatch.setattr(mod, "_world_size", lambda: 3)
     parts = []

@@ -56,7 +56,7 @@ def test_every_dgl_keyword_is_accepted():
     assert pos_ours[:len(pos_dgl)] == pos_dgl
     # what DGL forwards to torch.utils.data.DataLoader is accepted too
     torch_kw = set(inspect.signature(torch.utils.data.DataLoader.__init__).parameters) - {"self"}
-    from samplers._dataloader import _TORCH_LOADER_KWARGS
+    from samplers.loading._dataloader import _TORCH_LOADER_KWARGS
     assert torch_kw - {"batch_size", "shuffle", "drop_last"} <= _TORCH_LOADER_KWARGS | set(ours)
 
 

@@ -438,7 +438,7 @@ def test_worker_init_fn_accepted(Loader):
 def test_num_workers_warns_once_and_works(monkeypatch):
     """Ours has no worker processes: num_workers > 0 warns once (a producer thread replaces them)
     and the loader still yields every seed. (DGL would start processes: not run here.)"""
-    from samplers import _dataloader
+    from samplers.loading import _core as _dataloader
     monkeypatch.setattr(_dataloader, "_workers_warned", False)
     g = random_graph(30, 100, seed=6)
     g.edata["w"] = torch.rand(g.num_edges())
