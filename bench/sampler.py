@@ -62,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ------------------------------------------------------------------------------------ graph
 def make_graph(n: int, m: int, exponent: float, seed: int):
-    from samplers._synthetic import generate_edges, node_weights
+    from samplers.datasets._synthetic import generate_edges, node_weights
 
     w = node_weights(n, m / n, exponent, seed)
     labels = np.arange(n, dtype=np.int64) % 16

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 pyg_nn = pytest.importorskip("torch_geometric.nn")
 
 from samplers import DataLoader, HeteroBlock, NeighborSampler  # noqa: E402
-from samplers._synthetic_hetero import synthetic_mag  # noqa: E402
+from samplers.datasets._synthetic_hetero import synthetic_mag  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """A synthetic heterogeneous graph shaped like ogbn-mag: papers, authors, institutions and fields.
 
-The model is the homogeneous generator's (:mod:`samplers._synthetic`) carried over to four node
+The model is the homogeneous generator's (:mod:`samplers.datasets._synthetic`) carried over to four node
 types: a planted community structure with ``num_classes`` communities. Every node of every type
 belongs to one community (balanced, random) and has a Pareto popularity weight; papers' communities
 are the labels (ogbn-mag's venues). Each relation draws its endpoints proportionally to popularity,
@@ -34,8 +34,9 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from ..graph._hetero_csc import EdgeType, HeteroCSCGraph
 from . import _synthetic
-from .graph._hetero_csc import EdgeType, HeteroCSCGraph
+from ._args import _float_arg, _int_arg
 
 __all__ = ["HeteroDataset", "synthetic_mag", "MAG_NODE_TYPES", "MAG_RELATIONS", "MAG_REVERSE"]
 
@@ -147,7 +148,7 @@ def _communities(n: int, num_classes: int, rng: np.random.Generator) -> np.ndarr
 
 def _weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
     """Pareto popularity weights with mean 1 (float64 ``[n]``), hubs capped at ``sqrt(n)``: the
-    quantiles of :func:`samplers._synthetic.node_weights`, shuffled by ``rng``."""
+    quantiles of :func:`samplers.datasets._synthetic.node_weights`, shuffled by ``rng``."""
     q = (np.arange(n, dtype=np.float64) + 0.5) / n
     w = q ** (-1.0 / (exponent - 1.0))
     w /= w.mean()
@@ -205,8 +206,6 @@ def _split(n: int, fractions: Tuple[float, float, float], rng: np.random.Generat
 
 
 def _fractions(name: str, split) -> Tuple[float, float, float]:
-    from .datasets import _float_arg
-
     if not isinstance(split, (tuple, list)) or len(split) != 3:
         raise TypeError(f"{name} must be a tuple of 3 fractions, got {split!r}")
     out = tuple(_float_arg(f"{name}[{i}]", s, 0.0, 1.0) for i, s in enumerate(split))
@@ -279,8 +278,6 @@ def synthetic_mag(num_papers: int, num_authors: Optional[int] = None,
     >>> ds.num_edges("writes") == ds.num_edges("rev_writes")
     True
     """
-    from .datasets import _float_arg, _int_arg
-
     num_papers = _int_arg("num_papers", num_papers, 1)
     num_classes = _int_arg("num_classes", num_classes, 2)
     feat_dim = _int_arg("feat_dim", feat_dim, 1)

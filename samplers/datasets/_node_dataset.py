@@ -1,16 +1,6 @@
-"""Built-in datasets: a synthetic GNN benchmark generator and a loader for OGB data on disk.
-
-Both return a :class:`NodeDataset`: a CSC graph (in-edges grouped by destination), a node feature
-table, int64 labels, train/val/test node ids and the number of classes. Everything is on the CPU;
-with ``root`` the feature table is a ``.npy`` memmap created once and reopened afterwards, ready
-for ``unified_tensor.unified`` (which pins it in place). :func:`synthetic_mag` generates a
-heterogeneous graph shaped like ogbn-mag (a :class:`HeteroDataset`, in RAM).
-
->>> from samplers.datasets import synthetic_graph
->>> ds = synthetic_graph(1000, feat_dim=16)
->>> ds.features.shape, ds.indptr.shape
-(torch.Size([1000, 16]), torch.Size([1001]))
-"""
+"""Homogeneous node-classification datasets: :class:`NodeDataset`, the synthetic generator
+(:func:`synthetic_graph`), the OGB loader (:func:`load_ogb`, parsing in ``_ogb.py``), the ``.npy``
+cache both write, and :func:`csc_from_edges`."""
 from __future__ import annotations
 
 import dataclasses
@@ -29,10 +19,9 @@ import numpy as np
 import torch
 
 from . import _ogb, _synthetic
-from ._synthetic_hetero import HeteroDataset, synthetic_mag
+from ._args import _float_arg, _int_arg
 
-__all__ = ["NodeDataset", "synthetic_graph", "load_ogb", "csc_from_edges", "FEAT_DTYPES",
-           "HeteroDataset", "synthetic_mag"]
+__all__ = ["NodeDataset", "synthetic_graph", "load_ogb", "csc_from_edges", "FEAT_DTYPES"]
 
 logger = logging.getLogger("samplers.datasets")
 
@@ -94,7 +83,7 @@ class NodeDataset:
 
     def graph(self):
         """The graph as ``samplers.CSCGraph`` (built from ``indptr``/``indices``, no copy)."""
-        from samplers import CSCGraph
+        from ..graph import CSCGraph
         return CSCGraph.from_csc(self.indptr, self.indices)
 
     def edge_index(self) -> torch.Tensor:
@@ -156,26 +145,6 @@ def csc_from_edges(src: np.ndarray, dst: np.ndarray, num_nodes: int,
     else:
         indices[:] = src[np.argsort(dst, kind="stable")]
     return indptr, indices
-
-
-# ----------------------------------------------------------------------------------------------
-# Argument checks
-# ----------------------------------------------------------------------------------------------
-def _int_arg(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _float_arg(name: str, value, lo: float, hi: float, lo_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
-    value = float(value)
-    if not (lo < value if lo_open else lo <= value) or not value <= hi or value != value:
-        raise ValueError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {value}")
-    return value
 
 
 def _save_atomic(path: Path, arr: np.ndarray) -> None:

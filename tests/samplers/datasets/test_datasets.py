@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from samplers import _ogb, datasets
+from samplers.datasets import _ogb
+from samplers.datasets import _node_dataset as datasets
 from samplers.datasets import NodeDataset, csc_from_edges, load_ogb, synthetic_graph
 
 
