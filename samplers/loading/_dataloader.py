@@ -162,9 +162,14 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         self.graph_sampler = graph_sampler
         is_dgl = _dgl_compat.is_dgl_graph(graph)
         from ..sampling._link import EdgePredictionSampler
-        from ..sampling._neighbor import NeighborSampler
-        self._own_sampler = isinstance(graph_sampler, (NeighborSampler, EdgePredictionSampler)) \
-            and not is_dgl
+        from ..sampling._neighbor import NeighborSampler, overrides_sample
+        # The fast path (sample_distinct, keyed by batch) only for this library's samplers as
+        # they are: a subclass that overrides sample / sample_blocks gets its method called, as
+        # DGL's DataLoader calls graph_sampler.sample.
+        self._own_sampler = not is_dgl and (
+            (isinstance(graph_sampler, NeighborSampler) and not overrides_sample(graph_sampler))
+            or (isinstance(graph_sampler, EdgePredictionSampler)
+                and type(graph_sampler).sample is EdgePredictionSampler.sample))
         # a subclass may override sample_distinct without the keyword: then it is not passed
         self._seeds_checked_kw = self._own_sampler and "seeds_checked" in \
             inspect.signature(graph_sampler.sample_distinct).parameters

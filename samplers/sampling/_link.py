@@ -17,8 +17,6 @@ returns for the seed edges. They are removed before the neighbour draws, as DGL'
 """
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -28,8 +26,9 @@ import torch
 from ..graph._csc import CSCGraph, _plain
 from ..graph._hetero_csc import HeteroCSCGraph
 from ..graph._pair import PairGraph
+from ._edges import edge_endpoints, excluded_positions
 from ._layer_cpu import mix64_py
-from ._neighbor import NeighborSampler
+from ._neighbor import NeighborSampler, overrides_sample
 
 __all__ = ["EdgePredictionSampler", "UniformNegativeSampler"]
 
@@ -62,37 +61,6 @@ class UniformNegativeSampler:
 
     def __repr__(self) -> str:
         return f"UniformNegativeSampler(k={self.k})"
-
-
-# ------------------------------------------------------------------------------- edge endpoints
-_endpoints: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_endpoints_lock = threading.Lock()
-
-
-def _edge_endpoints(g: CSCGraph) -> Tuple[Tensor, Tensor, Tensor]:
-    """``(src, dst, pos)`` of every edge id of ``g``: its endpoints and its position in the CSC
-    arrays (int64 CPU tensors indexed by edge id), built once per graph from its CSC arrays."""
-    with _endpoints_lock:
-        hit = _endpoints.get(g)
-    if hit is not None:
-        return hit
-    ip = _plain(g.indptr).cpu().long()
-    ix = _plain(g.indices).cpu().long()
-    deg = ip[1:] - ip[:-1]
-    dst_by_pos = torch.repeat_interleave(torch.arange(deg.numel()), deg)
-    if g.edge_ids is None:
-        src, dst, pos = ix, dst_by_pos, torch.arange(ix.numel())
-    else:
-        eids = _plain(g.edge_ids).cpu().long()
-        src = torch.empty_like(ix)
-        dst = torch.empty_like(ix)
-        pos = torch.empty_like(ix)
-        src[eids] = ix
-        dst[eids] = dst_by_pos
-        pos[eids] = torch.arange(ix.numel())
-    with _endpoints_lock:
-        _endpoints[g] = (src, dst, pos)
-    return src, dst, pos
 
 
 def _edge_ids(v: Any, what: str) -> Tensor:
@@ -223,7 +191,7 @@ class EdgePredictionSampler:
         pos, neg = {}, {}
         for i, (et, eids) in enumerate(seeds.items()):
             g = graph[et] if hetero else graph
-            src_all, dst_all, _ = _edge_endpoints(g)
+            src_all, dst_all, _ = edge_endpoints(g)
             n_e = src_all.numel()
             e = eids.cpu()   # one copy (a sync for CUDA ids); the range is checked on the CPU
             if e.numel() and (int(e.min()) < 0 or int(e.max()) >= n_e):
@@ -271,30 +239,42 @@ class EdgePredictionSampler:
             seed_nodes = node_ids
         # Excluded edges are removed before the draws, as DGL's sample_neighbors(exclude_edges=)
         # does: a node draws its fanout from the in-edges it keeps.
-        excluded = self._excluded_positions(graph, self._excluded(graph, seeds, hetero), hetero,
-                                            device)
-        input_nodes, _, blocks = self.sampler._sample(   # endpoints of checked edges: in range
-            graph, seed_nodes, check_distinct=False, batch=b,
-            exclude=excluded if hetero else excluded.get(None), seeds_checked=True)
+        if overrides_sample(self.sampler):   # a subclass's sample / sample_blocks is what runs
+            input_nodes, blocks = self._sample_with_override(graph, seeds, seed_nodes, hetero)
+        else:
+            excluded = excluded_positions(graph, self._excluded(graph, seeds, hetero), hetero, device)
+            input_nodes, _, blocks = self.sampler._sample(   # endpoints of checked edges: in range
+                graph, seed_nodes, check_distinct=False, batch=b,
+                exclude=excluded if hetero else excluded.get(None), seeds_checked=True)
         if neg_pair is None:
             return input_nodes, pair, blocks
         return input_nodes, pair, neg_pair, blocks
 
-    @staticmethod
-    def _excluded_positions(graph: Any, excluded: Dict[Any, Tensor], hetero: bool,
-                            device: torch.device) -> Dict[Any, Tensor]:
-        """Excluded edge ids -> ascending, distinct CSC positions per edge type, on ``device``."""
-        out = {}
-        for et, eids in excluded.items():
-            g = graph[et] if hetero else graph
-            _, _, pos = _edge_endpoints(g)
-            e = eids.reshape(-1).cpu().long()
-            if e.numel() and (int(e.min()) < 0 or int(e.max()) >= pos.numel()):
-                bad = int(e.min()) if int(e.min()) < 0 else int(e.max())
-                raise IndexError(f"excluded edge id {bad}{'' if et is None else f' of {et!r}'} is "
-                                 f"outside [0, {pos.numel()})")
-            out[et] = torch.unique(pos[e]).to(device)   # sorted
-        return out
+    def _sample_with_override(self, graph: Any, seeds: Dict[Any, Tensor], seed_nodes: Any,
+                              hetero: bool) -> Tuple[Any, Any]:
+        """The blocks from the wrapped sampler's own ``sample`` (a subclass overrides it, or
+        ``sample_blocks``), with the excluded edge ids passed as DGL does (``exclude_eids``)."""
+        import inspect
+
+        excluded = self._excluded(graph, seeds, hetero)
+        kw: Dict[str, Any] = {}
+        if excluded:
+            try:
+                params = inspect.signature(self.sampler.sample).parameters
+            except (TypeError, ValueError):
+                params = {}
+            if "exclude_eids" not in params and not any(
+                    p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+                raise TypeError(f"EdgePredictionSampler(exclude={self.exclude!r}): the wrapped "
+                                f"{type(self.sampler).__name__}.sample() must accept "
+                                f"exclude_eids= (DGL's signature sample(g, seed_nodes, "
+                                f"exclude_eids=None)) to leave the excluded edges out")
+            kw["exclude_eids"] = excluded if hetero else excluded[None]
+        result = self.sampler.sample(graph, seed_nodes, **kw)
+        if not (isinstance(result, (tuple, list)) and len(result) == 3):
+            raise TypeError(f"{type(self.sampler).__name__}.sample() must return (input_nodes, "
+                            f"output_nodes, blocks), got {type(result).__name__}")
+        return result[0], result[2]
 
     def _excluded(self, graph: Any, seeds: Dict[Any, Tensor], hetero: bool) -> Dict[Any, Tensor]:
         ex = self.exclude

@@ -204,14 +204,20 @@ class NeighborSampler:
             raise IndexError(f"seeds must be node ids in [0, {graph.num_nodes}), got "
                              f"{lo if lo < 0 else hi}")
 
-    def sample(self, graph: CSCGraph, seeds: Any) -> Tuple[torch.Tensor, torch.Tensor, List[Block]]:
-        """Sample the blocks of one minibatch.
+    def sample(self, graph: CSCGraph, seeds: Any, exclude_eids: Any = None
+               ) -> Tuple[torch.Tensor, torch.Tensor, List[Block]]:
+        """Sample the blocks of one minibatch (DGL's ``sample``: it calls :meth:`sample_blocks`,
+        so a subclass may override either, and the DataLoader then runs the override).
 
         Parameters
         ----------
-        graph : CSCGraph
+        graph : CSCGraph or HeteroCSCGraph
         seeds : torch.Tensor, numpy.ndarray or list of int
-            Distinct output node ids. On the CPU: CPU sampler; on a GPU: GPU sampler.
+            Distinct output node ids (``{node_type: ids}`` for a heterogeneous graph). On the
+            CPU: CPU sampler; on a GPU: GPU sampler.
+        exclude_eids : torch.Tensor, dict or None
+            Edge ids (``{etype: ids}`` for a heterogeneous graph) left out of every block, before
+            the draws (DGL's ``exclude_eids``).
 
         Returns
         -------
@@ -223,7 +229,18 @@ class NeighborSampler:
             One per fanout, input layer first; all tensors on the seeds' device (or
             ``output_device``).
         """
-        return self._sample(graph, seeds, check_distinct=True)
+        if exclude_eids is None:
+            return self.sample_blocks(graph, seeds)
+        return self.sample_blocks(graph, seeds, exclude_eids=exclude_eids)
+
+    def sample_blocks(self, graph: CSCGraph, seed_nodes: Any, exclude_eids: Any = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor, List[Block]]:
+        """What :meth:`sample` returns (DGL's ``BlockSampler.sample_blocks``, the method DGL's
+        custom samplers override)."""
+        exclude = None
+        if exclude_eids is not None:
+            exclude = _exclude_positions(graph, seed_nodes, exclude_eids)
+        return self._sample(graph, seed_nodes, check_distinct=True, exclude=exclude)
 
     def sample_distinct(self, graph: CSCGraph, seeds: Any, batch: Optional[int] = None, *,
                         seeds_checked: bool = False
@@ -396,3 +413,39 @@ class NeighborSampler:
 
     def __repr__(self) -> str:
         return f"NeighborSampler(fanouts={self.fanouts}, replace={self.replace}, seed={self._seed})"
+
+
+def overrides_sample(sampler: Any) -> bool:
+    """Whether ``sampler`` (a :class:`NeighborSampler` subclass instance) overrides
+    :meth:`~NeighborSampler.sample` or :meth:`~NeighborSampler.sample_blocks`: then the user's
+    method is what must run, not the fast paths that call :meth:`NeighborSampler._sample`."""
+    cls = type(sampler)
+    return (getattr(cls, "sample", None) is not NeighborSampler.sample
+            or getattr(cls, "sample_blocks", None) is not NeighborSampler.sample_blocks)
+
+
+def _exclude_positions(graph: Any, seeds: Any, exclude_eids: Any) -> Any:
+    """``exclude_eids`` (ids, or ``{etype: ids}`` for a heterogeneous graph) -> the ascending CSC
+    positions :meth:`NeighborSampler._sample` takes (a tensor, or ``{etype: positions}``)."""
+    from ._edges import excluded_positions
+
+    hetero = isinstance(graph, HeteroCSCGraph)
+    if hetero != isinstance(exclude_eids, Mapping):
+        raise TypeError("exclude_eids must be a dict {edge_type: ids} for a heterogeneous graph "
+                        f"and a tensor of edge ids for a homogeneous one, got "
+                        f"{type(exclude_eids).__name__}")
+
+    def ids(v: Any, what: str) -> torch.Tensor:
+        t = torch.as_tensor(v)
+        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise TypeError(f"{what} must be integer edge ids, got dtype {t.dtype}")
+        return t.reshape(-1).long()
+
+    if hetero:
+        first = next(iter(seeds.values()), None) if isinstance(seeds, Mapping) else None
+        device = first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
+        ex = {graph.to_canonical_etype(et): ids(v, f"exclude_eids[{et!r}]")
+              for et, v in exclude_eids.items()}
+        return excluded_positions(graph, ex, True, device)
+    device = seeds.device if isinstance(seeds, torch.Tensor) else torch.device("cpu")
+    return excluded_positions(graph, {None: ids(exclude_eids, "exclude_eids")}, False, device)[None]

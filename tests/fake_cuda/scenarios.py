@@ -237,7 +237,7 @@ def homo_one_sync_reads_once() -> None:
 def homo_exclusion() -> None:
     """Excluded CSC positions (what link prediction passes) on the device, both paths."""
     from samplers import NeighborSampler
-    from samplers.sampling._link import _edge_endpoints
+    from samplers.sampling._edges import edge_endpoints as _edge_endpoints
     g = homo_graph()
     _, _, pos = _edge_endpoints(g)
     gen = torch.Generator().manual_seed(4)
