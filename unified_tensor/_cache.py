@@ -76,14 +76,29 @@ class GpuRowCache:
         return float(((self.slot_of[index] >= 0) & valid).float().mean())
 
 
-def _device_of(device) -> torch.device:
+def _device_of(device, what: str = "ut.cache") -> torch.device:
+    """The CUDA device a cache lives on: ``None`` (the current one), an int (``cuda:i``), a str
+    or a ``torch.device``. ``ValueError`` for a non-CUDA device, ``RuntimeError`` when torch sees
+    no CUDA device (never torch's own "not compiled with CUDA" assertion)."""
+    if device is not None:
+        if isinstance(device, bool) or not isinstance(device, (int, str, torch.device)):
+            raise TypeError(f"{what}: device must be None, an int, a str or a torch.device, got "
+                            f"{type(device).__name__}")
+        if isinstance(device, int):   # torch.device(0) means "accelerator 0", which may not be CUDA
+            if device < 0:
+                raise ValueError(f"{what}: device index must be >= 0, got {device}")
+            device = torch.device("cuda", device)
+        else:
+            try:
+                device = torch.device(device)
+            except RuntimeError as exc:
+                raise ValueError(f"{what}: {device!r} is not a device ({exc})") from None
+        if device.type != "cuda":
+            raise ValueError(f"{what} keeps rows in GPU memory: device must be CUDA, got {device}")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"{what} needs a CUDA device, and torch sees none")
     if device is None:
-        if not torch.cuda.is_available():
-            raise RuntimeError("ut.cache needs a CUDA device, and torch sees none")
         return torch.device("cuda", torch.cuda.current_device())
-    device = torch.device(device)
-    if device.type != "cuda":
-        raise ValueError(f"ut.cache keeps rows in GPU memory: device must be CUDA, got {device}")
     if device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     elif torch.cuda.is_available() and device.index >= torch.cuda.device_count():
@@ -204,10 +219,16 @@ def uncache(table, device: Union[None, str, int, torch.device] = None) -> None:
     if not isinstance(table, UnifiedTensor):
         raise TypeError(f"ut.uncache expects a UnifiedTensor, got {type(table).__name__}")
     caches: Dict[int, GpuRowCache] = table._ut_caches
+    if not caches:   # nothing to drop: a no-op, on any machine (a bad device type still raises)
+        if device is not None and (isinstance(device, bool)
+                                   or not isinstance(device, (int, str, torch.device))):
+            raise TypeError(f"ut.uncache: device must be None, an int, a str or a torch.device, "
+                            f"got {type(device).__name__}")
+        return
     if device is None:
         keys = list(caches)
     else:
-        keys = [_device_of(device).index]
+        keys = [_device_of(device, "ut.uncache").index]
     for k in keys:   # gathers in flight keep the memory: see GpuRowCache.note_stream
         caches.pop(k, None)
 

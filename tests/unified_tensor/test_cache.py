@@ -79,6 +79,36 @@ def test_cache_needs_a_unified_tensor_and_a_cuda_device():
     ut.uncache(t)   # nothing cached: a no-op
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda"), torch.device("cuda", 0), 0, 1])
+def test_explicit_cuda_device_without_cuda_is_the_documented_runtime_error(device):
+    """Issue 19.5: not torch's AssertionError ("not compiled with CUDA") nor its generic
+    accelerator error for device=0; uncache of a table with no cache is a no-op."""
+    t = ut.unified(torch.zeros(4, 2))
+    with pytest.raises(RuntimeError, match="needs a CUDA device, and torch sees none") as info:
+        ut.cache(t, ids=[1], device=device)
+    assert type(info.value) is RuntimeError
+    ut.uncache(t, device=device)   # nothing cached: a no-op
+    assert ut.cache_info(t) == {}
+
+
+@pytest.mark.parametrize("device, exc, msg", [
+    ("cpu", ValueError, "device must be CUDA"), (torch.device("cpu"), ValueError, "device must be CUDA"),
+    (-1, ValueError, ">= 0"), ("nonsense", ValueError, "not a device"), (True, TypeError, "device must be"),
+    (1.5, TypeError, "device must be"),
+])
+def test_bad_cache_devices(device, exc, msg):
+    t = ut.unified(torch.zeros(4, 2))
+    with pytest.raises(exc, match=msg):
+        ut.cache(t, ids=[1], device=device)
+
+
+def test_uncache_with_a_bad_device_type_raises_even_without_a_cache():
+    t = ut.unified(torch.zeros(4, 2))
+    with pytest.raises(TypeError, match="device must be"):
+        ut.uncache(t, device=1.5)
+
+
 def test_in_place_changes_through_the_table_refresh_its_caches():
     class FakeCache:
         refreshed = 0
