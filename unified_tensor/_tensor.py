@@ -1,6 +1,7 @@
 """``UnifiedTensor``: a host tensor pinned in place whose CUDA-indexed reads are zero-copy gathers."""
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 import weakref
@@ -182,35 +183,48 @@ class UnifiedTensor(torch.Tensor):
         return f"UnifiedTensor({state}, shape={tuple(self._ut_plain.shape)}, dtype={self._ut_plain.dtype})"
 
     def __reduce_ex__(self, proto):
-        """Pickling (``torch.multiprocessing`` / DDP spawn, DataLoader workers): the receiver gets
-        a UnifiedTensor over the **same host memory** where the memory can be shared, so N ranks
-        hold one host copy and each registers it for its own GPU:
+        """Pickling by value (``torch.save``, ``pickle``, ``copy.deepcopy``): the values, as for
+        any tensor, so a checkpoint never holds a file name or a shared-memory handle whose
+        contents may change later. Loading gives a UnifiedTensor over new memory (read-only
+        tables stay read-only).
 
-        * a table in shared memory (``x.share_memory_()`` before ``ut.unified(x)``, or one received
-          from another process): the tensor itself, which ``torch.multiprocessing`` sends as a
-          shared-memory handle (plain ``pickle`` still writes the values);
-        * a file-backed ``np.memmap`` (``np.load(path, mmap_mode="r"|"r+")``): the file, offset,
-          dtype, shape and mode; the receiver maps the same file (one copy in the page cache);
-        * anything else: a copy of the values (warned about above ``COPY_WARN_BYTES``).
+        Between processes (``torch.multiprocessing`` queues and spawn arguments, DDP spawn,
+        DataLoader workers: everything multiprocessing's ``ForkingPickler`` sends) the table
+        travels by reference instead (:func:`_reduce_for_ipc`), so N ranks hold one host copy.
         """
-        plain = self._ut_plain
-        where = _memmap_location(self._ut_source, plain)
-        if where is not None:
-            return (_unified_from_file, where)
-        if plain.is_shared():
-            return (_unified_shared, (plain, self._ut_readonly))
-        nbytes = plain.numel() * plain.element_size()
-        if nbytes >= COPY_WARN_BYTES:
-            warnings.warn(f"pickling a UnifiedTensor of {nbytes / 2**30:.2f} GiB that is neither in "
-                          f"shared memory nor a file-backed np.memmap: the receiving process gets "
-                          f"its own copy. To share one host copy between processes (DDP ranks), "
-                          f"call x.share_memory_() before ut.unified(x), or open the table with "
-                          f"np.load(path, mmap_mode='r')", stacklevel=2)
-        # By value as a NumPy byte array: pickled as bytes under any pickler (a temporary torch
-        # tensor would go to torch.multiprocessing as a shared-memory handle that dies with it).
-        raw = plain.reshape(-1).view(torch.uint8).numpy()
-        return (_unified_from_bytes, (raw, str(plain.dtype).replace("torch.", ""), tuple(plain.shape),
-                                      self._ut_readonly))
+        # The plain tensor goes by value under these picklers (torch.save writes its storage).
+        return (_unified_from_tensor, (self._ut_plain, self._ut_readonly))
+
+
+def _reduce_for_ipc(t: "UnifiedTensor"):
+    """How multiprocessing's ``ForkingPickler`` sends a UnifiedTensor to another process: over
+    the **same host memory** where it can be shared, so each process registers it for its own GPU:
+
+    * a table in shared memory (``x.share_memory_()`` before ``ut.unified(x)``, or one received
+      from another process): the tensor, which ``torch.multiprocessing`` sends as a handle;
+    * a file-backed ``np.memmap`` (``np.load(path, mmap_mode="r"|"r+")``): the file, offset, dtype,
+      shape, mode and the file's identity (device, inode, size); the receiver maps the same file
+      (one copy in the page cache) and raises if the file was replaced or truncated meanwhile;
+    * anything else: a copy of the values (warned about above ``COPY_WARN_BYTES``).
+    """
+    plain = t._ut_plain
+    where = _memmap_location(t._ut_source, plain)
+    if where is not None:
+        return (_unified_from_file, where + (_file_identity(where[0]),))
+    if plain.is_shared():
+        return (_unified_from_tensor, (plain, t._ut_readonly))
+    nbytes = plain.numel() * plain.element_size()
+    if nbytes >= COPY_WARN_BYTES:
+        warnings.warn(f"pickling a UnifiedTensor of {nbytes / 2**30:.2f} GiB that is neither in "
+                      f"shared memory nor a file-backed np.memmap: the receiving process gets "
+                      f"its own copy. To share one host copy between processes (DDP ranks), "
+                      f"call x.share_memory_() before ut.unified(x), or open the table with "
+                      f"np.load(path, mmap_mode='r')", stacklevel=2)
+    # By value as a NumPy byte array: pickled as bytes under any pickler (a temporary torch
+    # tensor would go to torch.multiprocessing as a shared-memory handle that dies with it).
+    raw = plain.reshape(-1).view(torch.uint8).numpy()
+    return (_unified_from_bytes, (raw, str(plain.dtype).replace("torch.", ""), tuple(plain.shape),
+                                  t._ut_readonly))
 
 
 COPY_WARN_BYTES = 256 << 20
@@ -237,8 +251,27 @@ def _memmap_location(source: Any, plain: torch.Tensor) -> Optional[tuple]:
     return (str(source.filename), int(file_offset), source.dtype.str, tuple(source.shape), writable)
 
 
-def _unified_from_file(filename: str, offset: int, dtype: str, shape: tuple,
-                       writable: bool) -> "UnifiedTensor":
+def _file_identity(filename: str) -> Tuple[int, int, int]:
+    st = os.stat(filename)
+    return (st.st_dev, st.st_ino, st.st_size)
+
+
+def _unified_from_file(filename: str, offset: int, dtype: str, shape: tuple, writable: bool,
+                       identity: Optional[Tuple[int, int, int]] = None) -> "UnifiedTensor":
+    try:
+        now = _file_identity(filename)
+    except OSError as exc:
+        raise RuntimeError(f"a UnifiedTensor sent from another process maps {filename}, which "
+                           f"cannot be opened now ({exc})") from None
+    if identity is not None and tuple(identity) != now:
+        raise RuntimeError(f"a UnifiedTensor sent from another process maps {filename}, but the "
+                           f"file was replaced or truncated since it was sent (device, inode, "
+                           f"size {tuple(identity)} then, {now} now); refusing to map other data")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if offset + nbytes > now[2]:
+        raise RuntimeError(f"a UnifiedTensor sent from another process maps bytes "
+                           f"[{offset}, {offset + nbytes}) of {filename}, which now has only "
+                           f"{now[2]} bytes (truncated?)")
     arr = np.memmap(filename, dtype=np.dtype(dtype), mode="r+" if writable else "r",
                     offset=offset, shape=shape)
     return unified(arr)
@@ -256,11 +289,31 @@ def _unified_from_bytes(raw: np.ndarray, dtype: str, shape: tuple, readonly: boo
     return t
 
 
-def _unified_shared(plain: torch.Tensor, readonly: bool) -> "UnifiedTensor":
+def _unified_from_tensor(plain: torch.Tensor, readonly: bool) -> "UnifiedTensor":
+    """A UnifiedTensor over ``plain`` (what a pickled one becomes: ``plain`` holds the values, or
+    is the shared-memory tensor ``torch.multiprocessing`` sent)."""
     t = unified(plain)
     if readonly:
         t._ut_readonly = True
     return t
+
+
+_unified_shared = _unified_from_tensor   # the name older pickles refer to
+
+
+def _register_reducers() -> None:
+    """Process-to-process pickling by reference (:func:`_reduce_for_ipc`), and the rebuild
+    function allowed under ``torch.load(weights_only=True)`` (the default since torch 2.6), so a
+    checkpoint holding a UnifiedTensor loads like one holding a plain tensor."""
+    from multiprocessing.reduction import ForkingPickler
+
+    ForkingPickler.register(UnifiedTensor, _reduce_for_ipc)
+    add_safe = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe is not None:
+        add_safe([_unified_from_tensor])
+
+
+_register_reducers()
 
 
 def _bind_index_select(input=None, dim=None, index=None, *, out=None):

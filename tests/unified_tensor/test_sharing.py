@@ -1,8 +1,12 @@
 """One host copy across processes (DDP ranks, torch.multiprocessing): a UnifiedTensor in shared
 memory or over a file-backed np.memmap reaches another process as the same memory, anything else
 as a copy (warned about when large); share_memory_() never moves pinned data."""
+import copy
+import io
+import os
 import pickle
 import warnings
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import pytest
@@ -64,7 +68,7 @@ def test_private_table_is_copied_and_large_ones_warn(monkeypatch):
     assert x[3].tolist() == [6.0, 7.0]             # the child had its own copy
     monkeypatch.setattr(_tensor, "COPY_WARN_BYTES", 16)
     with pytest.warns(UserWarning, match=r"its own copy.*share_memory_\(\) before ut.unified"):
-        u = pickle.loads(pickle.dumps(t))
+        u = pickle.loads(ForkingPickler.dumps(t))   # what torch.multiprocessing sends
     assert ut.is_unified(u) and torch.equal(u._ut_plain, x)
 
 
@@ -106,3 +110,81 @@ def test_by_value_pickle_keeps_dtype_and_shape(dtype, shape):
     u = pickle.loads(pickle.dumps(ut.unified(x)))
     assert ut.is_unified(u) and u.dtype == dtype and u.shape == shape
     assert torch.equal(u._ut_plain, x) and u.data_ptr() != x.data_ptr() or x.numel() == 0
+
+
+# ------------------------------------------------------------------ checkpoints hold values (19.4)
+def _memmap_table(tmp_path, mode, rows=slice(None)):
+    path = tmp_path / f"feats_{mode}.npy"
+    np.save(path, np.arange(400, dtype=np.float32).reshape(200, 2))
+    return path, ut.unified(np.load(path, mmap_mode=mode)[rows])
+
+
+def _replace_file(path):
+    """Another file of the same shape under the same name (a new inode), old one deleted."""
+    tmp = path.with_name("new.npy")
+    np.save(tmp, np.full((200, 2), -1.0, dtype=np.float32))
+    os.replace(tmp, path)
+
+
+@pytest.mark.parametrize("mode, rows", [("r", slice(None)), ("r+", slice(None)), ("r", slice(40, 60)),
+                                        ("r+", slice(7, 9))], ids=["r", "r+", "r-slice", "r+-slice"])
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_checkpoint_of_a_memmap_table_holds_the_values(tmp_path, mode, rows, how):
+    path, t = _memmap_table(tmp_path, mode, rows)
+    want = t._ut_plain.clone()
+    buf = io.BytesIO()
+    if how == "torch.save":
+        torch.save({"feats": t}, buf)
+    else:
+        pickle.dump({"feats": t}, buf)
+    assert buf.tell() >= want.numel() * 4   # the bytes are in the checkpoint
+    del t
+    _replace_file(path)                      # the file changes after the checkpoint was written
+    buf.seek(0)
+    got = (torch.load(buf, weights_only=False) if how == "torch.save" else pickle.load(buf))["feats"]
+    assert ut.is_unified(got) and torch.equal(got._ut_plain, want)
+    assert got._ut_readonly == (mode == "r")
+
+
+@pytest.mark.skipif(not hasattr(torch.serialization, "add_safe_globals"),
+                    reason="torch.load(weights_only=True) allow-lists arrived in torch 2.4")
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    _, t = _memmap_table(tmp_path, "r")
+    buf = io.BytesIO()
+    torch.save({"feats": t, "w": torch.ones(2)}, buf)
+    buf.seek(0)
+    got = torch.load(buf, weights_only=True)
+    assert ut.is_unified(got["feats"]) and torch.equal(got["feats"]._ut_plain, t._ut_plain)
+
+
+def test_deepcopy_of_a_memmap_table_is_a_copy(tmp_path):
+    path, t = _memmap_table(tmp_path, "r+")
+    c = copy.deepcopy(t)
+    c[0] = 123.0
+    assert np.load(path)[0].tolist() == [0.0, 1.0] and t._ut_plain[0].tolist() == [0.0, 1.0]
+    assert c.data_ptr() != t.data_ptr()
+
+
+def test_ipc_still_sends_the_file_and_the_receiver_maps_the_same_pages(tmp_path):
+    path, t = _memmap_table(tmp_path, "r+", slice(10, 20))
+    data = ForkingPickler.dumps(t)
+    assert len(data) < 1000                  # a reference, not 80 bytes x rows
+    u = pickle.loads(data)
+    u[0] = 5.0
+    assert np.load(path)[10].tolist() == [5.0, 5.0]
+
+
+@pytest.mark.parametrize("change", ["replaced", "truncated", "deleted"])
+def test_ipc_receiver_refuses_a_replaced_or_truncated_file(tmp_path, change):
+    path, t = _memmap_table(tmp_path, "r", slice(100, 200))
+    data = ForkingPickler.dumps(t)
+    del t
+    if change == "replaced":
+        _replace_file(path)
+    elif change == "truncated":
+        with open(path, "r+b") as f:
+            f.truncate(512)
+    else:
+        os.remove(path)
+    with pytest.raises(RuntimeError, match=r"replaced or truncated|cannot be opened"):
+        pickle.loads(data)
