@@ -58,6 +58,9 @@ class GpuRowCache:
             self.rows[s:s + step].copy_(plain.index_select(0, self.ids[s:s + step]))
         # Kernels of any stream may read the rows from now on: the copies must have landed.
         torch.cuda.synchronize(self.device)
+        # torch counts every in-place write to the table and to any view of it (the user's own
+        # tensor included: ut.unified shares it): a different count later means the rows changed
+        self.version = plain._version
 
     @property
     def nbytes(self) -> int:
@@ -241,6 +244,16 @@ def cache_info(table) -> Dict[str, dict]:
         raise TypeError(f"ut.cache_info expects a UnifiedTensor, got {type(table).__name__}")
     return {str(c.device): {"rows": c.ids.numel(), "bytes": c.nbytes}
             for c in table._ut_caches.values()}
+
+
+def fresh_cache(table, dev_index: int) -> Optional["GpuRowCache"]:
+    """``table``'s cache on ``cuda:dev_index``, refreshed first if the table was written since
+    (any write torch counts: through the table, a view of it, or the tensor it wraps)."""
+    cache = table._ut_caches.get(dev_index) if table._ut_caches else None
+    if cache is not None and cache.version != table._ut_plain._version:
+        refresh_all(table)
+        cache = table._ut_caches.get(dev_index)
+    return cache
 
 
 def refresh_all(table) -> None:

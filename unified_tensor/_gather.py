@@ -373,6 +373,7 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     if mode == "sync":
         _check_range(flat, n)
     from . import _pinning
+    from ._cache import fresh_cache
     from ._gather_cuda import gather_rows_cuda
 
     flat = flat.contiguous()
@@ -383,7 +384,7 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     dev_index = device.index if device.index is not None else torch.cuda.current_device()
     _pinning.note_device_use(dev_index)
     # A GPU row cache (ut.cache) on this device: its rows are read from GPU memory, in the kernel.
-    cache = table._ut_caches.get(dev_index) if is_unified and table._ut_caches else None
+    cache = fresh_cache(table, dev_index) if is_unified and table._ut_caches else None
     if cache is not None:   # its memory is not reused while this stream's kernel may read it
         cache.note_stream(torch.cuda.current_stream(device))
     q = slot = None

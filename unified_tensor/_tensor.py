@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ._deps import cuda_available
 from ._gather import gather
+from ._writes import TableView, watched_call, watched_tables
 
 __all__ = ["UnifiedTensor", "unified", "unpin", "device_pointer", "is_unified"]
 
@@ -74,7 +75,7 @@ def _is_inplace(func) -> bool:
 
 
 def _unwrap(x: Any) -> Any:
-    if isinstance(x, UnifiedTensor):
+    if isinstance(x, (UnifiedTensor, TableView)):
         return x._ut_plain
     if isinstance(x, (list, tuple)):
         return type(x)(_unwrap(v) for v in x)
@@ -116,12 +117,9 @@ class UnifiedTensor(torch.Tensor):
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if args and isinstance(args[0], UnifiedTensor) and args[0]._ut_readonly and _is_inplace(func):
-            raise RuntimeError(f"{getattr(func, '__name__', func)}: this UnifiedTensor is read-only "
-                               f"(its source is read-only, e.g. np.load(..., mmap_mode='r')); "
-                               f"modify a copy (t.clone()) instead")
         if "out" in kwargs:
-            check_writable(kwargs["out"], "out")
+            for o in (kwargs["out"] if isinstance(kwargs["out"], (tuple, list)) else (kwargs["out"],)):
+                check_writable(o, "out")
         if func is torch.Tensor.share_memory_ and args and isinstance(args[0], UnifiedTensor):
             if args[0]._ut_plain.is_shared():
                 return args[0]
@@ -142,18 +140,19 @@ class UnifiedTensor(torch.Tensor):
             bound = _bind_embedding(*args, **kwargs)
             if bound is not None:
                 return gather(bound[1], bound[0])
-        result = func(*_unwrap(args), **_unwrap(kwargs))
+        # A read-only or cached table: every write the op makes is checked (refused, or the caches
+        # refreshed), whatever route it takes, and views come back watched (see _writes.py).
+        watched = watched_tables(args, kwargs)
+        if watched:
+            result = watched_call(func, args, kwargs, watched, _unwrap)
+        else:
+            result = func(*_unwrap(args), **_unwrap(kwargs))
         target = kwargs.get("out")
         if not isinstance(target, UnifiedTensor):
             target = args[0] if args and isinstance(args[0], UnifiedTensor) and _is_inplace(func) \
                 else None
-        if target is not None:   # written in place: t.mul_(2), t[i] = v, t += 1, out=t
-            if target._ut_caches:
-                from ._cache import refresh_all   # the GPU copies of cached rows follow the change
-
-                refresh_all(target)
-            if result is target._ut_plain:   # t stays a UnifiedTensor
-                return target
+        if target is not None and result is target._ut_plain:   # t.mul_(2), t += 1: t stays a
+            return target                                        # UnifiedTensor
         return result
 
     @property
