@@ -284,7 +284,9 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         Plain tensor of shape ``index.shape + table.shape[1:]`` on ``index``'s device. Without
         ``out``, a CPU result of 1 MiB to 1 GiB is written into a recycled host buffer (a buffer is
         reused only once no tensor, view or array refers to it any more), which spares a minibatch
-        loop the page faults of fresh memory; it is an ordinary tensor in every other respect.
+        loop the page faults of fresh memory. Its storage is exactly its size, as
+        ``torch.empty``'s (``torch.save`` and pickling write only its bytes), but, like a
+        ``torch.from_numpy`` result, cannot grow in place (``resize_`` beyond its size raises).
 
     Examples
     --------

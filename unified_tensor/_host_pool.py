@@ -6,21 +6,26 @@ returns them with ``munmap``, so every batch pays the kernel for zeroed pages on
 measured on a 2-core VM, a 186 MB gather took 200-490 ms into a new tensor against 53 ms into a
 reused one. This pool keeps a few large buffers and hands one out again once nothing holds it.
 
-Each buffer is an ordinary storage allocated by ``torch.empty``; the pool keeps one tensor over it
-(its handle) and hands out tensors that share that storage. Results are therefore plain resizable
-torch storages with torch's own data pointer: ``resize_``, ``torch._lazy_clone``, pickling,
-``.numpy()``, ``share_memory_()`` and ``pin_memory()`` behave as for ``torch.empty`` results. The
-one visible difference: the storage may be larger than the tensor (the buffer's headroom).
+Each buffer is an ordinary storage allocated by ``torch.empty``, held by the pool alone (its
+handle) and never handed out itself. A result is a tensor on a storage of its own that covers
+exactly the result's bytes at the start of a buffer: ``torch.from_dlpack`` of a slice of the
+handle. So ``x.untyped_storage().nbytes() == x.numel() * x.element_size()`` as for
+``torch.empty``, and ``torch.save``, pickling, ``share_memory_()`` and a DataLoader worker's
+hand-over move only the result's bytes, not the buffer's headroom. Pickling, ``.numpy()``,
+``share_memory_()``, ``pin_memory()`` and DLPack behave as for ``torch.empty`` results. What
+differs: like ``torch.from_numpy`` results, the storage cannot grow (``resize_`` beyond the
+tensor's size raises "Trying to resize storage that is not resizable"; shrinking works), and
+``torch._lazy_clone`` refuses it. torch has no storage that is both exactly sized inside a larger
+recycled allocation and growable; exact size is what a saved or shipped result needs.
 
 A buffer is free when torch's use count of its storage is 1, i.e. the pool's handle is its only
-owner. Everything through which the memory can be reached (a tensor or view, a storage object, a
-NumPy array from ``.numpy()``, a DLPack capsule, a tensor saved by autograd, in any thread) owns a
-strong reference to the storage, since that is what keeps the memory alive in torch; so the count
-never reads lower than the number of holders, whatever CPython's reference counts do. A count that
-reads higher (a storage object that torch keeps alive with its storage, a temporary not yet freed)
-only keeps the buffer out of the pool. A buffer whose memory torch replaced (``resize_`` beyond it,
-``share_memory_()``, a copy-on-write copy) is dropped, so the pool only ever hands out memory it
-allocated itself.
+owner. Each result's storage holds the imported DLPack tensor, which holds a tensor over the
+buffer, for as long as the result's storage lives; everything through which the memory can be
+reached (a tensor or view, a storage object, a NumPy array from ``.numpy()``, a DLPack capsule, a
+tensor saved by autograd, in any thread) keeps that storage alive. So the count never reads lower
+than the number of holders, and it is kept by torch in C++, whatever CPython's reference counts
+do. A count that reads higher (a temporary not yet freed) only keeps the buffer out of the pool.
+``share_memory_()`` on a result moves the result into shared memory and gives the buffer back.
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ _COUNTS_OK: Optional[bool] = None
 
 
 def _counts_ok() -> bool:
-    """Whether torch reports storage addresses and use counts as the pool relies on."""
+    """Whether torch reports storage addresses and use counts as the pool relies on, and a DLPack
+    import of a slice is an exactly-sized storage of its own that holds the sliced storage."""
     global _COUNTS_OK
     if _COUNTS_OK is None:
         _COUNTS_OK = False
@@ -54,31 +60,33 @@ def _counts_ok() -> bool:
                 view = t[2:]
                 shared = _storage_use_count(sid)
                 del view
-                _COUNTS_OK = (alone, shared, _storage_use_count(sid)) == (1, 2, 1)
+                alias = torch.from_dlpack(t[:6])
+                held = _storage_use_count(sid)
+                exact = (_storage_id(alias) != sid and alias.untyped_storage().nbytes() == 6
+                         and alias.data_ptr() == t.data_ptr())
+                del alias
+                _COUNTS_OK = exact and (alone, shared, held, _storage_use_count(sid)) == (1, 2, 2, 1)
     return _COUNTS_OK
 
 
 class _Buffer:
-    """One pooled storage: the pool's only reference to it, and the address it was allocated at."""
+    """One pooled storage: the pool's only reference to it (never handed out) and its size."""
 
-    __slots__ = ("handle", "sid", "addr", "nbytes")
+    __slots__ = ("handle", "sid", "nbytes")
 
     def __init__(self, nbytes: int) -> None:
-        self.handle = torch.empty(nbytes, dtype=torch.uint8)   # never read: only keeps the storage
+        self.handle = torch.empty(nbytes, dtype=torch.uint8)   # never handed out itself
         self.sid = _storage_id(self.handle)
-        self.addr = self.handle.data_ptr()
         self.nbytes = nbytes
 
     def in_use(self) -> bool:
         return _storage_use_count(self.sid) != 1
 
-    def replaced(self) -> bool:
-        """Whether torch gave the storage other memory; asked only while it is not in use."""
-        return self.handle.data_ptr() != self.addr
-
-    def tensor(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-        """A contiguous tensor at the start of the storage (not a view: ``_base`` is None)."""
-        return torch.empty(0, dtype=dtype).set_(self.handle[:0].view(dtype)).resize_(shape)
+    def tensor(self, shape: Sequence[int], dtype: torch.dtype, nbytes: int) -> torch.Tensor:
+        """A contiguous tensor over the first ``nbytes`` bytes, on a storage of exactly that size
+        that holds the buffer while it lives (not a view: ``_base`` is None)."""
+        exact = torch.from_dlpack(self.handle[:nbytes])
+        return torch.empty(0, dtype=dtype).set_(exact.view(dtype)).resize_(shape)
 
 
 class HostBufferPool:
@@ -122,7 +130,8 @@ class HostBufferPool:
         Returns
         -------
         torch.Tensor
-            A CPU tensor; from a recycled buffer when its size is in ``[min_bytes, max_bytes]``.
+            A CPU tensor whose storage is exactly its size; from a recycled buffer when that size
+            is in ``[min_bytes, max_bytes]`` (the storage then cannot grow, see the module notes).
 
         Examples
         --------
@@ -138,21 +147,13 @@ class HostBufferPool:
         if nbytes == 0 or not self.min_bytes <= nbytes <= self.max_bytes or not _counts_ok():
             return torch.empty(shape, dtype=dtype)
         with self._lock:
-            out = self._take(nbytes).tensor(shape, dtype)   # in use from here on
+            out = self._take(nbytes).tensor(shape, dtype, nbytes)   # in use from here on
             self._trim()
         return out
 
     def _free(self) -> List[_Buffer]:
-        """The buffers no one else holds, oldest first; drops those whose memory was replaced."""
-        free = []
-        for buf in list(self._bufs):
-            if buf.in_use():
-                continue
-            if buf.replaced():
-                self._bufs.remove(buf)
-            else:
-                free.append(buf)
-        return free
+        """The buffers no one else holds, oldest first."""
+        return [buf for buf in self._bufs if not buf.in_use()]
 
     def _take(self, nbytes: int) -> _Buffer:
         free = self._free()

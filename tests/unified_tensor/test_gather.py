@@ -213,6 +213,18 @@ def test_cuda_out_argument_and_gpu_resident_table():
 
 
 @gpu
+@pytest.mark.parametrize("rows", [0, 1, 3000, 20000])
+def test_cuda_results_have_exact_storage(rows):
+    # As torch.empty's: a saved or shipped result carries only its own bytes (issue 19).
+    table = make_table(100000, (64,), torch.float32)
+    idx = torch.randint(0, 100000, (rows,), device="cuda")
+    for src in (ut.unified(table), table.cuda()):
+        x = ut.gather(src, idx)
+        assert x.untyped_storage().nbytes() == x.numel() * x.element_size()
+        assert_same(x, table[idx.cpu()].cuda())
+
+
+@gpu
 def test_cuda_numpy_memmap_and_shared_memory(tmp_path):
     arr = np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.float32, shape=(300, 33))
     arr[:] = np.random.default_rng(0).standard_normal((300, 33))

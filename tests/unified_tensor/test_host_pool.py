@@ -1,5 +1,6 @@
 """The recycled host buffers behind large CPU gathers: reuse only when nothing holds a buffer."""
 import gc
+import io
 import pickle
 import queue
 import sys
@@ -25,6 +26,7 @@ def test_released_buffer_is_reused():
     b = p.empty((990, 4), torch.float32)    # a little smaller: fits the same buffer
     assert b.data_ptr() == ptr and b.shape == (990, 4) and b.is_contiguous()
     assert b._base is None and b.storage_offset() == 0       # not a view of a pool-owned tensor
+    assert b.untyped_storage().nbytes() == 990 * 4 * 4   # the tensor sees only its own bytes
 
 
 @pytest.mark.parametrize("hold", ["tensor", "view", "numpy", "autograd", "unified"])
@@ -160,13 +162,12 @@ def _hold(kind: str, a: torch.Tensor):
     raise ValueError(kind)
 
 
-# Holders that never take the storage's Python object: their buffer is reused once they are gone.
-# (Recent torch, 2.13 here, keeps a storage's Python object alive with the storage, so a buffer
-# whose storage object was ever taken counts as in use for good: never reused, which is safe.)
-RELEASABLE = ["tensor", "view", "numpy", "list", "autograd", "dlpack"]
+# Every holder gives the buffer back once it is gone. (A storage object too: the result's
+# storage is its own, which holds the buffer only while the storage lives.)
+RELEASABLE = ["tensor", "view", "numpy", "list", "autograd", "dlpack", "storage"]
 
 
-@pytest.mark.parametrize("hold", RELEASABLE + ["storage"])
+@pytest.mark.parametrize("hold", RELEASABLE)
 def test_buffer_is_reused_only_after_every_holder_is_gone(hold):
     p = HostBufferPool(max_buffers=4, min_bytes=1024)
     a = p.empty((1000, 4), torch.float32)
@@ -187,9 +188,7 @@ def test_buffer_is_reused_only_after_every_holder_is_gone(hold):
     elif hold in ("tensor", "view"):
         assert bool((keep == 7.0).all())
     del keep, b
-    c = p.empty((1000, 4), torch.float32)
-    if hold in RELEASABLE:
-        assert c.data_ptr() == ptr
+    assert p.empty((1000, 4), torch.float32).data_ptr() == ptr
 
 
 class _Cycle:
@@ -276,41 +275,21 @@ def _pooled_and_plain(shape=(1000, 4), dtype=torch.float32):
     return p, x, y
 
 
-@pytest.mark.parametrize("factor", [2, 1000])   # within the buffer's headroom, and far beyond it
-def test_pooled_result_resizes_like_torch_empty(factor):
+def test_pooled_result_shrinks_but_does_not_grow_its_storage():
+    # Its storage is exactly its size inside a larger buffer, so it cannot grow in place (like a
+    # torch.from_numpy result); shrinking and growing back within it work as for torch.empty.
     p, x, y = _pooled_and_plain()
     before = x.clone()
     for t in (x, y):
-        t.resize_(factor * 1000, 4)
-        t[1000:] = 1.5
-    assert x.shape == y.shape == (factor * 1000, 4)
-    assert torch.equal(x[:1000], before) and torch.equal(x, y)
-    assert x._base is None
-    del x
-    # Grown within its buffer, the memory is still the pool's; grown beyond it, torch gave it new
-    # memory, which the pool never takes back.
-    assert (p.retained_bytes() > 0) == (factor == 2)
-    assert len(p) == (1 if factor == 2 else 0)
-
-
-@pytest.mark.skipif(not hasattr(torch, "_lazy_clone"), reason="torch without _lazy_clone")
-def test_pooled_result_lazy_clones():
-    p, x, _ = _pooled_and_plain()
-    expect = x.clone()
-    c = torch._lazy_clone(x)
-    assert torch.equal(c, expect)
-    del x                                        # the clone still shares the buffer's memory
-    y = p.empty((1000, 4), torch.float32)
-    y.numpy()[:] = -1.0                          # raw writes, as the CPU gather does
-    assert torch.equal(c, expect)
-    c2 = torch._lazy_clone(y)
-    y.fill_(5.0)                                 # copy-on-write: the clone keeps its values
-    assert bool((c2 == -1.0).all()) and bool((y == 5.0).all())
-    z = p.empty((1000, 4), torch.float32)
-    ptr = z.data_ptr()
-    del c2
-    torch._lazy_clone(z)                         # a clone that dies first leaves the buffer ours
-    del z
+        t.resize_(500, 4)
+        t.resize_(1000, 4)
+    assert torch.equal(x, before) and torch.equal(x, y) and x._base is None
+    with pytest.raises(RuntimeError, match="not resizable"):
+        x.resize_(2000, 4)
+    assert x.untyped_storage().nbytes() == 1000 * 4 * 4   # (torch leaves the new shape set)
+    assert torch.equal(x.resize_(1000, 4), before)
+    ptr = x.data_ptr()
+    del x                                        # the failed resize left the buffer the pool's
     assert p.empty((1000, 4), torch.float32).data_ptr() == ptr
 
 
@@ -323,6 +302,8 @@ def test_pooled_result_pickles_and_shares_like_torch_empty():
         assert t[0, 0].item() == 42.0
         t.share_memory_()
         assert t.is_shared() and t[0, 0].item() == 42.0 and torch.equal(t[1:], y[1:])
+    assert x.untyped_storage().nbytes() == 1000 * 4 * 4   # only the result went to shared memory
+    assert p.retained_bytes() > 0                # ... and the buffer came back to the pool
     del x
     z = p.empty((1000, 4), torch.float32)        # shared memory never comes back as a result
     assert p.retained_bytes() == 0 and not z.is_shared()
@@ -334,3 +315,67 @@ def test_pooled_result_pins_like_torch_empty():
     px, py = x.pin_memory(), y.pin_memory()
     assert px.is_pinned() and py.is_pinned() and torch.equal(px, py)
     assert px.data_ptr() != x.data_ptr()
+
+
+# --- A result's storage is exactly its size, as torch.empty's (issue 19). ---
+
+def _exact(x: torch.Tensor) -> bool:
+    return x.untyped_storage().nbytes() == x.numel() * x.element_size() and x.storage_offset() == 0
+
+
+def _saved_bytes(x: torch.Tensor) -> int:
+    buf = io.BytesIO()
+    torch.save(x, buf)
+    return len(buf.getvalue())
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("row_shape", ROW_SHAPES, ids=str)
+def test_gather_results_have_exact_storage(monkeypatch, dtype, row_shape):
+    monkeypatch.setattr(_host_pool.host_pool, "min_bytes", 0)    # every size through the pool
+    t = ut.unified(make_table(137, row_shape, dtype))
+    g = torch.Generator().manual_seed(3)
+    big = t[torch.randint(0, 137, (2000,), generator=g)]         # leaves a large free buffer
+    del big
+    for m in (300, 1, 0, (7, 5)):                                # reuse that buffer, smaller
+        idx = torch.randint(-137, 137, m if isinstance(m, tuple) else (m,), generator=g)
+        x = t[idx]
+        assert _exact(x), (m, x.untyped_storage().nbytes(), x.numel() * x.element_size())
+        assert x.dtype == dtype and torch.equal(x, t._ut_plain[idx])
+        del x
+
+
+@pytest.mark.parametrize("rows", [3000, 20000, 60000])           # 0.77 MB (no pool) .. 15 MB
+def test_issue_example_saves_and_pickles_only_its_bytes(rows):
+    t = ut.unified(torch.randn(100000, 64))
+    earlier = t[torch.randint(0, 100000, (80000,))]              # a bigger batch, released
+    del earlier
+    idx = torch.randint(0, 100000, (rows,))
+    x = t[idx]
+    nbytes = x.numel() * x.element_size()
+    assert x.untyped_storage().nbytes() == nbytes
+    assert torch.equal(x, t._ut_plain[idx])
+    saved = _saved_bytes(x)
+    assert nbytes <= saved <= nbytes + 4096 and saved == _saved_bytes(x.clone())
+    pickled = pickle.dumps(x)
+    assert len(pickled) <= nbytes + 4096
+    y = pickle.loads(pickled)
+    assert y.dtype == x.dtype and torch.equal(y, x) and _exact(y)
+    buf = io.BytesIO()
+    torch.save(x, buf)
+    buf.seek(0)
+    assert torch.equal(torch.load(buf), x)
+
+
+def test_smaller_request_reuses_a_larger_buffer_with_exact_storage():
+    p = HostBufferPool(max_buffers=4, min_bytes=1)
+    a = p.empty((1 << 20,), torch.uint8)
+    ptr = a.data_ptr()
+    del a
+    for shape, dtype in [((1000, 3), torch.float64), ((17,), torch.int16), ((), torch.bfloat16),
+                         ((5, 0, 2), torch.float32)]:
+        b = p.empty(shape, dtype)
+        assert b.shape == shape and b.dtype == dtype and b.is_contiguous() and _exact(b)
+        if b.numel():                                             # empty ones bypass the pool
+            assert b.data_ptr() == ptr
+        del b
