@@ -26,6 +26,10 @@ tensor saved by autograd, in any thread) keeps that storage alive. So the count 
 than the number of holders, and it is kept by torch in C++, whatever CPython's reference counts
 do. A count that reads higher (a temporary not yet freed) only keeps the buffer out of the pool.
 ``share_memory_()`` on a result moves the result into shared memory and gives the buffer back.
+
+A process forked while another thread held the pool's lock gets it back free (see
+:func:`~unified_tensor._numba_guard.reset_locks_after_fork`); the child shares the parent's free
+buffers copy-on-write and recycles them like its own.
 """
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ import threading
 from typing import List, Optional, Sequence
 
 import torch
+
+from ._numba_guard import reset_locks_after_fork
 
 __all__ = ["HostBufferPool", "host_pool"]
 
@@ -116,6 +122,15 @@ class HostBufferPool:
         self.max_free_bytes = max_free_bytes
         self._bufs: List[_Buffer] = []     # oldest first
         self._lock = threading.Lock()
+        self._fork_safe = False
+
+    def _locked(self) -> threading.Lock:
+        """The pool's lock; the first call registers it to be replaced in forked children (not
+        at construction: the module-level pool is made at import)."""
+        if not self._fork_safe:
+            reset_locks_after_fork(self, "_lock")
+            self._fork_safe = True
+        return self._lock
 
     def empty(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
         """An uninitialised contiguous tensor on the CPU, like ``torch.empty(shape, dtype=dtype)``.
@@ -146,7 +161,7 @@ class HostBufferPool:
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes == 0 or not self.min_bytes <= nbytes <= self.max_bytes or not _counts_ok():
             return torch.empty(shape, dtype=dtype)
-        with self._lock:
+        with self._locked():
             out = self._take(nbytes).tensor(shape, dtype, nbytes)   # in use from here on
             self._trim()
         return out
@@ -183,7 +198,7 @@ class HostBufferPool:
 
     def clear(self) -> None:
         """Forget every buffer (those in use stay alive with their tensors)."""
-        with self._lock:
+        with self._locked():
             self._bufs.clear()
 
     def __len__(self) -> int:
@@ -191,7 +206,7 @@ class HostBufferPool:
 
     def retained_bytes(self) -> int:
         """Bytes held by buffers that nothing outside the pool holds."""
-        with self._lock:
+        with self._locked():
             return sum(buf.nbytes for buf in self._free())
 
 

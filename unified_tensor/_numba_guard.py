@@ -1,7 +1,8 @@
-"""Make the library's ``parallel=True`` Numba kernels safe across threads and ``fork``.
+"""Make the library's CPU paths (``parallel=True`` Numba kernels, buffer pools) safe across
+threads and ``fork``.
 
 Every parallel Numba entry point of the library is a :class:`ParallelKernel` and runs under
-:func:`parallel_guard`, which handles the two hazards of Numba's threading layers:
+:func:`parallel_guard`, which handles the hazards of Numba's threading layers:
 
 * Threads. The loader runs Numba code from a producer thread while the training loop may run Numba
   code too. Numba's ``tbb`` and ``omp`` layers allow that; its ``workqueue`` layer aborts the
@@ -13,23 +14,42 @@ Every parallel Numba entry point of the library is a :class:`ParallelKernel` and
   the serial build of each kernel instead (same code, same results, one thread; the DataLoader's
   workers are single-threaded anyway). ``tbb`` and ``workqueue`` are fork-safe and stay parallel.
 
-Nothing happens at import time: the ``os.register_at_fork`` hook is installed on the first kernel
-call, so a process that forks before it ever calls a kernel needs none. (Only if other code
-started Numba's ``omp`` layer and the process forked before this library's first call would the
-child still be at risk; ``NUMBA_THREADING_LAYER=tbb`` or ``workqueue`` avoids that.)
+``fork`` has two more hazards, which hang the child for good (a futex wait) instead of killing it:
+
+* Locks. The child is a copy of the forking thread only: a lock that another thread (the loader's
+  producer, say) held at that moment stays held there forever. The locks of the CPU gather and
+  sampler (this guard's, each kernel's build lock, the gather's :mod:`host buffer pool
+  <unified_tensor._host_pool>`, the sampler's buffer pool, a heterogeneous graph's scratch pool)
+  are registered with :func:`reset_locks_after_fork` and replaced by free ones in the child. Numba's
+  compiler lock, which a kernel's first call in the child may need, is taken by the forking thread
+  instead, so that a fork waits for a compilation in progress in another thread.
+* PyTorch's GNU OpenMP thread pool. Once the parent ran a parallel torch operator (most CPU ops on
+  more than 32768 elements), the first one in the child waits forever for the parent's pool
+  threads, which the child does not have; the sampler's seed checks are such operators. So, as
+  ``DataLoader`` does in its workers, the child sets ``torch.set_num_threads(1)`` when torch's
+  intra-op threads run on OpenMP (set it higher again there only if the parent never used them).
+
+Nothing happens at import time: the ``os.register_at_fork`` hooks are installed when the library
+first uses one of these (a kernel call, a pooled buffer, a heterogeneous graph), so a process that
+forks before that needs none. (Only if other code started Numba's ``omp`` layer or torch's OpenMP
+pool and the process forked before this library's first use would the child still be at risk;
+``NUMBA_THREADING_LAYER=tbb`` or ``workqueue`` avoids the first, ``torch.set_num_threads(1)`` in
+the child the second.)
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import sys
 import threading
 import types
-from typing import Any, Callable, Iterator, Optional
+import weakref
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 from ._deps import has_numba
 
-__all__ = ["parallel_guard", "ParallelKernel"]
+__all__ = ["parallel_guard", "ParallelKernel", "reset_locks_after_fork"]
 
 logger = logging.getLogger("unified_tensor")
 
@@ -37,8 +57,10 @@ _lock = threading.Lock()
 _needs_lock: Optional[bool] = None
 _serial_only = False
 _fork_hook_installed = False
-_install_lock = threading.Lock()
+_compiler_lock_hooked = False
 _logged_serial = False
+# Objects whose locks a forked child replaces: {owner: names of its lock attributes}.
+_lock_owners: "weakref.WeakKeyDictionary[Any, Tuple[str, ...]]" = weakref.WeakKeyDictionary()
 
 
 def _current_layer() -> Optional[str]:
@@ -53,19 +75,71 @@ def _current_layer() -> Optional[str]:
 
 
 def _after_fork_in_child() -> None:
+    """Runs in every child forked after the hook's installation, before anything else there."""
     global _lock, _serial_only
-    # Another thread of the parent may have held the lock at fork time; it does not exist here.
+    # Other threads of the parent may have held these locks at fork time; they do not exist here.
     _lock = threading.Lock()
-    if _current_layer() == "omp":
+    for owner, names in list(_lock_owners.items()):
+        for name in names:
+            setattr(owner, name, threading.Lock())
+    if "numba" in sys.modules and _current_layer() == "omp":
         _serial_only = True
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.backends.openmp.is_available() and torch.get_num_threads() > 1:
+        # The parent's OpenMP pool threads are gone; a parallel torch op would wait for them.
+        torch.set_num_threads(1)
+        logger.info("process %d was forked: torch.set_num_threads(1) here, as GNU OpenMP's "
+                    "thread pool does not survive fork (a parallel torch operator would hang)",
+                    os.getpid())
 
 
 def _install_fork_hook() -> None:
     global _fork_hook_installed
-    with _install_lock:
-        if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+    # No lock: one held by another thread at fork time would block this in the child. Threads
+    # racing here may register the hook twice, which is harmless (it is idempotent).
+    if not _fork_hook_installed:
+        if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_in_child)
         _fork_hook_installed = True
+
+
+def _hold_compiler_lock_across_fork() -> None:
+    """Make every later fork wait for a Numba compilation in progress in another thread: the
+    forking thread takes Numba's compiler lock first, and parent and child release it after. A
+    child forked during a compilation would wait forever at its own first one (a kernel's serial
+    build, a new signature). Called when the kernels are built (Numba is imported then)."""
+    global _compiler_lock_hooked
+    if not _compiler_lock_hooked and hasattr(os, "register_at_fork"):
+        from numba.core.compiler_lock import global_compiler_lock as lock
+
+        # A reentrant lock owned by the forking thread, which is the child's only thread: racing
+        # registrations just nest.
+        os.register_at_fork(before=lock.acquire, after_in_parent=lock.release,
+                            after_in_child=lock.release)
+    _compiler_lock_hooked = True
+
+
+def reset_locks_after_fork(owner: Any, *names: str) -> None:
+    """Give ``owner`` a new, free ``threading.Lock`` under each attribute in ``names`` in every
+    process forked from this one from now on.
+
+    A child is a copy of the forking thread only: a lock another thread held at that moment stays
+    held there forever, and the child's first ``with owner.<name>:`` never returns. Call this
+    before the lock is first taken (``owner`` is held weakly). What the lock guards is left as
+    the holder had it, possibly between two of its updates: the owner must cope with any such
+    state (the library's pools then merely forget a buffer). A ``with`` block releases the lock
+    object it entered with, so a child forked by the holding thread itself inside one still
+    leaves that block cleanly.
+
+    Examples
+    --------
+    >>> class Pool:
+    ...     def __init__(self):
+    ...         self._lock = threading.Lock()
+    ...         reset_locks_after_fork(self, "_lock")
+    """
+    _install_fork_hook()
+    _lock_owners[owner] = names
 
 
 def _layer_needs_lock() -> bool:
@@ -149,6 +223,7 @@ class ParallelKernel:
         self.__name__ = source.__name__
 
     def _get_builds(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        reset_locks_after_fork(self, "_init_lock")
         with self._init_lock:
             if self._builds is None:
                 func = self._source()
@@ -157,6 +232,7 @@ class ParallelKernel:
 
                     # njit compiles lazily: each build is compiled (or loaded from the on-disk
                     # cache) on its first call only.
+                    _hold_compiler_lock_across_fork()
                     self._builds = (njit(parallel=True, nogil=True, cache=True)(func),
                                     njit(nogil=True, cache=True)(_renamed(func, "_serial")))
                 else:

@@ -127,6 +127,9 @@ class CSCGraph:
         self._placement = _placement_of(indptr)
         self._scratch: List[np.ndarray] = []
         self._scratch_lock = threading.Lock()
+        from unified_tensor._numba_guard import reset_locks_after_fork
+
+        reset_locks_after_fork(self, "_scratch_lock")   # a forked child never inherits it held
         if validate:
             self._validate()
 

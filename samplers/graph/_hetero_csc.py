@@ -14,6 +14,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from unified_tensor._numba_guard import reset_locks_after_fork
+
 from ._csc import CSCGraph, _plain
 
 __all__ = ["HeteroCSCGraph", "EdgeType"]
@@ -91,6 +93,7 @@ class HeteroCSCGraph:
         self._idtype = idtypes.pop()
         self._scratch: Dict[str, List[np.ndarray]] = {}
         self._scratch_lock = threading.Lock()
+        reset_locks_after_fork(self, "_scratch_lock")   # free again in a forked child
 
     def _take_scratch(self, ntype: str) -> np.ndarray:
         """A node-sized int32 array of -1 for ``ntype`` (CPU relabel map); give it back when done."""

@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from unified_tensor._deps import has_numba
-from unified_tensor._numba_guard import ParallelKernel
+from unified_tensor._numba_guard import ParallelKernel, reset_locks_after_fork
 
 __all__ = ["sample_layer", "relabel_cpu", "relabel_rows_cpu", "mix64_py", "draw_py", "NUMBA"]
 
@@ -364,16 +364,26 @@ class _Recycler:
     the caller keeps them. The pool keeps at most ``max_buffers`` buffers and ``max_bytes``
     in all (about the memory of the batches in flight); a buffer more than 4x a request is not
     used for it; requests under ``min_bytes`` are not pooled (``malloc`` reuses small blocks
-    well).
+    well). A process forked while another thread held the lock gets it back free (see
+    ``unified_tensor._numba_guard.reset_locks_after_fork``).
     """
 
     def __init__(self, max_buffers: int = 64, max_bytes: int = 1 << 31,
                  min_bytes: int = 1 << 18) -> None:
         self._owners: List[np.ndarray] = []
         self._lock = threading.Lock()
+        self._fork_safe = False
         self.max_buffers = max_buffers
         self.max_bytes = max_bytes
         self.min_bytes = min_bytes
+
+    def _locked(self) -> threading.Lock:
+        """The lock; the first call registers it to be replaced in forked children (not at
+        construction: the module-level pool is made at import)."""
+        if not self._fork_safe:
+            reset_locks_after_fork(self, "_lock")
+            self._fork_safe = True
+        return self._lock
 
     def _free(self, i: int) -> bool:
         # 2 references: the list's and getrefcount's argument.
@@ -383,7 +393,7 @@ class _Recycler:
         """A 64-byte aligned uint8 array of ``nbytes`` (uninitialised)."""
         if nbytes < self.min_bytes:
             return _aligned(np.empty(nbytes + 64, np.uint8), nbytes)
-        with self._lock:
+        with self._locked():
             best = -1
             for i in range(len(self._owners)):
                 cap = self._owners[i].shape[0] - 64

@@ -128,6 +128,9 @@ class NeighborSampler:
         self.prefetch_labels = list(prefetch_labels or [])
         self.output_device = None if output_device is None else torch.device(output_device)
         self._lock = threading.Lock()
+        from unified_tensor._numba_guard import reset_locks_after_fork
+
+        reset_locks_after_fork(self, "_lock")   # a forked child never inherits it held
         self.set_seed(seed)
 
     def set_seed(self, seed: Optional[int] = None) -> None:
