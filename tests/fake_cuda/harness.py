@@ -56,7 +56,13 @@ What it emulates
   through :data:`DEVICE_MEMORY` (every live storage of a CUDA tensor), and a slot map that is
   not an int32 CUDA tensor of ``num_rows`` entries, cache rows that are not device memory (host,
   pinned or mapped pinned memory, freed memory) or of another row width, and a slot past the
-  cache's allocation are violations. Any other kernel launch
+  cache's allocation are violations. The fused compressed-row gather
+  (``unified_tensor._convert_cuda.gather_convert_rows_cuda``) is replaced by
+  :func:`fake_gather_convert_rows_cuda`: the same checks and pointer resolution (its table may also
+  be device memory; int8 scales and offsets must be float32 device memory of ``num_cols`` entries,
+  or ``num_rows`` per row; cache rows are compressed rows), then bf16/fp16 rows are converted
+  through float (the same dtype: copied bit for bit) and int8 rows as ``q.float() * scale +
+  offset``, as cuda/gather_convert.cu does. Any other kernel launch
   (``unified_tensor._kernels.get_function`` / ``launch``) raises: nothing reaches NVRTC.
 * **Streams and events.** ``torch.cuda.Stream`` / ``Event`` / ``stream()`` / ``current_stream()``
   are stand-ins with a per-thread current-stream stack. Work runs when it is issued; an event is
@@ -732,7 +738,9 @@ class Mode(TorchFunctionMode):
         kwargs = dict(kwargs or {})
         name = getattr(func, "__name__", None) or str(func)
 
-        sub = _custom_subclass(types)
+        # A subclass's own handler runs only where PyTorch would run it: not inside its
+        # DisableTorchFunctionSubclass() (where a handler calls func on itself: no recursion).
+        sub = _custom_subclass(types) if torch._C._is_torch_function_enabled() else None
         if sub is not None:   # e.g. UnifiedTensor's gather: its Python body must see this mode
             with Mode():
                 return sub.__torch_function__(func, types, args, kwargs)
@@ -1157,6 +1165,153 @@ def fake_gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, ind
         _record_bad(int(bad_ptr), idx[~valid])
 
 
+_CONVERT_IN = {"int8": (torch.int8, 1), "bf16": (torch.bfloat16, 2), "fp16": (torch.float16, 2)}
+_CONVERT_OUT = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _rows_at(ptr: int, num_rows: int, row_bytes: int, what: str) -> Optional[np.ndarray]:
+    """The ``num_rows`` x ``row_bytes`` bytes a kernel reads at device address ``ptr``: device
+    memory (a live CUDA allocation) or mapped pinned host memory; ``None`` after a violation."""
+    nbytes = num_rows * row_bytes
+    if nbytes == 0:
+        return np.empty((num_rows, row_bytes), np.uint8)
+    if DEVICE_MEMORY.find(int(ptr)) is not None:
+        if device_operand(ptr, nbytes, what) is None:
+            return None
+        addr = int(ptr)
+    else:
+        addr = RUNTIME.host_address(ptr, nbytes, what)
+        if addr is None:
+            return None
+    return np.frombuffer((ctypes.c_char * nbytes).from_address(addr),
+                         dtype=np.uint8).reshape(num_rows, row_bytes)
+
+
+def _floats_at(ptr: int, count: int, what: str) -> Optional[np.ndarray]:
+    """``count`` float32 in device memory at ``ptr`` (``None`` after a violation)."""
+    hit = device_operand(ptr, count * 4, what)
+    if hit is None:
+        return None
+    if hit[1] and not any(p.dtype == torch.float32 for p in hit[1]):
+        violation(f"{what}: the CUDA tensors at 0x{int(ptr):x} are "
+                  f"{sorted({str(p.dtype) for p in hit[1]})}, not float32")
+        return None
+    if count == 0:
+        return np.empty(0, np.float32)
+    return np.frombuffer((ctypes.c_char * (count * 4)).from_address(int(ptr)), dtype=np.float32)
+
+
+def fake_gather_convert_rows_cuda(values_dev_ptr: int, num_rows: int, num_cols: int,
+                                  in_kind: str, index: torch.Tensor, out: torch.Tensor, *,
+                                  scale_ptr: int = 0, offset_ptr: int = 0, per_row: bool = False,
+                                  perm: Optional[torch.Tensor] = None,
+                                  max_threads: Optional[int] = None, bad_ptr: int = 0,
+                                  cache_ptr: int = 0, slot_ptr: int = 0) -> None:
+    """``unified_tensor._convert_cuda.gather_convert_rows_cuda`` on the CPU (see the module
+    docstring): the fake gather's checks and pointer resolution, with compressed rows (the table
+    in mapped pinned host memory or device memory, the cache's rows ``num_cols`` elements of
+    ``in_kind``) converted as cuda/gather_convert.cu converts them."""
+    LAUNCHES["gather_convert"] += 1
+    what = "gather-convert kernel"
+    if in_kind not in _CONVERT_IN:
+        violation(f"{what}: in_kind {in_kind!r} is not one of {sorted(_CONVERT_IN)}")
+        return
+    in_dtype, in_size = _CONVERT_IN[in_kind]
+    m = index.shape[0]
+    for t, name in ((index, "index"), (out, "out")) + (((perm, "perm"),) if perm is not None else ()):
+        if not is_fc(t):
+            violation(f"{what}: {name} is not on the device")
+        if not _plain(t).is_contiguous():
+            violation(f"{what}: {name} is not contiguous")
+    if index.dtype not in (torch.int32, torch.int64) or index.dim() != 1:
+        violation(f"{what}: index must be 1-D int32/int64, got {index.dtype} {tuple(index.shape)}")
+    if perm is not None and (perm.dtype != torch.int64 or tuple(perm.shape) != (m,)):
+        violation(f"{what}: perm must be int64 of shape ({m},), got {perm.dtype} {tuple(perm.shape)}")
+    if out.dtype not in _CONVERT_OUT:
+        violation(f"{what}: out must be float32, bfloat16 or float16, got {out.dtype}")
+        return
+    if _plain(out).numel() != m * num_cols or out.dim() == 0 or out.shape[0] != m:
+        violation(f"{what}: out {tuple(out.shape)} is not len(index) = {m} rows of {num_cols}")
+        return
+    if in_kind == "int8" and not (scale_ptr and offset_ptr):
+        violation(f"{what}: an int8 table without scale_ptr / offset_ptr")
+        return
+    if in_kind != "int8" and (scale_ptr or offset_ptr or per_row):
+        violation(f"{what}: scale_ptr / offset_ptr / per_row given for a {in_kind} table")
+    if m == 0 or num_cols == 0:
+        return
+    row_bytes = num_cols * in_size
+    table = _rows_at(values_dev_ptr, num_rows, row_bytes, f"{what}: table (values_dev_ptr)")
+    if table is None:
+        return
+    scale = offset = None
+    if in_kind == "int8":
+        count = num_rows if per_row else num_cols
+        scale = _floats_at(scale_ptr, count, f"{what}: scale (scale_ptr)")
+        offset = _floats_at(offset_ptr, count, f"{what}: offset (offset_ptr)")
+        if scale is None or offset is None:
+            return
+    slots = cache = None
+    if slot_ptr:   # the GPU row cache: the slot map and the compressed rows in device memory
+        LAUNCHES["gather_convert_cached"] += 1
+        hit = device_operand(slot_ptr, num_rows * 4, f"{what}: cache slot map (slot_ptr)",
+                             torch.int32, num_rows)
+        if hit is None:
+            return
+        slots = _np(hit[1][0])
+        if not cache_ptr:
+            violation(f"{what}: a cache slot map without cache rows (cache_ptr is 0)")
+            return
+        hit = device_operand(cache_ptr, 0, f"{what}: cache rows (cache_ptr)")
+        if hit is None:
+            return
+        end, there = hit
+        widths = {int(np.prod(p.shape[1:], dtype=np.int64)) * p.element_size()
+                  for p in there if p.dim() > 0}
+        if widths and row_bytes not in widths:
+            violation(f"{what}: the cache rows at cache_ptr are {sorted(widths)} bytes each, the "
+                      f"compressed table's {row_bytes}")
+            return
+        k = (end - int(cache_ptr)) // row_bytes
+        cache = np.empty((0, row_bytes), np.uint8) if k == 0 else np.frombuffer(
+            (ctypes.c_char * (k * row_bytes)).from_address(int(cache_ptr)),
+            dtype=np.uint8).reshape(k, row_bytes)
+    idx = _np(index).astype(np.int64)
+    valid = (idx >= -num_rows) & (idx < num_rows)
+    rows = np.where(idx < 0, idx + num_rows, idx)[valid]
+    src = np.empty((rows.shape[0], row_bytes), np.uint8)
+    if slots is None:
+        src[:] = table[rows]
+    else:   # as the kernel: row r from cache + slot_of[r] * row_bytes when slot_of[r] >= 0
+        c = slots[rows].astype(np.int64)
+        cached = c >= 0
+        if cached.any() and int(c[cached].max()) >= cache.shape[0]:
+            violation(f"{what}: cache slot {int(c[cached].max())} is past the cache rows "
+                      f"({cache.shape[0]} rows of {row_bytes} bytes in its allocation)")
+            return
+        src[~cached] = table[rows[~cached]]
+        src[cached] = cache[c[cached]]
+        LAUNCHES["gather_cache_rows"] += int(cached.sum())
+    with torch._C.DisableTorchFunction():
+        codes = torch.from_numpy(src).view(in_dtype)
+        if in_kind == "int8":   # float(q) * scale + offset: a multiply, then an add
+            if per_row:
+                s = torch.from_numpy(scale[rows].copy()).unsqueeze(1)
+                o = torch.from_numpy(offset[rows].copy()).unsqueeze(1)
+            else:
+                s, o = torch.from_numpy(scale.copy()), torch.from_numpy(offset.copy())
+            conv = (codes.float() * s + o).to(out.dtype)
+        elif in_dtype == out.dtype:   # the same kind: a bitwise copy
+            conv = codes
+        else:
+            conv = codes.float().to(out.dtype)
+        dst = _plain(out).view(m, num_cols)
+        keep = torch.from_numpy(valid)
+        dst[keep] = conv
+        dst[~keep] = 0
+    if bad_ptr and not valid.all():
+        _record_bad(int(bad_ptr), idx[~valid])
+
 def _record_bad(bad_ptr: int, bad: np.ndarray) -> None:
     from unified_tensor import _checks
 
@@ -1224,12 +1379,13 @@ def install() -> None:
     torch.Tensor.record_stream = _record_stream
 
     # -- unified_tensor: CuPy "present", host registration and kernels faked
-    from unified_tensor import _cudart, _deps, _gather_cuda, _kernels, _pinning
+    from unified_tensor import _convert_cuda, _cudart, _deps, _gather_cuda, _kernels, _pinning
 
     _deps.has_cupy = lambda: True
     _pinning.set_runtime(RUNTIME)
     _cudart._runtime = RUNTIME
     _gather_cuda.gather_rows_cuda = fake_gather_rows_cuda
+    _convert_cuda.gather_convert_rows_cuda = fake_gather_convert_rows_cuda
     _kernels.get_function = _no_real_kernels
     _kernels.launch = _no_real_kernels
 

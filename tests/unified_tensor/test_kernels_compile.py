@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import unified_tensor._convert_cuda  # noqa: F401  (registers gather_convert.cu)
 import unified_tensor._gather_cuda  # noqa: F401  (registers gather.cu)
 from unified_tensor import _kernels
 
@@ -30,6 +31,9 @@ def _sources():
 def test_expected_sources_registered():
     names = dict(_sources())
     assert "gather.cu" in names and len(names["gather.cu"]) == 40   # 5 widths x aligned x idtype x batch 1|4
+    # int8 -> f32 | bf16 | fp16 (3 + 4 + 4 widths) x per column|row, bf16|fp16 -> the same 11
+    # widths, each x idtype
+    assert "gather_convert.cu" in names and len(names["gather_convert.cu"]) == (22 + 11 + 11) * 2
 
 
 @pytest.mark.parametrize("arch", ["sm_70", "sm_75", "sm_80", "sm_90"])   # Volta (CUDA 12 only) .. Hopper
@@ -71,6 +75,9 @@ def test_compile_error_names_kernel_and_carries_log(tmp_path, monkeypatch):
 def test_headers_are_inlined():
     src = _kernels.load_source("gather.cu")
     assert '#include "' not in src and "lane_unit" in src and "pragma once" not in src
+    src = _kernels.load_source("gather_convert.cu")
+    assert '#include "' not in src and "pragma once" not in src
+    assert "float_to_bf16" in src and "lane_unit" in src and src.count("struct VecT<16>") == 1
 
 
 def test_launch_stream_uses_the_cuda_stream_protocol_without_deprecation_warnings():
