@@ -10,11 +10,11 @@ Imports point only down ``graph <- sampling <- loading``; ``datasets`` sits besi
 
 >>> from samplers import CSCGraph, NeighborSampler, DataLoader
 """
-from .graph import Block, CSCGraph, HeteroBlock, HeteroCSCGraph, PairGraph
+from .graph import Block, CSCGraph, HeteroBlock, HeteroCSCGraph, PairGraph, Reordering, reorder
 from .loading import DataLoader
 from .sampling import (EdgePredictionSampler, NeighborSampler, UniformNegativeSampler,
                        presample_hotness)
 
 __all__ = ["CSCGraph", "HeteroCSCGraph", "NeighborSampler", "EdgePredictionSampler",
            "UniformNegativeSampler", "Block", "HeteroBlock", "PairGraph", "DataLoader",
-           "presample_hotness"]
+           "presample_hotness", "reorder", "Reordering"]
