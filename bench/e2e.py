@@ -17,6 +17,11 @@ seeded sampler, so only the data path differs:
 ``unified_one_sync``    ``unified`` with GPU sampling that syncs the host once per batch
                         (``NeighborSampler(one_sync=True)``; GPU only)
 ``unified_no_overlap``  the same, produced in the training thread (``prefetch=0``)
+``unified_bf16``        ``unified`` with the features stored as bf16 (``ut.compress``), gathered as
+                        float32 rows by the fused kernel
+``unified_int8``        ``unified`` with the features stored as int8 (per-column scales)
+``unified_int8_cached`` ``unified_int8`` with a GPU row cache of ``--cache-fraction`` of the nodes
+                        (compressed rows: 4x the rows of a float32 cache of the same bytes)
 ``gpu_resident``        graph and features copied into GPU memory (upper bound; GPU only)
 ``dgl``                 DGL's CPU ``NeighborSampler`` + ``DataLoader`` with ``prefetch_node_feats``
                         (only where DGL imports: the dgl environment, CPU)
@@ -55,7 +60,7 @@ from _common import env_info, free_cuda, is_oom, median, print_table, write_json
 logger = logging.getLogger("bench.e2e")
 
 CONFIGS = ("baseline", "unified", "unified_unsorted", "unified_capped", "unified_cached", "unified_one_sync",
-           "unified_no_overlap",
+           "unified_no_overlap", "unified_bf16", "unified_int8", "unified_int8_cached",
            "gpu_resident", "dgl",
            "dgl_dropin")
 
@@ -155,12 +160,17 @@ def make_pipeline(name: str, ds, device: torch.device, fanouts: List[int], args)
         return DGLPipeline(dgl, ds, device, fanouts, args.batch_size, cls)
     mode = {"baseline": "baseline", "unified": "unified", "unified_unsorted": "unified",
             "unified_capped": "unified", "unified_one_sync": "unified", "unified_cached": "unified",
-            "unified_no_overlap": "unified", "gpu_resident": "gpu"}[name]
+            "unified_no_overlap": "unified", "gpu_resident": "gpu", "unified_bf16": "unified",
+            "unified_int8": "unified", "unified_int8_cached": "unified"}[name]
+    storage = {"unified_bf16": "bf16", "unified_int8": "int8",
+               "unified_int8_cached": "int8"}.get(name, "fp32")
     return Pipeline(mode, ds, device, fanouts, args.batch_size,
                     overlap=name != "unified_no_overlap", seed=args.seed,
                     max_threads=args.capped_threads if name == "unified_capped" else args.max_threads,
                     one_sync=name == "unified_one_sync",
-                    cache_fraction=args.cache_fraction if name == "unified_cached" else 0.0)
+                    cache_fraction=args.cache_fraction
+                    if name in ("unified_cached", "unified_int8_cached") else 0.0,
+                    storage=storage)
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -169,7 +179,10 @@ def check_batch(pipe, ds) -> None:
     it = iter(pipe.loader(ds.train_idx[:pipe.batch_size], shuffle=False))
     input_nodes, output_nodes, _ = batch = next(it)
     blocks, x, y = pipe.unpack(batch)
-    assert torch.equal(x.cpu(), ds.features[input_nodes.long().cpu()]), "features differ"
+    import unified_tensor as ut
+    table = getattr(pipe, "feats", None)   # a compressed table: its decoded rows (CPU gather)
+    ref = table if isinstance(table, ut.CompressedTensor) else ds.features
+    assert torch.equal(x.cpu(), ref[input_nodes.long().cpu()]), "features differ"
     assert torch.equal(y.cpu(), ds.labels[output_nodes.long().cpu()]), "labels differ"
     assert blocks[-1].num_dst_nodes() == output_nodes.numel()
     del it
@@ -344,7 +357,9 @@ def main(argv=None) -> dict:
     for a, b in (("unified", "baseline"), ("unified", "unified_no_overlap"),
                  ("unified_capped", "unified"), ("unified_capped", "baseline"),
                  ("unified_one_sync", "unified"), ("unified_cached", "unified"),
-                 ("unified_cached", "baseline"),
+                 ("unified_cached", "baseline"), ("unified_bf16", "unified"),
+                 ("unified_int8", "unified"), ("unified_int8_cached", "unified"),
+                 ("unified_int8_cached", "gpu_resident"),
                  ("unified", "unified_unsorted"),
                  ("unified", "gpu_resident"), ("unified", "dgl"), ("dgl_dropin", "dgl")):
         if sps(a) and sps(b):

@@ -17,8 +17,9 @@ one runs. Steps, most valuable first (estimates on an H100/H200):
   4. overlap   bench/overlap.py: gather (per thread cap) beside a stand-in training step on another
                stream: both / (gather + train), and the capped gather's GB/s against pcie_h2d (~30 s)
   5. e2e       bench/e2e.py GraphSAGE: baseline, unified, unified_one_sync, unified_cached (10% of rows
-               by out-degree in a GPU cache), unified_capped, unified_no_overlap,
-               gpu_resident on a synthetic graph generated with all cores (~120 s)
+               by out-degree in a GPU cache), unified_capped, unified_no_overlap, unified_bf16,
+               unified_int8, unified_int8_cached (compressed tables, issue 17),
+               gpu_resident on a synthetic graph generated with all cores (~150 s)
   6. memcheck  compute-sanitizer memcheck on the gather GPU tests plus one deferred-check and one
                cache test; skipped in one line where the sanitizer refuses the device (~40 s)
   7. sampler   bench/sampler.py GPU rows (time left)
@@ -59,7 +60,7 @@ REPO = os.path.dirname(HERE)
 STEP_NAMES = ["probe", "gpu_tests", "gather", "gather_thp", "overlap", "e2e", "memcheck", "sampler", "demo",
               "pyg"]
 # Per-step caps (seconds); each is also clipped to the budget left.
-CAPS = {"probe": 75, "gpu_tests": 150, "gather": 110, "gather_thp": 70, "overlap": 75, "e2e": 170, "memcheck": 70, "sampler": 80,
+CAPS = {"probe": 75, "gpu_tests": 150, "gather": 110, "gather_thp": 70, "overlap": 75, "e2e": 230, "memcheck": 70, "sampler": 80,
         "demo": 90, "pyg": 45}
 MIN_STEP_S = 15      # a step gets at least this much or is skipped for lack of budget
 RESERVE_S = 5        # kept back for the summary
@@ -297,7 +298,7 @@ def main(argv=None) -> int:
         "overlap": ["--out", r.path(f"overlap_{tag}.json")],
         "e2e": ["--nodes", str(nodes), "--configs",
                 "baseline,unified,unified_one_sync,unified_cached,unified_unsorted,unified_capped,"
-                "unified_no_overlap,"
+                "unified_no_overlap,unified_bf16,unified_int8,unified_int8_cached,"
                 "gpu_resident",
                 "--warmup", "3", "--batches", "10", "--rounds", "3", "--cache", "none", "--no-plot",
                 "--out", r.path(f"e2e_{tag}.json")],

@@ -129,6 +129,39 @@ def unified_table(t: torch.Tensor, what: str) -> torch.Tensor:
         return ut.unified(t.clone())
 
 
+def stored_table(ds, storage: str) -> torch.Tensor:
+    """The feature table as ``--storage`` asks: ``fp32`` as it is, else ``ut.compress(...)``
+    (bf16 / fp16 / int8 with per-column scales). For a dataset cached on disk the compressed table
+    is written into the dataset's folder once and mapped by later runs (no re-quantisation)."""
+    import unified_tensor as ut
+
+    if storage == "fp32":
+        return ds.features
+    if storage not in ("bf16", "fp16", "int8"):
+        fail(f"--storage must be fp32, bf16, fp16 or int8, got {storage!r}")
+    t0 = time.perf_counter()
+    src = getattr(ds, "features_path", None)   # a dataset cached on disk: keep it beside it
+    folder = None if src is None else Path(src).parent / f"features.{storage}"
+    if folder is not None and (folder / "meta.json").is_file():
+        try:
+            table = ut.load_compressed(folder)
+            if tuple(table.shape) == tuple(ds.features.shape):
+                print(f"features: {storage}, mapped from {folder}", flush=True)
+                return table
+        except (OSError, ValueError) as exc:
+            print(f"note: rebuilding {folder} ({exc})", flush=True)
+    try:
+        table = ut.compress(ds.features, storage, path=folder)
+    except (TypeError, ValueError) as exc:
+        fail(f"--storage {storage}: {exc}")
+    rmse = table.column_rmse
+    print(f"features: {storage} ({table.nbytes_stored / 2**20:.1f} MiB stored, "
+          f"{ds.features.numel() * 4 / 2**20:.1f} MiB as float32), built in "
+          f"{time.perf_counter() - t0:.1f} s; reconstruction RMSE per column: median "
+          f"{float(rmse.median()):.3g}, max {float(rmse.max()):.3g}", flush=True)
+    return table
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

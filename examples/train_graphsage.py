@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _util import (History, add_data_args, add_train_args, fail, fit, load_dataset,
-                   parse_fanouts, pick_device, unified_table)
+                   parse_fanouts, pick_device, stored_table, unified_table)
 
 import unified_tensor as ut
 from samplers import CSCGraph, DataLoader, NeighborSampler
@@ -91,7 +91,8 @@ class Pipeline:
 
     def __init__(self, mode: str, ds, device: torch.device, fanouts: List[int], batch_size: int,
                  overlap: bool, seed: int, max_threads: Optional[int] = None,
-                 one_sync: bool = False, cache_fraction: float = 0.0) -> None:
+                 one_sync: bool = False, cache_fraction: float = 0.0,
+                 storage: str = "fp32") -> None:
         if mode not in ("baseline", "unified", "gpu"):
             raise ValueError(f"mode must be 'baseline', 'unified' or 'gpu', got {mode!r}")
         self.mode, self.device, self.batch_size = mode, device, batch_size
@@ -102,13 +103,17 @@ class Pipeline:
         self.max_threads = max_threads
         graph = CSCGraph.from_csc(ds.indptr, ds.indices)
         self.labels = ds.labels
+        if mode == "gpu" and storage != "fp32":
+            fail("--storage applies to --loader unified and baseline (a compressed table is "
+                 "gathered as float rows; --loader gpu copies the float table to the GPU)")
+        feats = stored_table(ds, storage)   # --storage: fp32, or ut.compress(...)
         if mode == "baseline":
             # CPU sampling; the training loop gathers feats[input_nodes] on the CPU and copies.
-            self.graph, self.feats = graph, ds.features
+            self.graph, self.feats = graph, feats
         elif mode == "unified":
             # The two-line change: ut.unified(feats) pins the host table in place (the helper falls
             # back to a pinned copy where a driver refuses to pin memmap pages, and says so).
-            self.feats = unified_table(ds.features, "features")
+            self.feats = unified_table(feats, "features")
             self.labels = unified_table(ds.labels, "labels")  # pinned once, not by every epoch's loader
             self.graph = graph.pin() if device.type == "cuda" else graph
             if cache_fraction > 0:
@@ -170,6 +175,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--cache-fraction", type=float, default=0.0,
                    help="unified on a GPU: share of the nodes whose feature rows are kept in a GPU "
                         "hot-row cache (ut.cache, highest out-degree first); 0: none")
+    t.add_argument("--storage", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
+                   help="how the feature table is stored: fp32 as it is, or compressed with "
+                        "ut.compress (bf16 / fp16: 2 bytes per value; int8: 1 byte with "
+                        "per-column scales) and gathered as float32 rows (written next to the "
+                        "dataset cache once)")
     t.add_argument("--max-threads", type=int, default=None,
                    help="cap on the resident GPU threads of the feature gather; if not given, "
                         "the gather picks its own")
@@ -177,11 +187,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> History:
-    args = parse_args(argv)
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace, ds=None) -> History:
+    """Train and test with ``args`` (``parse_args``) on ``ds`` (default: ``--dataset``)."""
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
     fanouts = parse_fanouts(args, device)
-    ds = load_dataset(args)
+    if ds is None:
+        ds = load_dataset(args)
     print(f"device {device} | loader {args.loader}{' (no overlap)' if args.no_overlap else ''} | "
           f"fanouts {fanouts} | batch {args.batch_size} | hidden {args.hidden} | "
           f"CUDA path {'on' if ut.cuda_available() else 'off'}", flush=True)
@@ -191,7 +206,8 @@ def main(argv=None) -> History:
     if args.cache_fraction and (args.loader != "unified" or device.type != "cuda"):
         fail("--cache-fraction needs --loader unified on a CUDA device (the cache is GPU memory)")
     pipe = Pipeline(args.loader, ds, device, fanouts, args.batch_size, not args.no_overlap,
-                    args.seed, args.max_threads, cache_fraction=args.cache_fraction)
+                    args.seed, args.max_threads, cache_fraction=args.cache_fraction,
+                    storage=args.storage)
     model = GraphSAGE(ds.feat_dim, args.hidden, ds.num_classes, len(fanouts),
                       args.dropout).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)

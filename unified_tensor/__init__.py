@@ -6,10 +6,12 @@
 """
 from ._cache import cache, cache_info, uncache
 from ._checks import DeferredIndexError, synchronize
+from ._compressed import CompressedTensor, compress, load_compressed
 from ._deps import cuda_available
 from ._gather import gather
 from ._tensor import UnifiedTensor, device_pointer, is_unified, unified, unpin
 
 __all__ = ["UnifiedTensor", "unified", "unpin", "gather", "is_unified", "device_pointer",
-           "cuda_available", "synchronize", "DeferredIndexError", "cache", "uncache", "cache_info"]
+           "cuda_available", "synchronize", "DeferredIndexError", "cache", "uncache", "cache_info",
+           "CompressedTensor", "compress", "load_compressed"]
 __version__ = "0.1.0"

@@ -8,10 +8,13 @@ often than the rest (high out-degree nodes are drawn as in-neighbours of many no
 of a small fraction of the rows takes a large share of the reads off PCIe (PaGraph, GNNLab).
 
 Per cached GPU: the rows (``k * row_bytes``) and a slot map of 4 bytes per table row (``int32``,
-the row's slot or -1). The cache is a copy: an in-place change made through the UnifiedTensor
-(``feats[i] = v``, ``feats.mul_(2)``, ``out=feats``) refreshes it; a change made behind its back
-(through the NumPy array or tensor it wraps, or through a view such as ``feats[0:10].mul_(2)``,
-which is a plain tensor) needs ``ut.cache(feats, ...)`` again.
+the row's slot or -1). The cache is a copy that follows the table: a write through the
+UnifiedTensor (any route: ``feats[i] = v``, ``torch.nn.init.normal_(tensor=feats)``,
+``out=(feats, idx)``, a view's ``mul_``; see ``_writes.py``) refreshes it after the op, and any
+other write torch counts (through the tensor it wraps, or an older plain view) is seen by the next
+gather, which compares the table's version counter with the one the cache was filled at. Writes
+torch does not count (through ``.data`` or a NumPy array over the memory) need
+``ut.cache(feats, ...)`` again.
 """
 from __future__ import annotations
 
@@ -77,6 +80,14 @@ class GpuRowCache:
         valid = (index >= -n) & (index < n)
         index = torch.where(valid, torch.where(index < 0, index + n, index), 0)
         return float(((self.slot_of[index] >= 0) & valid).float().mean())
+
+
+def _values_of(table):
+    """The UnifiedTensor whose rows a cache holds: ``table``, or a compressed table's stored
+    values (so ``max_bytes`` counts compressed bytes)."""
+    from ._compressed import CompressedTensor
+
+    return table._ut_values if isinstance(table, CompressedTensor) else table
 
 
 def _device_of(device, what: str = "ut.cache") -> torch.device:
@@ -192,8 +203,11 @@ def cache(table, ids=None, *, hotness: Optional[torch.Tensor] = None, max_rows: 
     from ._deps import cuda_available
     from ._tensor import UnifiedTensor
 
+    user_table = table
+    table = _values_of(table)   # a compressed table caches its compressed rows
     if not isinstance(table, UnifiedTensor):
-        raise TypeError(f"ut.cache expects a UnifiedTensor (ut.unified(x)), got {type(table).__name__}")
+        raise TypeError(f"ut.cache expects a UnifiedTensor (ut.unified(x)) or a compressed table "
+                        f"(ut.compress(x)), got {type(table).__name__}")
     plain = table._ut_plain
     if plain.dim() == 0:
         raise ValueError("table must have at least one dimension (rows)")
@@ -210,15 +224,16 @@ def cache(table, ids=None, *, hotness: Optional[torch.Tensor] = None, max_rows: 
         raise ValueError(f"a cache holds fewer than 2**31 rows, got {ids.numel()}")
     uncache(table, dev)
     if ids.numel() == 0:
-        return table
+        return user_table
     table._ut_caches[dev.index] = GpuRowCache(plain, ids, dev)
-    return table
+    return user_table
 
 
 def uncache(table, device: Union[None, str, int, torch.device] = None) -> None:
     """Drop ``table``'s GPU cache on ``device`` (all devices when ``None``); frees its memory."""
     from ._tensor import UnifiedTensor
 
+    table = _values_of(table)
     if not isinstance(table, UnifiedTensor):
         raise TypeError(f"ut.uncache expects a UnifiedTensor, got {type(table).__name__}")
     caches: Dict[int, GpuRowCache] = table._ut_caches
@@ -240,6 +255,7 @@ def cache_info(table) -> Dict[str, dict]:
     """``{"cuda:i": {"rows": k, "bytes": GPU bytes}}`` of ``table``'s caches."""
     from ._tensor import UnifiedTensor
 
+    table = _values_of(table)
     if not isinstance(table, UnifiedTensor):
         raise TypeError(f"ut.cache_info expects a UnifiedTensor, got {type(table).__name__}")
     return {str(c.device): {"rows": c.ids.numel(), "bytes": c.nbytes}

@@ -296,7 +296,13 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     tensor([[ 9., 10., 11.],
             [ 0.,  1.,  2.]])
     """
+    from ._compressed import CompressedTensor
+
+    conv = None
+    if isinstance(table, CompressedTensor):   # stored compressed, gathered as float rows
+        conv, table = table, table._ut_values
     plain, reg, is_unified = _table_parts(table)
+    out_dtype = conv.dtype if conv is not None else plain.dtype
     index = as_index_tensor(index)
     mode = _check_mode(validate)
     if plain.dim() == 0:
@@ -321,9 +327,17 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         if plain.device.type != "cpu":
             raise ValueError(f"index is on the CPU but the table is on {plain.device}; "
                              f"move the index to {plain.device}")
-        res = _prepare_out(out, shape, plain.dtype, device)
+        res = _prepare_out(out, shape, out_dtype, device)
         flat = flat.contiguous()
-        if strided:   # any strided table (a column slice, a transpose): torch's strided gather
+        if conv is not None:
+            from ._convert_cpu import gather_convert_rows_cpu
+
+            bad = gather_convert_rows_cpu(conv.values, flat, res.view((flat.shape[0],) + row_shape),
+                                          scale=conv.scale, offset=conv.offset,
+                                          per_row=conv.per_row) if flat.numel() else 0
+            if bad:
+                _check_range(flat, n)
+        elif strided:   # any strided table (a column slice, a transpose): torch's strided gather
             _check_range(flat, n)
             wrapped = torch.where(flat < 0, flat + n, flat)
             torch.index_select(plain, 0, wrapped, out=res.view((flat.shape[0],) + row_shape))
@@ -346,12 +360,12 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         mode = "off" if mode == "deferred" else mode
     else:
         _checks.poll()   # an earlier gather's deferred IndexError surfaces here
-    if plain.device.type == "cuda":
+    if plain.device.type == "cuda" and conv is None:
         if plain.device != device:
             raise ValueError(f"index is on {device} but the table is on {plain.device}")
         if flat.numel():
             return _gather_device_table(plain, flat, n, shape, row_shape, out, mode, device)
-    res = _prepare_out(out, shape, plain.dtype, device)
+    res = _prepare_out(out, shape, out_dtype, device)
     if flat.numel() == 0:
         return res
 
@@ -396,10 +410,23 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         q = _checks.queue_for(device)
         slot = q.acquire()
     try:
-        gather_rows_cuda(dev_ptr, n, row_bytes, flat, res, perm=perm, aligned=aligned,
-                         max_threads=max_threads, bad_ptr=q.address(slot) if q is not None else 0,
-                         cache_ptr=cache.rows.data_ptr() if cache is not None else 0,
-                         slot_ptr=cache.slot_of.data_ptr() if cache is not None else 0)
+        cache_kw = dict(perm=perm, max_threads=max_threads,
+                        bad_ptr=q.address(slot) if q is not None else 0,
+                        cache_ptr=cache.rows.data_ptr() if cache is not None else 0,
+                        slot_ptr=cache.slot_of.data_ptr() if cache is not None else 0)
+        if conv is not None:   # read the compressed row, write the converted row: one kernel
+            from ._convert_cuda import gather_convert_rows_cuda
+
+            scale_ptr = offset_ptr = 0
+            if conv.kind == "int8":
+                s_dev, o_dev = conv.device_scales(dev_index)
+                scale_ptr, offset_ptr = s_dev.data_ptr(), o_dev.data_ptr()
+            cols = math.prod(row_shape)
+            gather_convert_rows_cuda(dev_ptr, n, cols, conv.kind, flat, res.view(flat.shape[0], cols),
+                                     scale_ptr=scale_ptr, offset_ptr=offset_ptr,
+                                     per_row=conv.per_row, **cache_kw)
+        else:
+            gather_rows_cuda(dev_ptr, n, row_bytes, flat, res, aligned=aligned, **cache_kw)
     except BaseException:
         if q is not None:
             _release_quietly(q, slot)

@@ -408,6 +408,10 @@ def unified(x: Union[torch.Tensor, np.ndarray, UnifiedTensor]) -> UnifiedTensor:
     """
     if isinstance(x, UnifiedTensor):
         return x
+    from ._compressed import CompressedTensor
+
+    if isinstance(x, CompressedTensor):   # its stored values are a UnifiedTensor already
+        return x
     plain, readonly, source = _as_host_tensor(x)
     if plain.dim() == 0:
         raise ValueError("ut.unified expects a table with at least one dimension, got a scalar")
@@ -442,6 +446,10 @@ def unpin(t: UnifiedTensor) -> None:
 
     The pages stay registered while another UnifiedTensor over them holds a registration.
     """
+    from ._compressed import CompressedTensor
+
+    if isinstance(t, CompressedTensor):   # its stored values hold the registration
+        t = t._ut_values
     if not isinstance(t, UnifiedTensor):
         raise TypeError(f"ut.unpin expects a UnifiedTensor, got {type(t).__name__}")
     t.unpin()

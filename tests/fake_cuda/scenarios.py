@@ -1740,3 +1740,90 @@ def harness_fake_cache_kernel() -> None:
     h = torch.arange(4)
     d = torch.as_tensor(h, device="cuda")
     assert fc._storage_ptr(d) != fc._storage_ptr(h)
+
+
+# ================================================================================ compressed
+def _compressed_tables(gen: torch.Generator):
+    """(name, table) for every storage kind and output dtype, over one float table whose columns
+    have very different scales."""
+    import unified_tensor as ut
+    x = torch.randn(200, 12, generator=gen) * torch.logspace(-2, 2, 12)
+    out = []
+    for kind, per in (("bf16", "column"), ("fp16", "column"), ("int8", "column"), ("int8", "row")):
+        for dt in (torch.float32, torch.bfloat16, torch.float16):
+            out.append((f"{kind}/{per}->{dt}", ut.compress(x, kind, per=per, dtype=dt)))
+    return out
+
+
+@scenario("compressed")
+def compressed_gather() -> None:
+    """A compressed table gathered with a CUDA index (the fused convert kernel) equals the CPU
+    gather (the Numba one) for every kind, output dtype, id dtype and shape, sorted and unsorted
+    reads, out=, index_select and F.embedding; an out-of-range id is reported by the deferred
+    check, with zeros in its row."""
+    import torch.nn.functional as F
+
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(11)
+    for name, t in _compressed_tables(gen):
+        idx = torch.randint(-200, 200, (1500,), generator=gen)
+        for i in (idx, idx.int(), idx[:17], idx.view(30, 50), idx[:0]):
+            for so in (None, False):
+                same(t[i], ut.gather(t, i.cuda(), sorted_order=so), f"{name} {i.dtype} {tuple(i.shape)}")
+        j = idx[:33]
+        same(t[j], torch.index_select(t, 0, j.cuda()), f"{name} index_select")
+        same(t[j], F.embedding(j.cuda(), t), f"{name} embedding")
+        out = torch.empty((33, 12), dtype=t.dtype, device="cuda")
+        assert ut.gather(t, j.cuda(), out=out) is out
+        same(t[j], out, f"{name} out=")
+    t = _compressed_tables(gen)[6][1]   # int8 per column -> float32
+    res = ut.gather(t, torch.tensor([3, 200, 4]).cuda())
+    try:
+        ut.synchronize()
+        raise AssertionError("no IndexError for id 200 of 200 rows")
+    except IndexError as exc:
+        assert "200" in str(exc), exc
+    assert torch.equal(fc.to_host(res)[1], torch.zeros(12))
+    same(t[torch.tensor([3, 4])], res[[0, 2]], "the valid rows of a gather with a bad id")
+
+
+@scenario("compressed")
+def compressed_cache() -> None:
+    """ut.cache on a compressed table holds compressed rows (bytes counted compressed); gathers
+    read cached rows from the cache and equal the CPU gather; a write t[i] = v reaches them."""
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(200, 12, generator=gen)
+    for kind in ("int8", "bf16"):
+        t = ut.compress(x, kind)
+        ids = torch.randperm(200, generator=gen)[:60]
+        ut.cache(t, ids=ids)
+        c = t._ut_values._ut_caches[0]
+        assert c.rows.dtype == t._ut_values._ut_plain.dtype, c.rows.dtype   # compressed rows
+        info = ut.cache_info(t)["cuda:0"]
+        assert info["bytes"] == 60 * 12 * (1 if kind == "int8" else 2) + 200 * 4, info
+        every = torch.arange(200)
+        reads = cache_reads()
+        same(t[every], t[every.cuda()], f"{kind}: gather through the cache")
+        assert cache_reads() > reads, "no row was read from the cache"
+        r = int(ids[0])
+        t[torch.tensor([r])] = x[r:r + 1] * 0.5
+        same(t[every], t[every.cuda()], f"{kind}: after a write")
+        ut.uncache(t)
+        assert ut.cache_info(t) == {}
+
+
+@scenario("compressed")
+def compressed_loader() -> None:
+    """DataLoader(device="cuda", features=compressed) and the PyG loader gather the same rows as
+    their CPU paths."""
+    import unified_tensor as ut
+    from samplers import DataLoader, NeighborSampler
+    g = homo_graph()
+    x, y = _tables(50, 0)
+    t = ut.compress(x, "int8")
+    idx = torch.arange(0, 45, 2)
+    kw = dict(batch_size=6, shuffle=True, seed=3, labels=y)
+    cpu = DataLoader(g, idx, NeighborSampler([3, 2], seed=1), features=t, **kw)
+    gpu = DataLoader(g.pin(), idx, NeighborSampler([3, 2], seed=1), features=t, device="cuda", **kw)
+    same_epochs(cpu, gpu)
