@@ -18,7 +18,7 @@ One Numba kernel per (source kind, output dtype, per-row scales) is compiled on 
 through :class:`~unified_tensor._numba_guard.ParallelKernel`: ``prange`` over output rows, the
 inner loop over columns branch-free so that LLVM vectorises it, the rows ``PREFETCH_ROWS`` ahead
 prefetched (uniform random rows of a big table are cache and TLB misses, and a conversion loop
-overlaps fewer of them than a copy does), float16 sources staged (see :func:`_staged`). Without
+overlaps fewer of them than a copy does), some conversions staged (see :func:`_staged`). Without
 Numba the same results come from torch operators.
 """
 from __future__ import annotations
@@ -51,16 +51,24 @@ PREFETCH_ROWS = 16
 # when its second pass converts it).
 BLOCK_BYTES = 32 << 10
 
-# Conversions from float16 run in two passes over each block of rows: the raw values are first
-# stored, widened, into the output rows (a loop as short as a copy), then converted there, from
-# L1/L2. Decoding float16 exactly takes ~10 vector instructions per 16 values; done in the loop
-# that waits for the table's cache misses, it makes each row's iteration long enough that fewer
-# rows' misses overlap, even with prefetching. Measured on a 2-core AMD EPYC (4 GiB float32 table,
-# 2 GiB float16 table, uniform ids, fresh ids per call; bench/compress.py, *_one_pass modes):
-# fp16 -> f32 ~1.1x the float32 gather in one pass, ~1.3x in two; bf16/int8 -> f32 and the 16-bit
-# outputs were as fast or faster in one pass.
+# Conversions run in two passes ("staged") over each block of rows: the raw values are first
+# stored, widened, into the output rows (a loop as short as a copy, so that many rows' cache misses
+# overlap), then converted there, from L1/L2. Converting in the loop that waits for the misses
+# (one pass) makes each row's iteration longer, and fewer rows' misses overlap, even with
+# prefetching; the staging pass costs a second trip through L1 instead. Which wins was measured per
+# pair (2-core AMD EPYC, 4 GiB float32 table, uniform ids, 100k-row batches, 2 threads, fresh ids
+# every call; rows/s relative to the float32 gather, one pass -> two passes; runs vary by ~10%):
+#   staged:   fp16 -> f32 1.04 -> 1.24, fp16 -> bf16 0.63 -> 1.21, bf16 -> fp16 1.03 -> 1.25,
+#             int8 -> bf16 1.5 -> 2.5
+#   one pass: bf16 -> f32 1.6-1.7 -> 1.3-1.4, int8 -> fp16 2.8 -> 2.2; int8 -> f32 2.1-2.6 either
+#             way (kept in one pass).
+# bench/compress.py times the other choice for each source kind (*_one_pass / *_two_pass).
+_STAGED = frozenset({("fp16", "f32"), ("fp16", "bf16"), ("bf16", "fp16"), ("int8", "bf16")})
+
+
 def _staged(kind: str, out_name: str) -> bool:
-    return kind == "fp16" and out_name != "fp16"
+    """Whether the (source kind, output) conversion runs in two passes (see ``_STAGED``)."""
+    return (kind, out_name) in _STAGED
 
 
 # The prefetch intrinsic, made on first kernel build (it needs Numba). A module global rather than
@@ -116,7 +124,7 @@ def _kernel_source(kind: str, out_name: str, per_row: bool, prefetch_rows: int, 
     ahead = prefetch_rows
     u32 = np.uint32
     f16_unit = np.float32(2.0 ** -24)          # value of the float16 subnormal unit
-    half = np.float32(0.5)                     # float16 subnormals: x + 0.5 rounds x to 2**-24 units
+    half = np.float32(0.5)                     # x + 0.5 rounds x to float16 subnormal units
 
     def gather_convert(values, idx, out, scale, offset):  # pragma: no cover - compiled
         """values [N, F] (uint16 bits or int8), idx [m], out [m, F] (float32 bits as uint32, or
@@ -359,14 +367,15 @@ def _numba_path(values: torch.Tensor, index: torch.Tensor, out: torch.Tensor,
     """The Numba kernel on checked arguments (``prefetch_rows``, ``staged``: for benchmarks'
     ablations; ``staged=None`` is :func:`_staged`)."""
     kind, out_name = _KIND_OF[values.dtype], _OUT_NAME[out.dtype]
+    values, out = values.detach(), out.detach()      # same memory; .numpy() refuses grad tensors
     src = values.numpy() if kind == "int8" else _bits(values)
     if out_name == "f32":
         # int8 writes the float; the others write float32 bits.
         dst = out.numpy() if kind == "int8" else out.view(torch.int32).numpy().view(np.uint32)
     else:
         dst = _bits(out)
-    s = _NO_SCALE if scale is None else scale.numpy()
-    o = _NO_SCALE if offset is None else offset.numpy()
+    s = _NO_SCALE if scale is None else scale.detach().numpy()
+    o = _NO_SCALE if offset is None else offset.detach().numpy()
     if staged is None:
         staged = _staged(kind, out_name)
     kernel = _kernel(kind, out_name, per_row, prefetch_rows, staged)
@@ -374,8 +383,11 @@ def _numba_path(values: torch.Tensor, index: torch.Tensor, out: torch.Tensor,
 
 
 def _torch_path(values: torch.Tensor, index: torch.Tensor, out: torch.Tensor,
-                scale: Optional[torch.Tensor], offset: Optional[torch.Tensor], per_row: bool) -> int:
+                scale: Optional[torch.Tensor], offset: Optional[torch.Tensor], per_row: bool
+                ) -> int:
     n, m = values.shape[0], index.shape[0]
+    if scale is not None and offset is not None:
+        scale, offset = scale.detach(), offset.detach()
     ids = index.long()
     ids = torch.where(ids < 0, ids + n, ids)
     good = (ids >= 0) & (ids < n)
@@ -403,7 +415,8 @@ def _torch_path(values: torch.Tensor, index: torch.Tensor, out: torch.Tensor,
 def gather_convert_rows_cpu(values: torch.Tensor, index: torch.Tensor, out: torch.Tensor, *,
                             scale: Optional[torch.Tensor] = None,
                             offset: Optional[torch.Tensor] = None, per_row: bool = False) -> int:
-    """Write ``convert(values[index[i]])`` into ``out[i]`` for every i, in one pass on the CPU.
+    """Write ``convert(values[index[i]])`` into ``out[i]`` for every i: one fused CPU gather that
+    reads the compressed rows and writes converted ones (no float32 copy of the rows in between).
 
     Parameters
     ----------

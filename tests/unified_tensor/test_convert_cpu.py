@@ -149,7 +149,7 @@ def test_out_of_range_ids_are_counted_and_skipped(backend, kind, per_row, out_dt
     values = make_values(kind, N, 33)
     scale, offset = make_scales(N, 33, per_row) if kind == "int8" else (None, None)
     index = index_for(N, 200, torch.int64)
-    bad_pos = torch.tensor([0, 5, 50, 180, 195, 199])   # some within the prefetch distance of the end
+    bad_pos = torch.tensor([0, 5, 50, 180, 195, 199])   # some within prefetch distance of the end
     index[bad_pos] = torch.tensor([N, -N - 1, 10**12, -(10**12), N + 1, 2**62])
     bad, out = run(values, index, out_dtype, scale, offset, per_row)
     assert bad == bad_pos.numel()
@@ -208,10 +208,22 @@ def test_kernel_variants(kind, per_row, out_dtype):
             assert_same(out[good], ref)
 
 
+def test_scales_that_require_grad(backend):
+    """Scales kept as parameters (requires_grad) are read, not tracked."""
+    values = make_values("int8", N, 6)
+    scale, offset = make_scales(N, 6, False)
+    index = index_for(N, 50, torch.int64)
+    ref = reference(values, index, torch.float32, scale, offset)
+    bad, out = run(values, index, torch.float32, scale.requires_grad_(), offset.requires_grad_())
+    assert bad == 0 and not out.requires_grad
+    assert_same(out, ref.detach())
+
+
 # -- conversions exhaustively / at their edges --------------------------------------------------
 def all_16bit(dtype) -> torch.Tensor:
     """Every 16-bit pattern of ``dtype``, as a [4096, 16] table."""
-    return torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16).view(dtype).view(4096, 16)
+    bits = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16)
+    return bits.view(dtype).view(4096, 16)
 
 
 @pytest.mark.parametrize("kind", ["bf16", "fp16"])
@@ -310,7 +322,8 @@ def test_numba_threads(kind, per_row, threads):
             bad, out = run(values, index, out_dtype, scale, offset, per_row)
             assert bad == 1
             keep = torch.arange(index.numel()) != index.numel() - 3
-            assert_same(out[keep], reference(values, index[keep], out_dtype, scale, offset, per_row))
+            ref = reference(values, index[keep], out_dtype, scale, offset, per_row)
+            assert_same(out[keep], ref)
     finally:
         numba.set_num_threads(before)
 
