@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from _util import (History, add_data_args, add_train_args, fail, load_dataset, parse_fanouts,
-                   pick_device, progress, require_framework, set_option, sync)
+                   pick_device, progress, require_framework, set_option, stored_table, sync)
 
 import unified_tensor as ut
 
@@ -107,15 +107,16 @@ def add_pyg_args(t: argparse._ArgumentGroup) -> None:
 
 
 # ------------------------------------------------------------------------------------ data
-def to_data(ds) -> "Data":
+def to_data(ds, x=None) -> "Data":
     """The dataset as PyG's ``Data``: ``x``, ``edge_index``, ``y`` and boolean train/val/test
-    masks, all on the CPU (``x`` is the dataset's table itself, e.g. a memmap: not copied)."""
+    masks, all on the CPU (``x`` is the dataset's table itself, e.g. a memmap: not copied, or the
+    table given, e.g. a compressed one)."""
     def mask(idx: torch.Tensor) -> torch.Tensor:
         m = torch.zeros(ds.num_nodes, dtype=torch.bool)
         m[idx] = True
         return m
 
-    return Data(x=ds.features, edge_index=ds.edge_index(), y=ds.labels,
+    return Data(x=ds.features if x is None else x, edge_index=ds.edge_index(), y=ds.labels,
                 train_mask=mask(ds.train_idx), val_mask=mask(ds.val_idx),
                 test_mask=mask(ds.test_idx), num_nodes=ds.num_nodes)
 
@@ -189,6 +190,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     t = add_train_args(p, epochs=3)
     set_option(p, "hidden", hidden=128)
     add_pyg_args(t)
+    t.add_argument("--storage", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
+                   help="how data.x is stored: fp32 as it is, or compressed with ut.compress "
+                        "(gathered as float32 rows by the loader)")
     t.add_argument("--trim", action="store_true",
                    help="layer-wise trimming (PyG's trim_to_layer): pass batch.num_sampled_nodes "
                         "and batch.num_sampled_edges to GraphSAGE, so each layer computes only "
@@ -203,7 +207,7 @@ def main(argv=None) -> History:
     device = pick_device(args.device)
     fanouts = parse_fanouts(args, device)
     ds = load_dataset(args)
-    data = to_data(ds)
+    data = to_data(ds, stored_table(ds, args.storage))
     Loader = loader_class(args.loader)
     print(f"device {device} | loader {args.loader} ({Loader.__module__}.{Loader.__name__}) | "
           f"fanouts {fanouts} | batch {args.batch_size} | hidden {args.hidden} | "

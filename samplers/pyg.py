@@ -8,3 +8,8 @@ module needs ``torch_geometric``; the rest of ``samplers`` works without it).
 from .loading._pyg import LinkNeighborLoader, NeighborLoader
 
 __all__ = ["NeighborLoader", "LinkNeighborLoader"]
+
+# Where users import them from (reprs, pickles and printed names stay put if the module moves).
+for _cls in (NeighborLoader, LinkNeighborLoader):
+    _cls.__module__ = __name__
+del _cls
