@@ -249,15 +249,24 @@ def synthetic_graph(num_nodes: int, avg_degree: float = 15.0, num_classes: int =
                   split=list(split))
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     name = f"synthetic-{num_nodes}-{digest}"
+    return cached_dataset(name, params, root, _generate, "synthetic graph")
+
+
+
+def cached_dataset(name: str, params: dict, root: Optional[PathLike], generate, what: str
+                   ) -> NodeDataset:
+    """``generate(name, params, folder)`` once into ``root/name`` (written to a temporary folder,
+    renamed when complete; a concurrent writer's copy wins), then the dataset mapped from there;
+    with ``root=None`` generated in RAM. Shared by the dataset generators."""
     if root is None:
-        return _generate(name, params, None)
+        return generate(name, params, None)
     folder = Path(root) / name
     if not (folder / "meta.json").is_file():
         Path(root).mkdir(parents=True, exist_ok=True)
         tmp = Path(root) / f".{name}.{uuid.uuid4().hex}.tmp"
         tmp.mkdir()
         try:
-            _generate(name, params, tmp)
+            generate(name, params, tmp)
             if folder.is_dir() and not (folder / "meta.json").is_file():
                 logger.warning("replacing incomplete dataset folder %s", folder)
                 shutil.rmtree(folder)
@@ -271,9 +280,8 @@ def synthetic_graph(num_nodes: int, avg_degree: float = 15.0, num_classes: int =
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     else:
-        logger.info("reopening cached synthetic graph %s", folder)
+        logger.info("reopening cached %s %s", what, folder)
     return _open_cached(name, folder)
-
 
 def _generate(name: str, params: dict, folder: Optional[Path]) -> Optional[NodeDataset]:
     """Generate the dataset: write it into ``folder`` and return None, or (``folder=None``)

@@ -31,9 +31,7 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -42,7 +40,7 @@ import torch
 
 from . import _synthetic
 from ._args import _float_arg, _int_arg
-from ._node_dataset import (FEAT_DTYPES, NodeDataset, PathLike, _features_tensor, _open_cached,
+from ._node_dataset import (FEAT_DTYPES, NodeDataset, PathLike, _features_tensor, cached_dataset,
                             _save_atomic, csc_from_edges)
 
 __all__ = ["papers_like", "papers_like_communities"]
@@ -280,29 +278,7 @@ def papers_like(num_nodes: int, avg_degree: float = 14.5, feat_dim: int = 128,
                   label_purity=label_purity, noise=noise, seed=seed)
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     name = f"papers-like-{num_nodes}-{digest}"
-    if root is None:
-        return _generate(name, params, None)
-    folder = Path(root) / name
-    if not (folder / "meta.json").is_file():
-        Path(root).mkdir(parents=True, exist_ok=True)
-        tmp = Path(root) / f".{name}.{uuid.uuid4().hex}.tmp"
-        tmp.mkdir()
-        try:
-            _generate(name, params, tmp)
-            if folder.is_dir() and not (folder / "meta.json").is_file():
-                logger.warning("replacing incomplete dataset folder %s", folder)
-                shutil.rmtree(folder)
-            try:
-                os.rename(tmp, folder)
-            except OSError:  # another process finished the same dataset first
-                if not (folder / "meta.json").is_file():
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        logger.info("reopening cached papers-like graph %s", folder)
-    return _open_cached(name, folder)
+    return cached_dataset(name, params, root, _generate, "papers-like graph")
 
 
 def _generate(name: str, params: dict, folder: Optional[Path]) -> Optional[NodeDataset]:
