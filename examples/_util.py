@@ -119,7 +119,7 @@ def unified_table(t: torch.Tensor, what: str) -> torch.Tensor:
     """``ut.unified(t)``; if the memory cannot be registered in place (some drivers refuse to pin
     file-backed memmap pages), say so and pin a copy in RAM instead."""
     import unified_tensor as ut
-    from unified_tensor._cudart import CudaRuntimeError
+    from unified_tensor import CudaRuntimeError
 
     try:
         return ut.unified(t)

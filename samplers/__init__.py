@@ -15,6 +15,8 @@ from .loading import DataLoader
 from .sampling import (EdgePredictionSampler, NeighborSampler, UniformNegativeSampler,
                        presample_hotness)
 
-__all__ = ["CSCGraph", "HeteroCSCGraph", "NeighborSampler", "EdgePredictionSampler",
+from unified_tensor import __version__  # one version for the distribution
+
+__all__ = ["__version__", "CSCGraph", "HeteroCSCGraph", "NeighborSampler", "EdgePredictionSampler",
            "UniformNegativeSampler", "Block", "HeteroBlock", "PairGraph", "DataLoader",
            "presample_hotness", "reorder", "Reordering"]

@@ -108,13 +108,17 @@ def test_wheel_ships_every_subpackage_and_imports_them(dists, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
                     "--target", str(target), str(wheel)], check=True)
-    code = ("import samplers, samplers.datasets; "
+    code = ("import samplers, samplers.datasets, unified_tensor as ut; "
             "from samplers import CSCGraph, HeteroCSCGraph, NeighborSampler, DataLoader, Block, "
             "HeteroBlock, PairGraph, EdgePredictionSampler, UniformNegativeSampler, presample_hotness; "
-            "print(samplers.__file__)")
+            "from unified_tensor import KernelCompileError, CudaRuntimeError; "
+            "print(samplers.__file__, ut.__version__, samplers.__version__)")
     res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(target)),
                          cwd=tmp_path, check=True, capture_output=True, text=True)
-    assert res.stdout.strip().startswith(str(target))
+    where, version, samplers_version = res.stdout.split()
+    assert where.startswith(str(target))
+    assert version == samplers_version == NAME.split("-")[1]   # one version, from the metadata
+    assert "unified_tensor/py.typed" in names and "samplers/py.typed" in names
 
 
 def test_wheel_and_sdist_carry_the_license(dists):
