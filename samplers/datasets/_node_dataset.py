@@ -283,6 +283,32 @@ def cached_dataset(name: str, params: dict, root: Optional[PathLike], generate, 
         logger.info("reopening cached %s %s", what, folder)
     return _open_cached(name, folder)
 
+
+def feature_buffer(folder: Optional[Path], n: int, f: int, np_dtype) -> np.ndarray:
+    """Where a generator writes the features: ``folder/features.npy`` (a memmap) or RAM."""
+    if folder is None:
+        return np.empty((n, f), dtype=np_dtype)
+    return np.lib.format.open_memmap(folder / "features.npy", mode="w+", dtype=np_dtype,
+                                     shape=(n, f))
+
+
+def finish_dataset(name: str, params: dict, folder: Optional[Path], feats: np.ndarray,
+                   feat_dtype: torch.dtype, arrays: dict, num_classes: int
+                   ) -> Optional[NodeDataset]:
+    """A generator's last step: write the arrays and ``meta.json`` into ``folder`` (returns None),
+    or, with ``folder=None``, the dataset in RAM."""
+    if folder is not None:
+        feats.flush()
+        del feats
+        for key, arr in arrays.items():
+            _save_atomic(folder / f"{key}.npy", arr)
+        meta = dict(params, name=name, num_edges=int(arrays["indices"].shape[0]))
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        return None
+    return NodeDataset(name=name, num_nodes=int(arrays["indptr"].shape[0]) - 1,
+                       features=_features_tensor(feats, feat_dtype), num_classes=num_classes,
+                       **{k: torch.from_numpy(v) for k, v in arrays.items()})
+
 def _generate(name: str, params: dict, folder: Optional[Path]) -> Optional[NodeDataset]:
     """Generate the dataset: write it into ``folder`` and return None, or (``folder=None``)
     return it held in RAM."""
@@ -298,11 +324,7 @@ def _generate(name: str, params: dict, folder: Optional[Path]) -> Optional[NodeD
     del src, dst
     t1 = time.perf_counter()
     np_dtype = FEAT_DTYPES[feat_dtype]
-    if folder is None:
-        feats = np.empty((n, f), dtype=np_dtype)
-    else:
-        feats = np.lib.format.open_memmap(folder / "features.npy", mode="w+", dtype=np_dtype,
-                                          shape=(n, f))
+    feats = feature_buffer(folder, n, f, np_dtype)
     _synthetic.fill_features(feats, feat_dtype, labels, c, params["noise"], seed)
     train, val, test = _synthetic.make_splits(n, tuple(params["split"]), seed)
     t2 = time.perf_counter()
@@ -310,16 +332,7 @@ def _generate(name: str, params: dict, folder: Optional[Path]) -> Optional[NodeD
                 indices.shape[0], t1 - t0, (n, f), t2 - t1)
     arrays = dict(indptr=indptr, indices=indices, labels=labels, train_idx=train, val_idx=val,
                   test_idx=test)
-    if folder is not None:
-        feats.flush()
-        del feats
-        for key, arr in arrays.items():
-            _save_atomic(folder / f"{key}.npy", arr)
-        meta = dict(params, name=name, num_edges=int(indices.shape[0]))
-        (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-        return None
-    return NodeDataset(name=name, num_nodes=n, features=_features_tensor(feats, feat_dtype),
-                       num_classes=c, **{k: torch.from_numpy(v) for k, v in arrays.items()})
+    return finish_dataset(name, params, folder, feats, feat_dtype, arrays, c)
 
 
 def _open_cached(name: str, folder: Path) -> NodeDataset:

@@ -40,8 +40,8 @@ import torch
 
 from . import _synthetic
 from ._args import _float_arg, _int_arg
-from ._node_dataset import (FEAT_DTYPES, NodeDataset, PathLike, _features_tensor, cached_dataset,
-                            _save_atomic, csc_from_edges)
+from ._node_dataset import (FEAT_DTYPES, NodeDataset, PathLike, cached_dataset, csc_from_edges,
+                            feature_buffer, finish_dataset)
 
 __all__ = ["papers_like", "papers_like_communities"]
 
@@ -298,11 +298,7 @@ def _generate(name: str, params: dict, folder: Optional[Path]) -> Optional[NodeD
     classes = np.empty(n, dtype=np.int64)
     classes[perm] = _classes(n, c, venue, field, params["label_purity"], seed)
     np_dtype = FEAT_DTYPES[feat_dtype]
-    if folder is None:
-        feats = np.empty((n, f), dtype=np_dtype)
-    else:
-        feats = np.lib.format.open_memmap(folder / "features.npy", mode="w+", dtype=np_dtype,
-                                          shape=(n, f))
+    feats = feature_buffer(folder, n, f, np_dtype)
     _synthetic.fill_features(feats, feat_dtype, classes, c, params["noise"], seed)
     train, val, test = _synthetic.make_splits(n, tuple(params["split"]), seed)
     labels = np.full(n, -1, dtype=np.int64)
@@ -313,13 +309,4 @@ def _generate(name: str, params: dict, folder: Optional[Path]) -> Optional[NodeD
                 indices.shape[0], t1 - t0, (n, f), t2 - t1)
     arrays = dict(indptr=indptr, indices=indices, labels=labels, train_idx=train, val_idx=val,
                   test_idx=test)
-    if folder is not None:
-        feats.flush()
-        del feats
-        for key, arr in arrays.items():
-            _save_atomic(folder / f"{key}.npy", arr)
-        meta = dict(params, name=name, num_edges=int(indices.shape[0]))
-        (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-        return None
-    return NodeDataset(name=name, num_nodes=n, features=_features_tensor(feats, feat_dtype),
-                       num_classes=c, **{k: torch.from_numpy(v) for k, v in arrays.items()})
+    return finish_dataset(name, params, folder, feats, feat_dtype, arrays, c)
