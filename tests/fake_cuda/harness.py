@@ -1091,6 +1091,36 @@ def _make_fake_launch(real_launch: type) -> type:
     return FakeLaunch
 
 
+def _cache_operands(slot_ptr: int, cache_ptr: int, num_rows: int, row_bytes: int, what: str,
+                    table: str):
+    """A gather kernel's GPU row cache, as the kernel reads it: ``(slot map, cache rows)`` as
+    NumPy arrays over the device memory they point at, or ``None`` after reporting a
+    violation (unknown pointers, no rows for a slot map, rows of another width)."""
+    hit = device_operand(slot_ptr, num_rows * 4, f"{what}: cache slot map (slot_ptr)",
+                         torch.int32, num_rows)
+    if hit is None:
+        return None
+    slots = _np(hit[1][0])
+    if not cache_ptr:
+        violation(f"{what}: a cache slot map without cache rows (cache_ptr is 0)")
+        return None
+    hit = device_operand(cache_ptr, 0, f"{what}: cache rows (cache_ptr)")
+    if hit is None:
+        return None
+    end, there = hit
+    widths = {int(np.prod(p.shape[1:], dtype=np.int64)) * p.element_size()
+              for p in there if p.dim() > 0}
+    if widths and row_bytes not in widths:
+        violation(f"{what}: the cache rows at cache_ptr are {sorted(widths)} bytes each, the "
+                  f"{table}'s {row_bytes}")
+        return None
+    k = (end - int(cache_ptr)) // row_bytes
+    cache = np.empty((0, row_bytes), np.uint8) if k == 0 else np.frombuffer(
+        (ctypes.c_char * (k * row_bytes)).from_address(int(cache_ptr)),
+        dtype=np.uint8).reshape(k, row_bytes)
+    return slots, cache
+
+
 def fake_gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, index: torch.Tensor,
                           out: torch.Tensor, *, perm: Optional[torch.Tensor] = None,
                           aligned: bool = True, max_threads: Optional[int] = None,
@@ -1116,28 +1146,10 @@ def fake_gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, ind
     slots = cache = None
     if slot_ptr:   # the GPU row cache: the slot map and the rows in device memory
         LAUNCHES["gather_cached"] += 1
-        hit = device_operand(slot_ptr, num_rows * 4, "gather kernel: cache slot map (slot_ptr)",
-                             torch.int32, num_rows)
+        hit = _cache_operands(slot_ptr, cache_ptr, num_rows, row_bytes, "gather kernel", "table")
         if hit is None:
             return
-        slots = _np(hit[1][0])
-        if not cache_ptr:
-            violation("gather kernel: a cache slot map without cache rows (cache_ptr is 0)")
-            return
-        hit = device_operand(cache_ptr, 0, "gather kernel: cache rows (cache_ptr)")
-        if hit is None:
-            return
-        end, there = hit
-        widths = {int(np.prod(p.shape[1:], dtype=np.int64)) * p.element_size()
-                  for p in there if p.dim() > 0}
-        if widths and row_bytes not in widths:
-            violation(f"gather kernel: the cache rows at cache_ptr are {sorted(widths)} bytes each, "
-                      f"the table's {row_bytes}")
-            return
-        k = (end - int(cache_ptr)) // row_bytes
-        cache = np.empty((0, row_bytes), np.uint8) if k == 0 else np.frombuffer(
-            (ctypes.c_char * (k * row_bytes)).from_address(int(cache_ptr)),
-            dtype=np.uint8).reshape(k, row_bytes)
+        slots, cache = hit
     table = np.frombuffer((ctypes.c_char * (num_rows * row_bytes)).from_address(host),
                           dtype=np.uint8).reshape(num_rows, row_bytes)
     dst = np.frombuffer((ctypes.c_char * (m * row_bytes)).from_address(_plain(out).data_ptr()),
@@ -1254,28 +1266,10 @@ def fake_gather_convert_rows_cuda(values_dev_ptr: int, num_rows: int, num_cols: 
     slots = cache = None
     if slot_ptr:   # the GPU row cache: the slot map and the compressed rows in device memory
         LAUNCHES["gather_convert_cached"] += 1
-        hit = device_operand(slot_ptr, num_rows * 4, f"{what}: cache slot map (slot_ptr)",
-                             torch.int32, num_rows)
+        hit = _cache_operands(slot_ptr, cache_ptr, num_rows, row_bytes, what, "compressed table")
         if hit is None:
             return
-        slots = _np(hit[1][0])
-        if not cache_ptr:
-            violation(f"{what}: a cache slot map without cache rows (cache_ptr is 0)")
-            return
-        hit = device_operand(cache_ptr, 0, f"{what}: cache rows (cache_ptr)")
-        if hit is None:
-            return
-        end, there = hit
-        widths = {int(np.prod(p.shape[1:], dtype=np.int64)) * p.element_size()
-                  for p in there if p.dim() > 0}
-        if widths and row_bytes not in widths:
-            violation(f"{what}: the cache rows at cache_ptr are {sorted(widths)} bytes each, the "
-                      f"compressed table's {row_bytes}")
-            return
-        k = (end - int(cache_ptr)) // row_bytes
-        cache = np.empty((0, row_bytes), np.uint8) if k == 0 else np.frombuffer(
-            (ctypes.c_char * (k * row_bytes)).from_address(int(cache_ptr)),
-            dtype=np.uint8).reshape(k, row_bytes)
+        slots, cache = hit
     idx = _np(index).astype(np.int64)
     valid = (idx >= -num_rows) & (idx < num_rows)
     rows = np.where(idx < 0, idx + num_rows, idx)[valid]
