@@ -7,15 +7,18 @@ performance protocol, bench/README.md):
   cpu_gather_copy    torch.index_select on the CPU into a pinned staging buffer + non_blocking
                      copy to the GPU, end to end (what users do today)
   uva_torch          torch's own index_select on a CUDA view of the pinned table (naive zero-copy)
-  unified            ut.gather with its defaults (this library; short rows are read in ascending
-                     id order, argsort included)
+  unified            ut.gather with its defaults: what a user gets (short rows read in ascending
+                     id order, argsort included; the default range check, deferred: no host sync)
+  unified_novalidate ut.gather(validate=False): no range check (ids known valid); the headline
+                     ``unified`` of the results before issue 18
   unified_unsorted   ut.gather(sorted_order=False): rows read in index order
   unified_unaligned  ut.gather(aligned=False, sorted_order=False)
   unified_sorted     ut.gather(sorted_order=True) (argsort included)
-  unified_checked    ut.gather with its default range check (deferred: no host sync per call);
-                     ``unified`` times validate=False unless --validate
   unified_synccheck  ut.gather(validate="sync"): the immediate range check (one host sync a call)
   gpu_resident       index_select with the table in GPU memory (the upper bound)
+
+Every ``unified_*`` variant changes only what its name says (``--novalidate``: all of them without
+the range check, as before issue 18).
 
 CPU-only machine: ``x[idx]`` (x_idx), ``torch.index_select(out=)`` (index_select_out) and the CPU
 path of ``ut.gather`` (ut_gather_cpu).
@@ -37,16 +40,8 @@ import time
 import traceback
 from typing import Callable, Dict, List, Optional
 
-import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (anon_hugepages_kb, device_tag, env_info, format_table, free_cuda, gbps,  # noqa: E402
-                     host_mem_available, hugepage_empty, is_oom, time_cuda, time_host, write_json)
-
-import unified_tensor as ut  # noqa: E402
-
-GPU_MODES = ["pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_unsorted",
-             "unified_unaligned", "unified_sorted", "unified_checked", "unified_synccheck",
+GPU_MODES = ["pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_novalidate",
+             "unified_unsorted", "unified_unaligned", "unified_sorted", "unified_synccheck",
              "gpu_resident"]
 CPU_MODES = ["x_idx", "index_select_out", "ut_gather_cpu"]
 PATTERNS = ["uniform", "powerlaw"]
@@ -57,6 +52,76 @@ GIB = 1 << 30
 MIB = 1 << 20
 # Multiplier that scatters the power-law ranks over the table (hot rows are not clustered).
 _SCATTER = 2654435761
+
+
+# -- command line ------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
+                   help="auto: cuda when ut.cuda_available(), else the CPU modes")
+    p.add_argument("--out", default=None,
+                   help="JSON path; if not given, bench/results/gather_<device>.json")
+    p.add_argument("--plot", default=None, help="PNG path; if not given, the JSON path with .png")
+    p.add_argument("--no-plot", action="store_true", help="write no PNG chart")
+    p.add_argument("--replot", metavar="JSON", default=None,
+                   help="only redraw the PNG of an existing result JSON (to --plot or next to "
+                        "it); if not given, run the benchmark")
+    p.add_argument("--quick", action="store_true", help="tiny run (seconds): small table, 4 widths")
+    p.add_argument("--table-gb", type=float, default=None,
+                   help="table size in GiB; if not given, 8 on a GPU, 2 on the CPU (--quick: 0.25, "
+                        "0.0625)")
+    p.add_argument("--gather-mb", type=float, default=None,
+                   help="bytes moved per gather, MiB; if not given, 128 on a GPU, 32 on the CPU "
+                        "(--quick: 8, 2)")
+    p.add_argument("--widths", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                   help="float32 row widths, comma separated; if not given, "
+                        f"{','.join(map(str, DEFAULT_WIDTHS))} "
+                        f"(--quick: {','.join(map(str, QUICK_WIDTHS))})")
+    p.add_argument("--patterns", type=lambda s: s.split(","), default=",".join(PATTERNS),
+                   help=f"index patterns, comma-separated subset of {','.join(PATTERNS)}")
+    p.add_argument("--modes", type=lambda s: s.split(","), default=None,
+                   help=f"modes to time, comma separated (GPU: {','.join(GPU_MODES)}; CPU: "
+                        f"{','.join(CPU_MODES)}; see the module docstring); if not given, all of "
+                        f"the device's")
+    p.add_argument("--alpha", type=float, default=1.0, help="power-law exponent of the powerlaw pattern")
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed calls per mode and configuration (1 where the first call took "
+                        "over 0.5 s; --quick: at most 1)")
+    p.add_argument("--iters", type=int, default=10,
+                   help="timed calls per mode and configuration, fewer past --budget-s; the "
+                        "median is reported (--quick: at most 3)")
+    p.add_argument("--budget-s", type=float, default=1.5, help="max seconds of timed calls per mode")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="skip the remaining configurations after this long; if not given, 4 on a "
+                        "GPU, 15 on the CPU")
+    p.add_argument("--novalidate", action="store_true",
+                   help="time unified and its variants with validate=False (no range check), as "
+                        "the results before issue 18 did; unified_novalidate is always timed so")
+    p.add_argument("--base-offsets", type=lambda s: [int(x) % 128 for x in s.split(",")], default="0",
+                   help="table base address mod 128 (GPU); e.g. 0,64 measures both alignments")
+    p.add_argument("--hugepages", action="store_true",
+                   help="allocate the GPU-run table with madvise(MADV_HUGEPAGE) (2 MiB pages where THP "
+                        "is enabled): fewer address translations per random row")
+    p.add_argument("--caps", type=lambda s: [int(x) for x in s.split(",") if x], default=[],
+                   help="also time ut.gather with these max_threads caps, comma separated (modes "
+                        "unified_cap<N>); if not given, none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the index generator")
+    p.add_argument("--verbose", action="store_true",
+                   help="print the traceback of a mode that fails")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import (anon_hugepages_kb, device_tag, env_info, format_table, free_cuda, gbps,  # noqa: E402
+                     host_mem_available, hugepage_empty, is_oom, time_cuda, time_host, write_json)
+
+import unified_tensor as ut  # noqa: E402
 
 
 # -- inputs ------------------------------------------------------------------------------------------
@@ -276,6 +341,7 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
             def check(res, ref=ref):
                 return _same(res, ref)
 
+            vkw = {"validate": False} if args.novalidate else {}   # the variants' range check
             fns = {
                 "pcie_h2d": (lambda: dst[:nbytes].copy_(base[:nbytes], non_blocking=True),
                              lambda res: torch.equal(res.cpu(), base[:nbytes]), "cuda"),
@@ -283,26 +349,25 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
                                                       non_blocking=True), check, "host+cuda"),
                 "uva_torch": ((lambda: torch.index_select(uva, 0, idx, out=out)) if uva is not None else None,
                               check, "cuda"),
-                "unified": (lambda: ut.gather(tw, idx, out=out, validate=args.validate), check, "cuda"),
-                "unified_unsorted": (lambda: ut.gather(tw, idx, out=out, validate=args.validate,
-                                                       sorted_order=False), check, "cuda"),
-                "unified_unaligned": (lambda: ut.gather(tw, idx, out=out, validate=args.validate,
-                                                        aligned=False, sorted_order=False), check, "cuda"),
-                "unified_sorted": (lambda: ut.gather(tw, idx, out=out, validate=args.validate,
-                                                     sorted_order=True), check, "cuda"),
-                # the default range check (deferred, no host sync) and the immediate one (a sync)
-                "unified_checked": (lambda: ut.gather(tw, idx, out=out), check, "cuda"),
+                # what a user gets: the defaults (deferred range check, no host sync)
+                "unified": (lambda: ut.gather(tw, idx, out=out, **vkw), check, "cuda"),
+                "unified_novalidate": (lambda: ut.gather(tw, idx, out=out, validate=False), check, "cuda"),
+                "unified_unsorted": (lambda: ut.gather(tw, idx, out=out, sorted_order=False, **vkw),
+                                     check, "cuda"),
+                "unified_unaligned": (lambda: ut.gather(tw, idx, out=out, aligned=False, sorted_order=False,
+                                                        **vkw), check, "cuda"),
+                "unified_sorted": (lambda: ut.gather(tw, idx, out=out, sorted_order=True, **vkw),
+                                   check, "cuda"),
                 "unified_synccheck": (lambda: ut.gather(tw, idx, out=out, validate="sync"), check, "cuda"),
                 "gpu_resident": ((lambda: torch.index_select(gpu_tab, 0, idx, out=out))
                                  if gpu_tab is not None else None, check, "cuda"),
             }
             if "unified" in args.modes:   # the one-row-in-flight kernel, for comparison
                 fns["unified_1row"] = (lambda: _one_row_in_flight(lambda: ut.gather(
-                    tw, idx, out=out, validate=args.validate, sorted_order=False)), check, "cuda")
+                    tw, idx, out=out, sorted_order=False, **vkw)), check, "cuda")
             for cap in args.caps:   # the gather with at most `cap` resident threads
                 fns[f"unified_cap{cap}"] = ((lambda cap=cap: ut.gather(tw, idx, out=out, max_threads=cap,
-                                                                       validate=args.validate,
-                                                                       sorted_order=False)),
+                                                                       sorted_order=False, **vkw)),
                                             check, "cuda")
             modes: Dict[str, object] = {}
             extra = (["unified_1row"] if "unified" in args.modes else []) + [f"unified_cap{c}" for c in args.caps]
@@ -321,7 +386,7 @@ def run_gpu(args, table_bytes: int, log, on_row: Optional[Callable[[List[dict]],
                 "unified/uva_torch": _ratio(modes, "unified", "uva_torch"),
                 "unified/gpu_resident": _ratio(modes, "unified", "gpu_resident"),
                 "unified/unified_unsorted": _ratio(modes, "unified", "unified_unsorted"),
-                "unified_checked/unified": _ratio(modes, "unified_checked", "unified"),
+                "unified/unified_novalidate": _ratio(modes, "unified", "unified_novalidate"),
                 "unified_synccheck/unified": _ratio(modes, "unified_synccheck", "unified"),
                 "unified_unsorted/unified_unaligned": _ratio(modes, "unified_unsorted", "unified_unaligned"),
                 "unified_unsorted/unified_1row": _ratio(modes, "unified_unsorted", "unified_1row"),
@@ -488,62 +553,6 @@ def plot(result, modes: List[str], path: str, title: str) -> Optional[str]:
 
 
 # -- main ---------------------------------------------------------------------------------------------
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
-                   help="auto: cuda when ut.cuda_available(), else the CPU modes")
-    p.add_argument("--out", default=None,
-                   help="JSON path; if not given, bench/results/gather_<device>.json")
-    p.add_argument("--plot", default=None, help="PNG path; if not given, the JSON path with .png")
-    p.add_argument("--no-plot", action="store_true", help="write no PNG chart")
-    p.add_argument("--replot", metavar="JSON", default=None,
-                   help="only redraw the PNG of an existing result JSON (to --plot or next to "
-                        "it); if not given, run the benchmark")
-    p.add_argument("--quick", action="store_true", help="tiny run (seconds): small table, 4 widths")
-    p.add_argument("--table-gb", type=float, default=None,
-                   help="table size in GiB; if not given, 8 on a GPU, 2 on the CPU (--quick: 0.25, "
-                        "0.0625)")
-    p.add_argument("--gather-mb", type=float, default=None,
-                   help="bytes moved per gather, MiB; if not given, 128 on a GPU, 32 on the CPU "
-                        "(--quick: 8, 2)")
-    p.add_argument("--widths", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                   help="float32 row widths, comma separated; if not given, "
-                        f"{','.join(map(str, DEFAULT_WIDTHS))} "
-                        f"(--quick: {','.join(map(str, QUICK_WIDTHS))})")
-    p.add_argument("--patterns", type=lambda s: s.split(","), default=",".join(PATTERNS),
-                   help=f"index patterns, comma-separated subset of {','.join(PATTERNS)}")
-    p.add_argument("--modes", type=lambda s: s.split(","), default=None,
-                   help=f"modes to time, comma separated (GPU: {','.join(GPU_MODES)}; CPU: "
-                        f"{','.join(CPU_MODES)}; see the module docstring); if not given, all of "
-                        f"the device's")
-    p.add_argument("--alpha", type=float, default=1.0, help="power-law exponent of the powerlaw pattern")
-    p.add_argument("--warmup", type=int, default=3,
-                   help="untimed calls per mode and configuration (1 where the first call took "
-                        "over 0.5 s; --quick: at most 1)")
-    p.add_argument("--iters", type=int, default=10,
-                   help="timed calls per mode and configuration, fewer past --budget-s; the "
-                        "median is reported (--quick: at most 3)")
-    p.add_argument("--budget-s", type=float, default=1.5, help="max seconds of timed calls per mode")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="skip the remaining configurations after this long; if not given, 4 on a "
-                        "GPU, 15 on the CPU")
-    p.add_argument("--validate", action="store_true",
-                   help="time ut.gather with validate=True (a range check + host sync per call)")
-    p.add_argument("--base-offsets", type=lambda s: [int(x) % 128 for x in s.split(",")], default="0",
-                   help="table base address mod 128 (GPU); e.g. 0,64 measures both alignments")
-    p.add_argument("--hugepages", action="store_true",
-                   help="allocate the GPU-run table with madvise(MADV_HUGEPAGE) (2 MiB pages where THP "
-                        "is enabled): fewer address translations per random row")
-    p.add_argument("--caps", type=lambda s: [int(x) for x in s.split(",") if x], default=[],
-                   help="also time ut.gather with these max_threads caps, comma separated (modes "
-                        "unified_cap<N>); if not given, none")
-    p.add_argument("--seed", type=int, default=0, help="seed of the index generator")
-    p.add_argument("--verbose", action="store_true",
-                   help="print the traceback of a mode that fails")
-    return p.parse_args(argv)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.replot:
@@ -600,7 +609,7 @@ def main(argv=None) -> int:
                          "widths": args.widths, "dtype": "float32", "patterns": args.patterns,
                          "modes": args.modes, "powerlaw_alpha": args.alpha, "warmup": args.warmup,
                          "iters": args.iters, "budget_s": args.budget_s, "index_dtype": "int64",
-                         "validate": args.validate, "quick": args.quick, "seed": args.seed,
+                         "validate": not args.novalidate, "quick": args.quick, "seed": args.seed,
                          "hugepages": args.hugepages, "base_offsets": args.base_offsets, "caps": args.caps,
                          "argv": sys.argv[1:] if argv is None else list(argv)}
     if note:

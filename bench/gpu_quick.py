@@ -11,15 +11,25 @@ one runs. Steps, most valuable first (estimates on an H100/H200):
                cudaHostRegister on anonymous / read-only / memmapped memory, syncs per batch (~25 s)
   2. gpu_tests pytest -m gpu on the library's own tests (tests/unified_tensor, tests/samplers),
                junit XML (~60 s)
-  3. gather    bench/gather.py: 64 B, 512 B, 4 KB rows, uniform ids, 8 GiB table, base offset 0 and
-               64 mod 128, all GPU modes + the gather with thread caps (~60 s)
-  3b. gather_thp  the same with the table in transparent huge pages (madvise), 0 offset only (~30 s)
+  3. e2e       bench/e2e.py GraphSAGE on a papers100M-shaped graph (samplers.datasets.papers_like,
+               ``--e2e-nodes``, default 16M nodes = 8 GiB of float32 features, 10x the 0.1 cache;
+               generated with all cores), every configuration most valuable first, each skipped
+               (recorded) when the step's budget left is shorter than the longest one so far:
+               unified (defaults), gpu_resident, baseline (the strong one: CPU sampling + gather
+               in worker threads, pinned, non_blocking, overlapped), unified_cached,
+               unified_reordered(_cached) (``--e2e-order``, default degree: the community order
+               is single-threaded, minutes at 16M nodes), unified_graph_on_gpu, baseline_naive,
+               unified_int8_cached, unified_bf16, unified_int8, unified_one_sync,
+               unified_no_overlap, unified_capped, unified_unsorted; host syncs per batch per
+               thread for each (~170 s)
   4. overlap   bench/overlap.py: gather (per thread cap) beside a stand-in training step on another
-               stream: both / (gather + train), and the capped gather's GB/s against pcie_h2d (~30 s)
-  5. e2e       bench/e2e.py GraphSAGE: baseline, unified, unified_one_sync, unified_cached (10% of rows
-               by out-degree in a GPU cache), unified_capped, unified_no_overlap, unified_bf16,
-               unified_int8, unified_int8_cached (compressed tables, issue 17),
-               gpu_resident on a synthetic graph generated with all cores (~150 s)
+               stream: both / (uncapped gather + train), and the capped gather's GB/s against
+               pcie_h2d; then the DataLoader's defaults beside it, with host syncs per batch per
+               thread (~30 s)
+  5. gather    bench/gather.py: 64 B, 512 B, 4 KB rows, uniform ids, 8 GiB table, base offset 0 and
+               64 mod 128, all GPU modes (``unified``: the defaults, ``unified_novalidate``: no
+               range check, the headline ``unified`` before issue 18) + thread caps (~30 s)
+  5b. gather_thp  the same with the table in transparent huge pages (madvise), 0 offset only (~15 s)
   6. memcheck  compute-sanitizer memcheck on the gather GPU tests plus one deferred-check and one
                cache test; skipped in one line where the sanitizer refuses the device (~40 s)
   7. sampler   bench/sampler.py GPU rows (time left)
@@ -57,11 +67,12 @@ from typing import Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
-STEP_NAMES = ["probe", "gpu_tests", "gather", "gather_thp", "overlap", "e2e", "memcheck", "sampler", "demo",
+STEP_NAMES = ["probe", "gpu_tests", "e2e", "overlap", "gather", "gather_thp", "memcheck", "sampler", "demo",
               "pyg"]
 # Per-step caps (seconds); each is also clipped to the budget left.
-CAPS = {"probe": 75, "gpu_tests": 150, "gather": 110, "gather_thp": 70, "overlap": 75, "e2e": 230, "memcheck": 70, "sampler": 80,
+CAPS = {"probe": 75, "gpu_tests": 150, "gather": 110, "gather_thp": 70, "overlap": 90, "e2e": 240, "memcheck": 70, "sampler": 80,
         "demo": 90, "pyg": 45}
+E2E_MARGIN_S = 15    # the e2e step's own --budget-s is its time limit less this (it then skips, not dies)
 MIN_STEP_S = 15      # a step gets at least this much or is skipped for lack of budget
 RESERVE_S = 5        # kept back for the summary
 
@@ -114,10 +125,14 @@ class Runner:
             self.embedded[name] = {"error": f"unreadable {filename}: {exc}"}
         os.remove(path)
 
+    def limit(self, name: str) -> float:
+        """Seconds the step ``name`` may run now: its cap, clipped to the budget left."""
+        return min(CAPS[name], self.left() - RESERVE_S)
+
     def run(self, name: str, cmd: List[str], env: Optional[Dict[str, str]] = None) -> tuple:
         """Run ``cmd`` in its own process group, output to the terminal and the log, clipped to the
         step's cap and the budget left. Returns (status, seconds, output text)."""
-        limit = min(CAPS[name], self.left() - RESERVE_S)
+        limit = self.limit(name)
         if limit < MIN_STEP_S:
             return f"skipped: budget ({self.left():.0f} s left)", 0.0, ""
         self.say(f"\n=== {name}: {' '.join(cmd)} (limit {limit:.0f} s)")
@@ -193,16 +208,18 @@ def headlines(out_dir: str, tag: str, embedded: Optional[Dict[str, object]] = No
         for row in g.get("rows", []):
             r = row.get("ratios", {})
             key = f"{row['row_bytes']}B@{row.get('base_offset', 0)}"
+            # "unified" is the default path since issue 18 (deferred range check); the old headline
+            # "unified" (validate=False) is "unified_novalidate", and the old
+            # "unified_checked/unified" is "unified/unified_novalidate"
             for k in ("unified/pcie_h2d", "unified/cpu_gather_copy", "unified/unified_unsorted",
-                      "unified_unsorted/unified_unaligned", "unified_checked/unified",
-                      "unified_synccheck/unified"):
+                      "unified_unsorted/unified_unaligned", "unified/unified_novalidate",
+                      "unified_checked/unified", "unified_synccheck/unified"):
                 if k in r:
                     h[f"gather {key} {k}"] = round(r[k], 3)
             mods = row.get("modes", {})
-            if mods.get("pcie_h2d", {}).get("gbps"):
-                h[f"gather {key} pcie_h2d GB/s"] = round(mods["pcie_h2d"]["gbps"], 2)
-            if mods.get("unified", {}).get("gbps"):
-                h[f"gather {key} unified GB/s"] = round(mods["unified"]["gbps"], 2)
+            for mode in ("pcie_h2d", "unified", "unified_novalidate"):
+                if mods.get(mode, {}).get("gbps"):
+                    h[f"gather {key} {mode} GB/s"] = round(mods[mode]["gbps"], 2)
     except (OSError, ValueError, KeyError):
         pass
     try:
@@ -211,11 +228,39 @@ def headlines(out_dir: str, tag: str, embedded: Optional[Dict[str, object]] = No
         sps = {r["config"]: r.get("seeds_per_s") for r in e.get("rows", []) if r.get("status") == "ok"}
         for k, v in sps.items():
             h[f"e2e {k} seeds/s"] = round(v, 1)
+        # "baseline" is the strong baseline since issue 18; the old one is "baseline_naive"
         for a, b in (("unified", "baseline"), ("gpu_resident", "unified"), ("unified", "unified_no_overlap"),
                      ("unified_capped", "unified"), ("unified", "unified_unsorted"),
-                     ("unified_one_sync", "unified"), ("unified_cached", "unified")):
+                     ("unified_one_sync", "unified"), ("unified_cached", "unified"),
+                     ("unified", "baseline_naive"), ("baseline", "baseline_naive"),
+                     ("unified", "gpu_resident"), ("unified_reordered", "unified"),
+                     ("unified_reordered_cached", "unified"), ("unified_graph_on_gpu", "unified"),
+                     ("unified_cached", "gpu_resident"), ("unified_reordered_cached", "gpu_resident"),
+                     ("unified_int8_cached", "gpu_resident")):
             if sps.get(a) and sps.get(b):
                 h[f"e2e {a}/{b}"] = round(sps[a] / sps[b], 3)
+        for k in ("best_ours/gpu_resident", "best_ours/baseline"):
+            if k in e.get("ratios", {}):
+                h[f"e2e {k}"] = round(e["ratios"][k], 3)
+        if e.get("best_ours"):
+            h["e2e best_ours"] = e["best_ours"]
+        for r in e.get("rows", []):
+            s = r.get("syncs_per_batch")
+            if r.get("status") == "ok" and s:
+                h[f"e2e {r['config']} syncs/batch training,producer,model"] = [
+                    round(s.get(role, 0.0), 2) for role in ("training", "producer", "model")]
+        for k, v in e.get("targets", {}).items():
+            h[f"e2e target {k}"] = "met" if v else "NOT met"
+        ds = e.get("dataset", {})
+        if ds:
+            h["e2e graph"] = f"{ds.get('graph', 'synthetic')} {ds.get('num_nodes')} nodes"
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        with open(os.path.join(out_dir, f"overlap_{tag}.json")) as f:
+            o = json.load(f)
+        for k, v in o.get("summary", {}).items():
+            h[f"overlap {k}"] = v
     except (OSError, ValueError, KeyError):
         pass
     try:
@@ -245,15 +290,21 @@ def find_sanitizer() -> Optional[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--budget", type=float, default=float(os.environ.get("GPU_QUICK_BUDGET", 450)),
-                   help="global wall-clock budget in seconds (env GPU_QUICK_BUDGET)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="global wall-clock budget in seconds; if not given, "
+                        "$UNIFIED_TENSOR_GPU_QUICK_BUDGET, else 450")
     p.add_argument("--out", default=os.environ.get("OUT") or os.path.join(HERE, "results"),
                    help="results folder (default: $OUT when set, else bench/results)")
     p.add_argument("--steps", default=",".join(STEP_NAMES), help="comma-separated subset, in order")
     p.add_argument("--python", default=sys.executable, help="interpreter for the steps")
     p.add_argument("--dry-run", action="store_true",
                    help="check every step's command line, run nothing on a GPU")
-    p.add_argument("--e2e-nodes", type=int, default=2_000_000, help="synthetic graph size of the e2e step")
+    p.add_argument("--e2e-nodes", type=int, default=16_000_000,
+                   help="papers_like graph size of the e2e step (16M: 8 GiB of float32 features, the "
+                        "gather step's table; 10x the 0.1 GPU cache under test)")
+    p.add_argument("--e2e-order", choices=("degree", "community"), default="degree",
+                   help="locality order of the e2e step's unified_reordered rows (community: "
+                        "single-threaded, ~36 s per million nodes on a 2-core CI box)")
     args = p.parse_args(argv)
     steps = [s for s in args.steps.split(",") if s]
     bad = [s for s in steps if s not in STEP_NAMES]
@@ -266,6 +317,14 @@ def main(argv=None) -> int:
     import torch
 
     from _common import device_tag
+    from unified_tensor._env import env
+
+    if args.budget is None:
+        budget = env("GPU_QUICK_BUDGET", "450")
+        try:
+            args.budget = float(budget)
+        except ValueError:
+            p.error(f"UNIFIED_TENSOR_GPU_QUICK_BUDGET must be a number of seconds, got {budget!r}")
 
     gpu = torch.cuda.is_available() and not args.dry_run
     if gpu:
@@ -296,11 +355,15 @@ def main(argv=None) -> int:
                        "--caps", "8192,32768", "--budget-s", "0.5", "--iters", "10", "--max-minutes", "1.0",
                        "--no-plot", "--out", r.path(f"gather_{tag}_thp.json")],
         "overlap": ["--out", r.path(f"overlap_{tag}.json")],
-        "e2e": ["--nodes", str(nodes), "--configs",
-                "baseline,unified,unified_one_sync,unified_cached,unified_unsorted,unified_capped,"
-                "unified_no_overlap,unified_bf16,unified_int8,unified_int8_cached,"
-                "gpu_resident",
+        # most valuable first (e2e.py runs them in this order and skips what its budget cannot fit)
+        "e2e": ["--graph", "papers_like", "--nodes", str(nodes), "--configs",
+                "unified,gpu_resident,baseline,unified_cached,unified_reordered,"
+                "unified_reordered_cached,unified_graph_on_gpu,baseline_naive,unified_int8_cached,"
+                "unified_bf16,unified_int8,unified_one_sync,unified_no_overlap,unified_capped,"
+                "unified_unsorted",
+                "--order", args.e2e_order, "--cache-fraction", "0.1", "--sync-batches", "5",
                 "--warmup", "3", "--batches", "10", "--rounds", "3", "--cache", "none", "--no-plot",
+                "--budget-s", str(CAPS["e2e"] - E2E_MARGIN_S),   # set to the time left when it runs
                 "--out", r.path(f"e2e_{tag}.json")],
         "sampler": ["--nodes", "2000000", "--edges", "30000000", "--no-dgl", "--rounds", "3",
                     "--batches", "8", "--out", r.path(f"sampler_{tag}.json")],
@@ -369,6 +432,10 @@ def main(argv=None) -> int:
             secs += psecs
             if "ERROR SUMMARY: 0 errors" not in text and st == "PASS":
                 st = "FAIL(no memcheck summary)"
+        elif name == "e2e":
+            argv = list(bench_argv[name])
+            argv[argv.index("--budget-s") + 1] = f"{max(r.limit(name) - E2E_MARGIN_S, 1.0):.0f}"
+            st, secs, _ = r.run(name, [py, scripts[name]] + argv)
         else:
             st, secs, _ = r.run(name, [py, scripts[name]] + bench_argv[name])
         if name in folded:

@@ -17,7 +17,7 @@ from testing import run_script  # noqa: E402
 
 CPU_MODES = {"x_idx", "index_select_out", "ut_gather_cpu"}
 GPU_MODES = {"pcie_h2d", "cpu_gather_copy", "uva_torch", "unified", "unified_unsorted", "unified_unaligned",
-             "unified_sorted", "unified_checked", "unified_synccheck", "gpu_resident", "unified_1row"}
+             "unified_sorted", "unified_novalidate", "unified_synccheck", "gpu_resident", "unified_1row"}
 
 
 def _run_quick(tmp_path, device, extra=(), timeout=120):
@@ -138,3 +138,196 @@ def test_hugepage_table_is_2mib_aligned_and_writable():
     assert t.numel() == 5 << 20 and t.data_ptr() % (2 << 20) == 0
     t.fill_(7)
     assert int(t[-1]) == 7
+
+
+# -- host syncs per thread (bench/_syncs.py) and the e2e baseline's GPU branch, on fake CUDA ---------
+# The fake-CUDA harness (tests/fake_cuda/harness.py) patches torch.cuda for the whole process, so
+# these run in a child process. Its host syncs (harness.SYNCS) are what PyTorch would sync on; the
+# child makes them warn as torch.cuda.set_sync_debug_mode("warn") does on a real GPU, so the
+# counter is checked against the harness's own count, thread by thread.
+_FAKE_PRELUDE = r'''
+import os, sys, threading, warnings, collections
+REPO = sys.argv[1]
+sys.path[:0] = [os.path.join(REPO, "tests", "fake_cuda"), REPO, os.path.join(REPO, "bench"),
+                os.path.join(REPO, "examples")]
+import harness
+harness.install()
+import torch
+_mode = {"v": 0}
+def _set(m):
+    _mode["v"] = {"default": 0, "warn": 1, "error": 2}.get(m, m)
+torch.cuda.set_sync_debug_mode = _set
+torch.cuda.get_sync_debug_mode = lambda: _mode["v"]
+_orig_sync = harness._sync
+def _sync(kind):                      # PyTorch's debug mode: a UserWarning on every host sync
+    _orig_sync(kind)
+    if _mode["v"] == 1:
+        warnings.warn("called a synchronizing CUDA operation", UserWarning)
+harness._sync = _sync
+from _syncs import SyncCounter
+def total_syncs():
+    return sum(harness.SYNCS.values())
+'''
+
+_FAKE_COUNTER = r'''
+x = torch.arange(6.0, device="cuda")
+before = total_syncs()
+shown = []
+warnings.showwarning = lambda *a, **k: shown.append(str(a[0]))
+with SyncCounter() as c:
+    float(x.sum().item())                        # training: 1 tensor sync
+    torch.cuda.synchronize()                     # training: 1 (it also warns: counted once)
+    with c.scope("model"):
+        x.nonzero()                              # model: 1
+    def work():
+        x.cpu(); x.cpu()                         # producer: 2 tensor syncs
+        torch.cuda.Event().synchronize()         # producer: 1 explicit wait (no warning)
+        torch.cuda.Stream().synchronize()        # producer: 1 (warns too: counted once)
+        warnings.warn("something else")          # not a sync: shown as before
+    t = threading.Thread(target=work, name="samplers-DataLoader-producer-x")
+    t.start(); t.join()
+    assert _mode["v"] == 1
+x.cpu()                                          # after the counter: not counted
+assert _mode["v"] == 0, "debug mode restored"
+assert shown == ["something else"], shown
+assert c.by_role() == {"training": 2, "producer": 4, "model": 1}, c.counts
+assert sum(c.counts.values()) == total_syncs() - before - 1, (c.counts, harness.SYNCS)
+k = c.by_kind()
+assert k["training"] == {"tensor sync (debug mode)": 1, "torch.cuda.synchronize": 1}, k
+assert k["producer"] == {"tensor sync (debug mode)": 2, "event.synchronize": 1,
+                         "stream.synchronize": 1}, k
+assert c.by_thread() == {threading.current_thread().name: 3, "samplers-DataLoader-producer-x": 4}
+pb = c.per_batch(2)
+assert pb["training"] == 1.0 and pb["producer"] == 2.0 and pb["model"] == 0.5
+assert torch.cuda.synchronize.__name__ != "wrapped" and not hasattr(torch.cuda.synchronize, "__wrapped__")
+
+# A real DataLoader: GPU sampling and gather on its producer thread; the training thread only
+# takes batches. Every sync the harness saw is counted once, on the thread that made it.
+from samplers import CSCGraph, DataLoader, NeighborSampler
+from samplers.datasets import papers_like
+import unified_tensor as ut
+ds = papers_like(3000, feat_dim=8)
+g = CSCGraph.from_csc(ds.indptr, ds.indices).pin()
+loader = DataLoader(g, ds.train_idx, NeighborSampler([4, 4], seed=0), batch_size=8,
+                    device="cuda", features=ut.unified(ds.features), labels=ut.unified(ds.labels))
+before = total_syncs()
+with SyncCounter() as c:
+    n = 0
+    it = iter(loader)
+    for _ in range(3):
+        next(it)
+        n += 1
+    it.close()
+assert sum(c.counts.values()) == total_syncs() - before, (c.counts, harness.SYNCS)
+roles = c.by_role()
+assert roles["training"] == 0, c.counts
+assert roles["producer"] >= 1, c.counts
+assert all(name.startswith("samplers-DataLoader-producer") for name in c.by_thread()), c.counts
+print("OK", dict(c.by_role()))
+'''
+
+_FAKE_BASELINE = r'''
+import e2e
+from samplers.datasets import papers_like
+ds = papers_like(3000, feat_dim=8)
+pipe = e2e.StrongBaseline(ds, torch.device("cuda"), [4, 4], 16, seed=0, workers=2, prefetch=2)
+before = total_syncs()
+seen = 0
+with SyncCounter() as c:
+    for batch in pipe.loader(ds.train_idx, shuffle=True, seed=3):
+        input_nodes, output_nodes, blocks, x, y = batch
+        harness.assert_all_on_device((blocks, x, y), "baseline batch")
+        assert torch.equal(harness.to_host(x), ds.features[input_nodes.long()])
+        assert torch.equal(harness.to_host(y), ds.labels[output_nodes.long()])
+        seen += y.numel()
+pipe.close()
+assert seen == ds.train_idx.numel(), seen
+assert c.by_role() == {"training": 0, "producer": 0}, c.counts   # no host sync on any thread
+assert total_syncs() == before
+# the handover: every CUDA tensor of a batch got record_stream on the training stream
+harness.RECORDED.clear()
+it = iter(pipe.loader(ds.train_idx, shuffle=False))
+batch = next(it)
+harness.assert_handed_over(batch[2:], "baseline batch")
+it.close()
+# the staging buffers and blocks are page-locked before the non_blocking copies
+from samplers import NeighborSampler
+_, _, cpu_blocks = NeighborSampler([4, 4], seed=0).sample(pipe.graph, ds.train_idx[:16])
+for b in cpu_blocks:
+    pb = e2e._pinned_block(b, True)
+    ts = [t for t in vars(pb).values() if isinstance(t, torch.Tensor)]
+    ts += [t for d in vars(pb).values() if isinstance(d, dict) for t in d.values()]
+    assert ts and all(t.is_pinned() for t in ts), [t.is_pinned() for t in ts]
+    assert not any(t.is_pinned() for t in vars(b).values() if isinstance(t, torch.Tensor))
+print("OK")
+'''
+
+
+def _run_fake(code: str):
+    import subprocess
+
+    p = subprocess.run([sys.executable, "-c", _FAKE_PRELUDE + code, ROOT], cwd=ROOT,
+                       capture_output=True, text=True, timeout=240,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert p.returncode == 0 and "OK" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]
+    return p.stdout
+
+
+def test_sync_counter_attributes_syncs_to_threads_on_fake_cuda():
+    _run_fake(_FAKE_COUNTER)
+
+
+def test_e2e_strong_baseline_gpu_branch_on_fake_cuda():
+    _run_fake(_FAKE_BASELINE)
+
+
+def test_sync_counter_without_cuda_counts_explicit_waits_only():
+    import threading
+
+    import torch
+
+    from _syncs import SyncCounter
+
+    c = SyncCounter()
+    with pytest.raises(ValueError, match="batches"):
+        c.per_batch(0)
+    with c:
+        c.note("custom")
+        t = threading.Thread(target=lambda: c.note("custom"), name="producer-1")
+        t.start()
+        t.join()
+        with pytest.raises(RuntimeError, match="already active"):
+            c.__enter__()
+    c.note("after")   # inactive: ignored
+    assert c.by_role() == {"training": 1, "producer": 1}
+    assert c.per_batch(1)["tensor_syncs_observed"] is torch.cuda.is_available()
+    with pytest.raises(ValueError, match="role"):
+        with c.scope(""):
+            pass
+
+
+_FAKE_OVERLAP = r'''
+import types
+import overlap
+args = types.SimpleNamespace(loader_nodes=4000, row_bytes=32, fanouts="4,4", batch_size=16,
+                             loader_batches=3, reps=3, train_ms=None)
+stack = lambda k: torch.ones(8, device="cuda") * k
+out = overlap.loader_section(args, torch.device("cuda"), stack, 1.0)
+assert out["batches"] == 3 and out["row_bytes"] == 32 and out["nodes"] == 4000
+assert out["loader_ms"] > 0 and out["train_ms"] >= 0 and out["both/sum"] > 0
+s = out["syncs_per_batch"]
+assert s["training"] == 0.0, s          # the training thread never waits for the GPU
+assert s["producer"] > 0, s             # GPU sampling syncs on the producer (per layer, fake GPU)
+assert all(n.startswith("samplers-DataLoader-producer") for n in s["by_thread"]), s
+summ = overlap.summarize({"rows": [
+    {"table": "torch", "cap": None, "both/sum_uncapped": 1.04, "gather/pcie_h2d": 0.9},
+    {"table": "torch", "cap": 4096, "both/sum_uncapped": 0.86, "gather/pcie_h2d": 0.5}],
+    "loader": out})
+assert summ["kernel[torch] default (no cap) both/sum_uncapped"] == 1.04
+assert summ["kernel best cap"] == 4096 and summ["loader syncs/batch training"] == 0.0
+print("OK")
+'''
+
+
+def test_overlap_loader_section_on_fake_cuda():
+    _run_fake(_FAKE_OVERLAP)

@@ -10,7 +10,7 @@ import pytest
 from testing import has_gpu
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = ["probe", "gpu_tests", "gather", "gather_thp", "overlap", "e2e", "memcheck", "sampler", "demo", "pyg"]
+STEPS = ["probe", "gpu_tests", "e2e", "overlap", "gather", "gather_thp", "memcheck", "sampler", "demo", "pyg"]
 
 
 def _run(out, *extra, env_out=None):
@@ -107,3 +107,68 @@ def test_lower_priority_results_are_folded_into_the_summary(tmp_path):
     assert "gather_thp" not in summary["results"]
     assert summary["headlines"]["pyg_loader feat pyg/dgl_style batches/s"] == 0.987
     assert sorted(os.listdir(tmp_path)) == ["gpu_quick.log", "gpu_quick_summary.json"]
+
+
+def test_headlines_keep_old_names_and_add_the_issue_18_figures(tmp_path):
+    """Old headline names stay for the same things; the new ones say what changed."""
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import gpu_quick
+
+    (tmp_path / "gather_cpu.json").write_text(json.dumps({"rows": [{
+        "row_bytes": 512, "base_offset": 0,
+        "ratios": {"unified/pcie_h2d": 0.8, "unified/unified_novalidate": 0.97},
+        "modes": {"unified": {"gbps": 20.0}, "unified_novalidate": {"gbps": 20.6},
+                  "pcie_h2d": {"gbps": 25.0}}}]}))
+    (tmp_path / "e2e_cpu.json").write_text(json.dumps({
+        "dataset": {"graph": "papers_like", "num_nodes": 16000000},
+        "rows": [{"config": c, "status": "ok", "seeds_per_s": v,
+                  **({"syncs_per_batch": {"training": 0.0, "producer": 1.0, "model": 3.0}}
+                     if c.startswith("unified") else {})}
+                 for c, v in (("unified", 80.0), ("gpu_resident", 100.0), ("baseline", 40.0),
+                              ("baseline_naive", 10.0), ("unified_reordered_cached", 90.0))]
+        + [{"config": "unified_cached", "status": "skipped", "reason": "budget"}],
+        "ratios": {"best_ours/gpu_resident": 0.9}, "best_ours": "unified_reordered_cached",
+        "targets": {"unified >= 2x baseline": True, "best ours >= 0.87x gpu_resident": True}}))
+    (tmp_path / "overlap_cpu.json").write_text(json.dumps({"summary": {"loader both/sum": 0.7}}))
+    h = gpu_quick.headlines(str(tmp_path), "cpu")
+    assert h["gather 512B@0 unified/unified_novalidate"] == 0.97
+    assert h["gather 512B@0 unified_novalidate GB/s"] == 20.6 and h["gather 512B@0 unified GB/s"] == 20.0
+    assert h["e2e unified/baseline"] == 2.0 and h["e2e gpu_resident/unified"] == 1.25   # old names
+    assert h["e2e unified/baseline_naive"] == 8.0 and h["e2e baseline/baseline_naive"] == 4.0
+    assert h["e2e unified_reordered_cached/gpu_resident"] == 0.9
+    assert h["e2e best_ours/gpu_resident"] == 0.9 and h["e2e best_ours"] == "unified_reordered_cached"
+    assert h["e2e unified syncs/batch training,producer,model"] == [0.0, 1.0, 3.0]
+    assert h["e2e target unified >= 2x baseline"] == "met"
+    assert h["e2e graph"] == "papers_like 16000000 nodes"
+    assert "e2e unified_cached seeds/s" not in h
+    assert h["overlap loader both/sum"] == 0.7
+
+
+def test_dry_run_checks_the_e2e_and_overlap_command_lines(tmp_path, monkeypatch):
+    """The e2e step's command line (papers_like graph, every GPU configuration most valuable
+    first, the order and its own budget) and the overlap step's parse with the scripts' parsers."""
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import gpu_quick
+
+    parsed = {}
+    real = gpu_quick._load
+
+    def spy(name):
+        mod = real(name)
+
+        def parse(argv=None, _p=mod.parse_args, _n=name):
+            parsed[_n] = _p(argv)
+            return parsed[_n]
+        return type("M", (), {"parse_args": staticmethod(parse)})
+    monkeypatch.setattr(gpu_quick, "_load", spy)
+    assert gpu_quick.main(["--dry-run", "--steps", "e2e,overlap", "--out", str(tmp_path),
+                           "--e2e-nodes", "1000000", "--e2e-order", "community"]) == 0
+    summary = json.loads((tmp_path / "gpu_quick_summary.json").read_text())
+    assert [s["status"] for s in summary["steps"]] == ["skipped: no GPU"] * 2
+    e = parsed["e2e"]
+    e2e = real("e2e")
+    assert e.graph == "papers_like" and e.nodes == 1_000_000 and e.order == "community"
+    assert e.configs.split(",") == [c for c in e2e.CONFIGS if not c.startswith("dgl")]
+    assert e.budget_s == gpu_quick.CAPS["e2e"] - gpu_quick.E2E_MARGIN_S
+    assert e.cache_fraction == 0.1 and e.sync_batches == 5 and e.cache == "none"
+    assert parsed["overlap"].sections == ["kernel", "loader"]
