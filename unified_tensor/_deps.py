@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-import os
 import warnings
+
+from ._env import env_flag
 
 __all__ = ["has_cupy", "has_numba", "has_dgl", "has_pyg", "cuda_available", "cuda_disabled_by_env"]
 
@@ -40,7 +41,12 @@ def has_cupy() -> bool:
 @functools.lru_cache(maxsize=None)
 def has_numba() -> bool:
     """Whether Numba imports (the fast CPU gather and CPU sampler)."""
-    return _probe("numba")
+    if not _probe("numba"):
+        return False
+    from ._numba_guard import announce_compiles
+
+    announce_compiles()   # say "compiling CPU kernels" once when the first real compile starts
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,7 +63,7 @@ def has_pyg() -> bool:
 
 def cuda_disabled_by_env() -> bool:
     """Whether ``UNIFIED_TENSOR_DISABLE_CUDA`` asks for the CPU path only."""
-    return os.environ.get(ENV_DISABLE_CUDA, "").strip().lower() not in ("", "0", "false", "no")
+    return env_flag("DISABLE_CUDA")
 
 
 def cuda_available() -> bool:

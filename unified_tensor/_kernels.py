@@ -28,6 +28,8 @@ import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
+from ._env import env
+
 __all__ = ["KernelCompileError", "kernel_dir", "register", "registered", "load_source",
            "get_function", "launch", "compile_cubin", "NVRTC_OPTIONS", "CUPY_ADDED_OPTIONS",
            "MIN_ARCH"]
@@ -61,9 +63,9 @@ class KernelCompileError(RuntimeError):
 
 def kernel_dir() -> Path:
     """Folder holding the kernel sources (checkout: ``<repo>/cuda``; wheel: ``unified_tensor/kernels``)."""
-    env = os.environ.get(ENV_KERNEL_DIR)
-    if env:
-        return Path(env)
+    folder = env("KERNEL_DIR")
+    if folder:
+        return Path(folder)
     here = Path(__file__).resolve().parent
     for cand in (here / "kernels", here.parent / "cuda"):
         if (cand / "gather.cu").is_file():

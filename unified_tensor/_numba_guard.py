@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 
 from ._deps import has_numba
 
-__all__ = ["parallel_guard", "ParallelKernel", "reset_locks_after_fork"]
+__all__ = ["parallel_guard", "ParallelKernel", "reset_locks_after_fork", "announce_compiles"]
 
 logger = logging.getLogger("unified_tensor")
 
@@ -247,6 +247,52 @@ class ParallelKernel:
             if not parallel:
                 _log_serial_once()
             return (parallel_build if parallel else serial_build)(*args)
+
+
+_compile_listener_installed = False
+_compile_announced = False
+_LIBRARY_MODULES = ("unified_tensor", "samplers")
+COMPILE_MESSAGE = ("unified_tensor: compiling CPU kernels with Numba (first run only, ~30 s; "
+                   "later runs load them from Numba's on-disk cache)")
+
+
+def _on_numba_compile(event: Any) -> None:
+    """First real compilation of one of the library's Numba functions: say so, once per process.
+
+    Numba fires ``numba:compile`` only when it compiles a signature, not when it loads one from
+    its on-disk cache (``cache=True``), so a warm run prints nothing."""
+    global _compile_announced
+    if _compile_announced or not event.is_start:
+        return
+    dispatcher = (event.data or {}).get("dispatcher")
+    module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+    if module.split(".")[0] in _LIBRARY_MODULES:
+        _compile_announced = True
+        print(COMPILE_MESSAGE, file=sys.stderr, flush=True)
+        logger.info("compiling CPU kernels with Numba (%s first)", module)
+
+
+def announce_compiles() -> None:
+    """Print :data:`COMPILE_MESSAGE` to stderr the first time this process compiles one of the
+    library's Numba functions (18-46 s on a 2-core machine; the first batch seems to hang without
+    it). Called once Numba is imported (:func:`unified_tensor._deps.has_numba`); idempotent."""
+    global _compile_listener_installed
+    if _compile_listener_installed:
+        return
+    _compile_listener_installed = True
+    try:
+        from numba.core import event
+    except ImportError:  # pragma: no cover - a Numba without the event API: stay silent
+        return
+
+    class _Announce(event.Listener):
+        def on_start(self, ev: Any) -> None:
+            _on_numba_compile(ev)
+
+        def on_end(self, ev: Any) -> None:
+            pass
+
+    event.register("numba:compile", _Announce())
 
 
 def _log_serial_once() -> None:
