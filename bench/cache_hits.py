@@ -35,8 +35,6 @@ import sys
 import time
 from typing import Dict, Iterator, List
 
-import torch
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
@@ -66,14 +64,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="batches counted by presample_hotness (another loader/sampler seed)")
     p.add_argument("--fractions", default="0.01,0.05,0.1,0.2",
                    help="comma-separated cache sizes as a share of the nodes")
-    p.add_argument("--cache", default=os.environ.get("UT_DATA_ROOT",
-                                                     "~/.cache/unified-tensor/datasets"),
-                   help="folder for the generated graph (.npy memmaps, made once); 'none': RAM")
+    p.add_argument("--cache", default=None,
+                   help="folder for the generated graph (.npy memmaps, made once); 'none': RAM; "
+                        "if not given, $UNIFIED_TENSOR_DATA_ROOT, else "
+                        "~/.cache/unified-tensor/datasets")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the graph and of the measured batches (presample: seed + 1, "
                         "random scores: seed + 2)")
     p.add_argument("--out", default=None, help="JSON result path; if not given, print only")
     args = p.parse_args(argv)
+    if args.cache is None:
+        from unified_tensor._env import data_root   # after the parse: --help imports no torch
+
+        args.cache = data_root()
     try:
         args.fanout_list = [int(f) for f in args.fanouts.split(",")]
         args.fraction_list = [float(f) for f in args.fractions.split(",")]
@@ -84,6 +87,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.batches < 1 or args.presample_batches < 0 or args.batch_size < 1:
         p.error("--batches and --batch-size must be >= 1, --presample-batches >= 0")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
 
 
 def endless(loader) -> Iterator:

@@ -45,18 +45,11 @@ import time
 import traceback
 from typing import Callable, Dict, List
 
-import torch
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from _common import (anon_hugepages_kb, env_info, format_table, host_mem_available,  # noqa: E402
                      hugepage_empty, is_oom, median, write_json)
-
-from unified_tensor import _convert_cpu  # noqa: E402
-from unified_tensor._convert_cpu import gather_convert_rows_cpu  # noqa: E402
-from unified_tensor._deps import has_numba  # noqa: E402
-from unified_tensor._gather_cpu import gather_rows_cpu  # noqa: E402
 
 logger = logging.getLogger("bench.compress")
 
@@ -76,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=15, help="timed rounds (>= 5); median reported")
     p.add_argument("--warmup", type=int, default=2, help="untimed batches per mode first")
     p.add_argument("--threads", type=int, default=None,
-                   help="Numba threads (default: Numba's default, all cores)")
+                   help="Numba threads; if not given, Numba's own choice (all cores)")
     p.add_argument("--hugepages", action="store_true",
                    help="allocate the tables with madvise(MADV_HUGEPAGE) (transparent huge pages "
                         "where enabled: far fewer TLB misses); default: plain torch.empty")
@@ -91,6 +84,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.table_gb <= 0 or args.features <= 0 or args.batch <= 0:
         p.error("--table-gb, --features and --batch must be positive")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
+
+from unified_tensor import _convert_cpu  # noqa: E402
+from unified_tensor._convert_cpu import gather_convert_rows_cpu  # noqa: E402
+from unified_tensor._deps import has_numba  # noqa: E402
+from unified_tensor._gather_cpu import gather_rows_cpu  # noqa: E402
 
 
 # -- tables --------------------------------------------------------------------------------------

@@ -29,14 +29,38 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-import torch
+from typing import List, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "examples"))
 sys.path.insert(0, str(HERE.parent))
 
 STORAGES = ("fp32", "bf16", "fp16", "int8")
+
+
+def parse_args(argv=None) -> Tuple[argparse.Namespace, List[str]]:
+    """This script's options, and the rest of the command line (for train_graphsage's parser)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="Every other option goes to examples/train_graphsage.py "
+                                       "(see its --help: --nodes, --epochs, --device, ...); "
+                                       "--no-progress is always passed.")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="training runs per task and storage (model seeds 0..N-1)")
+    p.add_argument("--tasks", default="demo,scaled",
+                   help="comma-separated subset of demo,scaled (see the module docstring)")
+    p.add_argument("--storages", default=",".join(STORAGES + ("int8_minmax",)),
+                   help="comma-separated feature storages to train with (fp32 is the reference "
+                        "the others are compared to)")
+    p.add_argument("--out", default=str(HERE / "results" / "compress_accuracy.json"),
+                   help="JSON result path")
+    return p.parse_known_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
 
 
 def scaled_features(x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -100,12 +124,7 @@ def main(argv=None) -> dict:
     import train_graphsage as tg
     from _util import load_dataset
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--tasks", default="demo,scaled")
-    p.add_argument("--storages", default=",".join(STORAGES + ("int8_minmax",)))
-    p.add_argument("--out", default=str(HERE / "results" / "compress_accuracy.json"))
-    known, rest = p.parse_known_args(argv)
+    known, rest = parse_args(argv)
     args = tg.parse_args(rest + ["--no-progress"])
     tasks = known.tasks.split(",")
     storages = known.storages.split(",")

@@ -61,8 +61,6 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-import torch
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
@@ -75,7 +73,6 @@ PARTS = ("feat", "nofeat", "breakdown", "e2e")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--nodes", type=int, default=1_000_000, help="synthetic graph: nodes")
@@ -91,8 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--parts", default=None,
                    help=f"comma-separated subset of {','.join(PARTS)}; if not given, "
                         f"feat,nofeat,breakdown (+ e2e on a GPU)")
-    p.add_argument("--device", default="cuda" if cuda else "cpu",
-                   help="'cuda[:i]' or 'cpu'; cuda where available, else cpu")
+    p.add_argument("--device", default=None,
+                   help="'cuda[:i]' or 'cpu'; if not given, cuda where available, else cpu")
     p.add_argument("--hidden", type=int, default=256, help="e2e: GraphSAGE hidden width")
     p.add_argument("--e2e-warmup", type=int, default=3, help="e2e: untimed training steps")
     p.add_argument("--e2e-batches", type=int, default=10, help="e2e: training steps per round")
@@ -100,6 +97,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the graph, loaders and model")
     p.add_argument("--out", default=None, help="JSON result path; if not given, print only")
     args = p.parse_args(argv)
+    import torch   # after the parse: --help imports no torch
+
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.parts is None:
         args.parts = "feat,nofeat,breakdown" + (",e2e" if torch.device(args.device).type == "cuda"
                                                 else "")
@@ -107,6 +108,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if bad:
         p.error(f"--parts: unknown {bad}; choose from {','.join(PARTS)}")
     return args
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ setup

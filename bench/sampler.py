@@ -27,9 +27,6 @@ import sys
 import time
 from typing import Callable, Dict, Iterator, List, Optional
 
-import numpy as np
-import torch
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
@@ -58,6 +55,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-gpu", action="store_true", help="skip the GPU rows")
     p.add_argument("--out", type=str, default=None, help="JSON result path; if not given, print only")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ graph

@@ -17,8 +17,6 @@ import sys
 import time
 from typing import Callable, Dict, List
 
-import torch
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
@@ -39,6 +37,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="graph and seed-order seed")
     p.add_argument("--out", default=None, help="JSON result path")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
 
 
 def _time(fn: Callable[[], None]) -> float:

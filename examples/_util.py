@@ -1,16 +1,16 @@
-"""Helpers shared by the example scripts: dataset arguments and loading, per-epoch reporting.
+"""Helpers shared by the example scripts: dataset loading, training epochs, per-epoch reporting.
 
-The training loops themselves stay in each script, where a reader expects them.
+The training loops themselves stay in each script, where a reader expects them; the command-line
+options are in ``_cli.py`` (argparse only, so that ``--help`` needs none of the imports here).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, NoReturn, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -20,72 +20,9 @@ _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
+from _cli import fail  # noqa: E402
 from samplers.datasets import NodeDataset, load_ogb, synthetic_graph  # noqa: E402
-
-DEFAULT_CACHE = Path(os.environ.get("UT_DATA_ROOT", "~/.cache/unified-tensor/datasets")).expanduser()
-
-
-def add_data_args(p: argparse.ArgumentParser, nodes: int = 100_000) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="synthetic",
-                   help="'synthetic' (built in, generated once and cached) or an OGB node-property "
-                        "dataset already on disk under --ogb-root, e.g. ogbn-products")
-    g.add_argument("--nodes", type=int, default=nodes, help="synthetic graph: number of nodes")
-    g.add_argument("--avg-degree", type=float, default=15.0, help="synthetic graph: mean degree")
-    g.add_argument("--feat-dim", type=int, default=128, help="synthetic graph: feature width")
-    g.add_argument("--classes", type=int, default=16, help="synthetic graph: number of classes")
-    g.add_argument("--data-seed", type=int, default=0, help="synthetic graph: generator seed")
-    g.add_argument("--cache", default=str(DEFAULT_CACHE),
-                   help="folder where the synthetic graph is written once as .npy memmaps and "
-                        "reopened afterwards ('none': keep it in RAM; env UT_DATA_ROOT)")
-    g.add_argument("--ogb-root", default=None,
-                   help="folder holding the OGB dataset folder (e.g. <root>/ogbn_products/), "
-                        "needed for an ogbn-... dataset")
-
-
-def add_train_args(p: argparse.ArgumentParser, epochs: int = 3) -> argparse._ArgumentGroup:
-    """The training options every example shares; returns the group for script-specific ones."""
-    t = p.add_argument_group("training")
-    t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:i]'")
-    t.add_argument("--fanouts", default=None,
-                   help="comma-separated neighbours per layer (input layer first); if not given, "
-                        "15,10,5 on a GPU and 10,5 on the CPU")
-    t.add_argument("--batch-size", type=int, default=1024, help="seed nodes per minibatch")
-    t.add_argument("--hidden", type=int, default=256, help="hidden width of the GraphSAGE layers")
-    t.add_argument("--dropout", type=float, default=0.5, help="dropout between layers")
-    t.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    t.add_argument("--epochs", type=int, default=epochs, help="training epochs")
-    t.add_argument("--max-batches", type=int, default=None,
-                   help="stop each epoch after this many batches (benchmarks, smoke tests); "
-                        "if not given, the whole epoch")
-    t.add_argument("--eval-batches", type=int, default=None,
-                   help="evaluate on at most this many batches of val/test seeds; if not given, "
-                        "on all of them")
-    t.add_argument("--seed", type=int, default=0,
-                   help="seed of the model, the shuffling and the sampler")
-    t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
-    t.add_argument("--json", default=None,
-                   help="write per-epoch records to this JSON file; if not given, print only")
-    return t
-
-
-def fail(message: str) -> NoReturn:
-    """Exit like an argparse error, in one line and with status 2: ``<script>: error: message``
-    on stderr (no usage block, no traceback)."""
-    print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(2)
-
-
-def require_framework(name: str, error: Optional[BaseException], install: str) -> None:
-    """Exit with one line (status 2) when the framework a script needs did not import.
-
-    The scripts import their framework in a ``try`` at the top and keep the exception, so that
-    ``--help`` works without it; ``main()`` calls this right after parsing the arguments.
-    """
-    if error is not None:
-        detail = " ".join(f"{type(error).__name__}: {error}".split())  # one line
-        fail(f"this script needs {name}, which does not import here ({detail}); "
-             f"install it with `{install}`")
+from unified_tensor._env import data_root  # noqa: E402
 
 
 def parse_fanouts(args: argparse.Namespace, device: torch.device) -> List[int]:
@@ -96,8 +33,11 @@ def parse_fanouts(args: argparse.Namespace, device: torch.device) -> List[int]:
 
 
 def load_dataset(args: argparse.Namespace) -> NodeDataset:
-    """The dataset the arguments name, on the CPU (features possibly a memmap)."""
+    """The dataset the arguments name, on the CPU (features possibly a memmap). ``--cache`` not
+    given becomes the data root (``UNIFIED_TENSOR_DATA_ROOT`` or the default), stored back."""
     t0 = time.perf_counter()
+    if args.cache is None:
+        args.cache = data_root()
     if args.dataset == "synthetic":
         root = None if str(args.cache).lower() == "none" else args.cache
         ds = synthetic_graph(args.nodes, avg_degree=args.avg_degree, num_classes=args.classes,
@@ -106,8 +46,13 @@ def load_dataset(args: argparse.Namespace) -> NodeDataset:
         if args.ogb_root is None:
             fail(f"--dataset {args.dataset} needs --ogb-root (nothing is downloaded)")
         try:
-            ds = load_ogb(args.dataset, args.ogb_root)
-        except FileNotFoundError as exc:      # the dataset is not under --ogb-root (message says)
+            ds = load_ogb(args.dataset, args.ogb_root, split=args.ogb_split)
+        except (FileNotFoundError, ValueError) as exc:   # missing or damaged (the message says)
+            choices = getattr(exc, "choices", None)   # the split folder (SplitNotFoundError)
+            if choices is not None:                   # advise this command line's option
+                pick = (f"; pass --ogb-split {choices[0]} to use it" if len(choices) == 1 else
+                        "; pass --ogb-split NAME, one of them" if choices else "")
+                exc = f"{exc.detail}{pick}"
             fail(f"--ogb-root {args.ogb_root}: {exc}")
     else:
         fail(f"--dataset must be 'synthetic' or 'ogbn-...', got {args.dataset!r}")
@@ -300,31 +245,6 @@ def fit(model, opt, pipe, ds, args: argparse.Namespace, device: torch.device, hi
                         args.eval_batches, unpack=pipe.unpack)
     finally:
         pipe.close()
-
-
-def set_option(p: argparse.ArgumentParser, dest: str, *, help: Optional[str] = None,
-               **defaults: object) -> None:
-    """Reword the help of a shared option (``add_train_args``) for one script, and/or change its
-    default (``set_option(p, "batch_size", help="seed edges per minibatch", batch_size=512)``)."""
-    actions = [a for a in p._actions if a.dest == dest]
-    if not actions:
-        raise ValueError(f"the parser has no option with dest {dest!r}")
-    if help is not None:
-        actions[0].help = help
-    if defaults:
-        p.set_defaults(**defaults)
-
-
-def add_mag_args(p: argparse.ArgumentParser, papers: int) -> None:
-    """Options of the synthetic ogbn-mag-like graph (``samplers.datasets.synthetic_mag``)."""
-    g = p.add_argument_group("data (synthetic ogbn-mag-like graph, generated in RAM)")
-    g.add_argument("--papers", type=int, default=papers,
-                   help="number of papers; authors, institutions and fields follow ogbn-mag's "
-                        "proportions (1.5x, 1/85, 1/12)")
-    g.add_argument("--feat-dim", type=int, default=128, help="width of the paper features")
-    g.add_argument("--classes", type=int, default=16,
-                   help="number of paper classes (planted communities)")
-    g.add_argument("--data-seed", type=int, default=0, help="generator seed")
 
 
 def load_mag(args: argparse.Namespace):

@@ -26,13 +26,31 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from _cli import add_data_args, add_train_args, fail, require_framework
 
-from _util import (History, add_data_args, add_train_args, evaluate, fail, load_dataset,
-                   parse_fanouts, pick_device, require_framework, sync, train_epoch)
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_data_args(p, nodes=100_000)
+    t = add_train_args(p, epochs=3)
+    t.add_argument("--loader", choices=("unified", "dgl"), default="unified",
+                   help="'unified': samplers.DataLoader (the one-line import swap: features "
+                        "gathered zero-copy, one batch ahead); 'dgl': dgl.dataloading.DataLoader, "
+                        "the same script with DGL's own loader, for comparison")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _util import (History, evaluate, load_dataset, parse_fanouts, pick_device, sync,  # noqa: E402
+                   train_epoch)
 
 try:  # a failed import is reported by main(), so that --help works without DGL
     import dgl
@@ -102,18 +120,6 @@ def build_graph(ds) -> dgl.DGLGraph:
     g.ndata["feat"] = ds.features
     g.ndata["label"] = ds.labels
     return g
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_args(p, nodes=100_000)
-    t = add_train_args(p, epochs=3)
-    t.add_argument("--loader", choices=("unified", "dgl"), default="unified",
-                   help="'unified': samplers.DataLoader (the one-line import swap: features "
-                        "gathered zero-copy, one batch ahead); 'dgl': dgl.dataloading.DataLoader, "
-                        "the same script with DGL's own loader, for comparison")
-    return p.parse_args(argv)
 
 
 def main(argv=None) -> History:

@@ -30,15 +30,49 @@ from __future__ import annotations
 import argparse
 from typing import List, Optional, Sequence
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from _cli import add_data_args, add_train_args, fail
 
-from _util import (History, add_data_args, add_train_args, fail, fit, load_dataset,
-                   parse_fanouts, pick_device, stored_table, unified_table)
 
-import unified_tensor as ut
-from samplers import CSCGraph, DataLoader, NeighborSampler
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_data_args(p, nodes=200_000)
+    t = add_train_args(p, epochs=4)
+    t.add_argument("--loader", choices=("baseline", "unified", "gpu"), default="unified",
+                   help="how minibatches reach the model: 'baseline': CPU sampling, "
+                        "feats[input_nodes] on the CPU in the training loop, then a copy (what "
+                        "users do today); 'unified': ut.unified(feats), sampling on the GPU over "
+                        "UVA (Numba on the CPU), features gathered zero-copy by the loader while "
+                        "the previous batch trains; 'gpu': graph and features copied into GPU "
+                        "memory (the upper bound; needs them to fit)")
+    t.add_argument("--no-overlap", action="store_true",
+                   help="unified/gpu: produce each batch in the training thread (no prefetch)")
+    t.add_argument("--cache-fraction", type=float, default=0.0,
+                   help="unified on a GPU: share of the nodes whose feature rows are kept in a GPU "
+                        "hot-row cache (ut.cache, highest out-degree first); 0: none")
+    t.add_argument("--storage", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
+                   help="how the feature table is stored: fp32 as it is, or compressed with "
+                        "ut.compress (bf16 / fp16: 2 bytes per value; int8: 1 byte with "
+                        "per-column scales) and gathered as float32 rows (written next to the "
+                        "dataset cache once)")
+    t.add_argument("--max-threads", type=int, default=None,
+                   help="cap on the resident GPU threads of the feature gather; if not given, "
+                        "the gather picks its own")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _util import (History, fit, load_dataset, parse_fanouts, pick_device,  # noqa: E402
+                   stored_table, unified_table)
+
+import unified_tensor as ut  # noqa: E402
+from samplers import CSCGraph, DataLoader, NeighborSampler  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ model
@@ -156,34 +190,6 @@ class Pipeline:
         if self.mode == "unified":
             ut.unpin(self.feats)
             ut.unpin(self.labels)
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_args(p, nodes=200_000)
-    t = add_train_args(p, epochs=4)
-    t.add_argument("--loader", choices=("baseline", "unified", "gpu"), default="unified",
-                   help="how minibatches reach the model: 'baseline': CPU sampling, "
-                        "feats[input_nodes] on the CPU in the training loop, then a copy (what "
-                        "users do today); 'unified': ut.unified(feats), sampling on the GPU over "
-                        "UVA (Numba on the CPU), features gathered zero-copy by the loader while "
-                        "the previous batch trains; 'gpu': graph and features copied into GPU "
-                        "memory (the upper bound; needs them to fit)")
-    t.add_argument("--no-overlap", action="store_true",
-                   help="unified/gpu: produce each batch in the training thread (no prefetch)")
-    t.add_argument("--cache-fraction", type=float, default=0.0,
-                   help="unified on a GPU: share of the nodes whose feature rows are kept in a GPU "
-                        "hot-row cache (ut.cache, highest out-degree first); 0: none")
-    t.add_argument("--storage", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
-                   help="how the feature table is stored: fp32 as it is, or compressed with "
-                        "ut.compress (bf16 / fp16: 2 bytes per value; int8: 1 byte with "
-                        "per-column scales) and gathered as float32 rows (written next to the "
-                        "dataset cache once)")
-    t.add_argument("--max-threads", type=int, default=None,
-                   help="cap on the resident GPU threads of the feature gather; if not given, "
-                        "the gather picks its own")
-    return p.parse_args(argv)
 
 
 def main(argv=None) -> History:

@@ -36,15 +36,45 @@ import argparse
 import time
 from typing import Dict, List, Optional, Tuple
 
-import torch
-import torch.nn.functional as F
+from _cli import fail, link_parser
 
-from _util import (History, add_data_args, add_train_args, fail, load_dataset, parse_fanouts,
-                   pick_device, progress, set_option, sync, unified_table)
-from train_graphsage import GraphSAGE
 
-import unified_tensor as ut
-from samplers import (CSCGraph, DataLoader, EdgePredictionSampler, NeighborSampler,
+def parse_args(argv=None) -> argparse.Namespace:
+    p, t = link_parser(__doc__)
+    t.add_argument("--loader", choices=("baseline", "unified"), default="unified",
+                   help="how minibatches reach the model: 'baseline': CPU sampling, "
+                        "feats[input_nodes] on the CPU in the training loop, then a copy (what "
+                        "users do today); 'unified': ut.unified(feats) handed to the loader, "
+                        "which gathers the next batch's rows (zero-copy on a GPU, where the graph "
+                        "is sampled over UVA) while this one trains")
+    t.add_argument("--negatives", type=int, default=1,
+                   help="uniform negative destinations per positive edge in training")
+    t.add_argument("--eval-negatives", type=int, default=20,
+                   help="uniform negative destinations per held-out edge (AUC and MRR)")
+    t.add_argument("--held-out", type=float, default=0.05,
+                   help="fraction of the undirected edges held out for validation, and the same "
+                        "again for test (removed from the training graph)")
+    args = p.parse_args(argv)
+    for name in ("negatives", "eval_negatives"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 < args.held_out < 0.5:
+        p.error(f"--held-out must be in (0, 0.5), got {args.held_out}")
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _util import (History, load_dataset, parse_fanouts, pick_device, progress, sync,  # noqa: E402
+                   unified_table)
+from train_graphsage import GraphSAGE  # noqa: E402
+
+import unified_tensor as ut  # noqa: E402
+from samplers import (CSCGraph, DataLoader, EdgePredictionSampler, NeighborSampler,  # noqa: E402
                       UniformNegativeSampler)
 
 
@@ -244,46 +274,6 @@ class LinkHistory(History):
         print(f"test AUC {test_auc:.4f} (chance 0.5000){mrr} | throughput {thr:,.0f} seed "
               f"edges/s (mean of {span})", flush=True)
         self.write(path)
-
-
-def link_parser(doc: str) -> Tuple[argparse.ArgumentParser, argparse._ArgumentGroup]:
-    """The options every link-prediction example shares (data, training, sizes); returns the
-    parser and its training group for the script's own options."""
-    p = argparse.ArgumentParser(description=doc.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_args(p, nodes=30_000)
-    set_option(p, "avg_degree", avg_degree=10.0)
-    t = add_train_args(p, epochs=3)
-    set_option(p, "batch_size", help="seed edges (positive pairs) per minibatch", batch_size=512)
-    set_option(p, "hidden", help="hidden and embedding width of the GraphSAGE layers", hidden=128)
-    set_option(p, "dropout", dropout=0.1)
-    set_option(p, "eval_batches", help="evaluate on at most this many batches of held-out edges; "
-                                       "if not given, on all of them")
-    return p, t
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p, t = link_parser(__doc__)
-    t.add_argument("--loader", choices=("baseline", "unified"), default="unified",
-                   help="how minibatches reach the model: 'baseline': CPU sampling, "
-                        "feats[input_nodes] on the CPU in the training loop, then a copy (what "
-                        "users do today); 'unified': ut.unified(feats) handed to the loader, "
-                        "which gathers the next batch's rows (zero-copy on a GPU, where the graph "
-                        "is sampled over UVA) while this one trains")
-    t.add_argument("--negatives", type=int, default=1,
-                   help="uniform negative destinations per positive edge in training")
-    t.add_argument("--eval-negatives", type=int, default=20,
-                   help="uniform negative destinations per held-out edge (AUC and MRR)")
-    t.add_argument("--held-out", type=float, default=0.05,
-                   help="fraction of the undirected edges held out for validation, and the same "
-                        "again for test (removed from the training graph)")
-    args = p.parse_args(argv)
-    for name in ("negatives", "eval_negatives"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 0.0 < args.held_out < 0.5:
-        p.error(f"--held-out must be in (0, 0.5), got {args.held_out}")
-    return args
 
 
 def main(argv=None) -> LinkHistory:

@@ -36,13 +36,36 @@ import contextlib
 import time
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
-import torch
-import torch.nn.functional as F
+from _cli import add_data_args, add_pyg_args, add_train_args, fail, require_framework, set_option
 
-from _util import (History, add_data_args, add_train_args, fail, load_dataset, parse_fanouts,
-                   pick_device, progress, require_framework, set_option, stored_table, sync)
 
-import unified_tensor as ut
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_data_args(p, nodes=100_000)
+    t = add_train_args(p, epochs=3)
+    set_option(p, "hidden", hidden=128)
+    add_pyg_args(t)
+    t.add_argument("--storage", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
+                   help="how data.x is stored: fp32 as it is, or compressed with ut.compress "
+                        "(gathered as float32 rows by the loader)")
+    t.add_argument("--trim", action="store_true",
+                   help="layer-wise trimming (PyG's trim_to_layer): pass batch.num_sampled_nodes "
+                        "and batch.num_sampled_edges to GraphSAGE, so each layer computes only "
+                        "what the next one reads")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _util import (History, load_dataset, parse_fanouts, pick_device, progress,  # noqa: E402
+                   stored_table, sync)
+
+import unified_tensor as ut  # noqa: E402
 
 try:  # a failed import is reported by main(), so that --help works without PyG
     import torch_geometric.loader
@@ -95,15 +118,6 @@ def pyg_backend_required(name: str) -> Iterator[None]:
              f"install pyg-lib (`pip install pyg-lib -f https://data.pyg.org/whl/"
              f"torch-{version}.0+{build}.html`) or torch-sparse, or use --loader ours (needs "
              f"neither)")
-
-
-def add_pyg_args(t: argparse._ArgumentGroup) -> None:
-    """``--loader``, shared by the PyG examples."""
-    t.add_argument("--loader", choices=("ours", "pyg"), default="ours",
-                   help="where NeighborLoader comes from: 'ours': samplers.pyg (the library's "
-                        "sampler; on a GPU sampling over UVA and zero-copy gathers, no pyg-lib or "
-                        "torch-sparse needed); 'pyg': torch_geometric.loader (needs pyg-lib or "
-                        "torch-sparse)")
 
 
 # ------------------------------------------------------------------------------------ data
@@ -183,23 +197,6 @@ def run(model, optimizer, loaders: Dict[str, object], seed_logits: SeedLogits,
 
 
 # ------------------------------------------------------------------------------------ script
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_args(p, nodes=100_000)
-    t = add_train_args(p, epochs=3)
-    set_option(p, "hidden", hidden=128)
-    add_pyg_args(t)
-    t.add_argument("--storage", choices=("fp32", "bf16", "fp16", "int8"), default="fp32",
-                   help="how data.x is stored: fp32 as it is, or compressed with ut.compress "
-                        "(gathered as float32 rows by the loader)")
-    t.add_argument("--trim", action="store_true",
-                   help="layer-wise trimming (PyG's trim_to_layer): pass batch.num_sampled_nodes "
-                        "and batch.num_sampled_edges to GraphSAGE, so each layer computes only "
-                        "what the next one reads")
-    return p.parse_args(argv)
-
-
 def main(argv=None) -> History:
     args = parse_args(argv)
     require_framework("PyG", PYG_ERROR, PYG_INSTALL)

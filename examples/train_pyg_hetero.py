@@ -36,16 +36,36 @@ from __future__ import annotations
 import argparse
 from typing import Dict, Tuple
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from _cli import add_mag_args, add_pyg_args, add_train_args, require_framework, set_option
 
-from _util import (History, add_mag_args, add_train_args, load_mag, parse_fanouts, pick_device,
-                   require_framework, set_option)
-from train_pyg import (PYG_ERROR, PYG_INSTALL, add_pyg_args, loader_class, loader_kwargs,
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_mag_args(p, papers=50_000)
+    t = add_train_args(p, epochs=3)
+    set_option(p, "fanouts", help="comma-separated neighbours per edge type per hop (hop 1, "
+                                  "around the seeds, first); if not given, 15,10,5 on a GPU and "
+                                  "10,5 on the CPU")
+    set_option(p, "hidden", help="hidden width of the SAGEConv layers", hidden=64)
+    set_option(p, "batch_size", help="seed papers per minibatch", batch_size=512)
+    set_option(p, "lr", lr=5e-3)
+    add_pyg_args(t)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _util import History, load_mag, parse_fanouts, pick_device  # noqa: E402
+from train_pyg import (PYG_ERROR, PYG_INSTALL, loader_class, loader_kwargs,  # noqa: E402
                        pyg_backend_required, run)
 
-import unified_tensor as ut
+import unified_tensor as ut  # noqa: E402
 
 if PYG_ERROR is None:   # else main() says what is missing (so that --help works without PyG)
     from torch_geometric.data import HeteroData
@@ -115,21 +135,6 @@ class HeteroSAGE(nn.Module):
 
 
 # ------------------------------------------------------------------------------------ script
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_mag_args(p, papers=50_000)
-    t = add_train_args(p, epochs=3)
-    set_option(p, "fanouts", help="comma-separated neighbours per edge type per hop (hop 1, "
-                                  "around the seeds, first); if not given, 15,10,5 on a GPU and "
-                                  "10,5 on the CPU")
-    set_option(p, "hidden", help="hidden width of the SAGEConv layers", hidden=64)
-    set_option(p, "batch_size", help="seed papers per minibatch", batch_size=512)
-    set_option(p, "lr", lr=5e-3)
-    add_pyg_args(t)
-    return p.parse_args(argv)
-
-
 def main(argv=None) -> History:
     args = parse_args(argv)
     require_framework("PyG", PYG_ERROR, PYG_INSTALL)

@@ -36,16 +36,42 @@ import argparse
 import time
 from typing import Dict, Optional, Tuple
 
-import torch
-import torch.nn.functional as F
+from _cli import add_pyg_args, link_parser, require_framework
 
-from _util import (load_dataset, parse_fanouts, pick_device, progress, require_framework,
-                   sync)
-from train_link_pred import LinkHistory, auc, link_parser
-from train_pyg import (PYG_ERROR, PYG_INSTALL, add_pyg_args, loader_class, loader_kwargs,
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p, t = link_parser(__doc__)
+    add_pyg_args(t)
+    t.add_argument("--held-out", type=float, default=0.05,
+                   help="fraction of the undirected edges held out for validation, and the same "
+                        "again for test (RandomLinkSplit's num_val and num_test)")
+    t.add_argument("--disjoint-train-ratio", type=float, default=0.3,
+                   help="fraction of the training edges used for supervision only, not for "
+                        "message passing (RandomLinkSplit's disjoint_train_ratio)")
+    t.add_argument("--negatives", type=float, default=1.0,
+                   help="binary negatives per training edge (neg_sampling amount)")
+    args = p.parse_args(argv)
+    if not 0.0 < args.held_out < 0.5:
+        p.error(f"--held-out must be in (0, 0.5), got {args.held_out}")
+    if not 0.0 <= args.disjoint_train_ratio < 1.0:
+        p.error(f"--disjoint-train-ratio must be in [0, 1), got {args.disjoint_train_ratio}")
+    if not args.negatives > 0:
+        p.error(f"--negatives must be > 0, got {args.negatives}")
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _util import load_dataset, parse_fanouts, pick_device, progress, sync  # noqa: E402
+from train_link_pred import LinkHistory, auc  # noqa: E402
+from train_pyg import (PYG_ERROR, PYG_INSTALL, loader_class, loader_kwargs,  # noqa: E402
                        pyg_backend_required)
 
-import unified_tensor as ut
+import unified_tensor as ut  # noqa: E402
 
 if PYG_ERROR is None:   # else main() says what is missing (so that --help works without PyG)
     import torch_geometric.transforms as T
@@ -119,27 +145,6 @@ def test(model, loader, device: torch.device, max_batches: Optional[int]) -> flo
 
 
 # ------------------------------------------------------------------------------------ script
-def parse_args(argv=None) -> argparse.Namespace:
-    p, t = link_parser(__doc__)
-    add_pyg_args(t)
-    t.add_argument("--held-out", type=float, default=0.05,
-                   help="fraction of the undirected edges held out for validation, and the same "
-                        "again for test (RandomLinkSplit's num_val and num_test)")
-    t.add_argument("--disjoint-train-ratio", type=float, default=0.3,
-                   help="fraction of the training edges used for supervision only, not for "
-                        "message passing (RandomLinkSplit's disjoint_train_ratio)")
-    t.add_argument("--negatives", type=float, default=1.0,
-                   help="binary negatives per training edge (neg_sampling amount)")
-    args = p.parse_args(argv)
-    if not 0.0 < args.held_out < 0.5:
-        p.error(f"--held-out must be in (0, 0.5), got {args.held_out}")
-    if not 0.0 <= args.disjoint_train_ratio < 1.0:
-        p.error(f"--disjoint-train-ratio must be in [0, 1), got {args.disjoint_train_ratio}")
-    if not args.negatives > 0:
-        p.error(f"--negatives must be > 0, got {args.negatives}")
-    return args
-
-
 def main(argv=None) -> LinkHistory:
     args = parse_args(argv)
     require_framework("PyG", PYG_ERROR, PYG_INSTALL)

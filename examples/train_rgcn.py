@@ -32,15 +32,40 @@ from __future__ import annotations
 import argparse
 from typing import Dict, List, Optional, Sequence
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from _cli import add_mag_args, add_train_args, set_option
 
-from _util import (History, add_mag_args, add_train_args, fit, load_mag, parse_fanouts,
-                   pick_device, set_option, unified_table)
 
-import unified_tensor as ut
-from samplers import DataLoader, NeighborSampler
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_mag_args(p, papers=200_000)
+    t = add_train_args(p, epochs=3)
+    set_option(p, "fanouts", help="comma-separated neighbours per edge type per layer (input "
+                                  "layer first); if not given, 15,10,5 on a GPU and 10,5 on the "
+                                  "CPU")
+    set_option(p, "hidden", help="hidden width of the R-GCN layers", hidden=64)
+    set_option(p, "batch_size", help="seed papers per minibatch", batch_size=512)
+    set_option(p, "lr", lr=5e-3)
+    t.add_argument("--loader", choices=("baseline", "unified"), default="unified",
+                   help="how minibatches reach the model: 'baseline': CPU sampling, paper "
+                        "features gathered on the CPU in the training loop, then copied (what "
+                        "users do today); 'unified': ut.unified(paper features) handed to the "
+                        "loader per node type, gathered (zero-copy on a GPU, where the graph is "
+                        "sampled over UVA) while the previous batch trains")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()   # --help and option errors answer here, before the heavy imports below
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _util import History, fit, load_mag, parse_fanouts, pick_device, unified_table  # noqa: E402
+
+import unified_tensor as ut  # noqa: E402
+from samplers import DataLoader, NeighborSampler  # noqa: E402
 
 EdgeType = tuple
 
@@ -161,26 +186,6 @@ class Pipeline:
         if self.mode == "unified":
             ut.unpin(self.feats)
             ut.unpin(self.labels)
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_mag_args(p, papers=200_000)
-    t = add_train_args(p, epochs=3)
-    set_option(p, "fanouts", help="comma-separated neighbours per edge type per layer (input "
-                                  "layer first); if not given, 15,10,5 on a GPU and 10,5 on the "
-                                  "CPU")
-    set_option(p, "hidden", help="hidden width of the R-GCN layers", hidden=64)
-    set_option(p, "batch_size", help="seed papers per minibatch", batch_size=512)
-    set_option(p, "lr", lr=5e-3)
-    t.add_argument("--loader", choices=("baseline", "unified"), default="unified",
-                   help="how minibatches reach the model: 'baseline': CPU sampling, paper "
-                        "features gathered on the CPU in the training loop, then copied (what "
-                        "users do today); 'unified': ut.unified(paper features) handed to the "
-                        "loader per node type, gathered (zero-copy on a GPU, where the graph is "
-                        "sampled over UVA) while the previous batch trains")
-    return p.parse_args(argv)
 
 
 def main(argv=None) -> History:

@@ -19,6 +19,17 @@ whatever the file size; later runs open those files as memmaps. A cached file is
 its ``.json`` record matches the source CSV's size and modification time (and this reader's
 format version); otherwise it is rebuilt. Where the cache cannot be written (a read-only dataset
 folder) the file is parsed into memory instead, through an anonymous temporary file.
+
+A missing file raises ``FileNotFoundError`` naming it (nothing is downloaded). A file that is there
+but cannot be used (a truncated or corrupt gzip or ``.npz``, a field that does not parse, rows of
+different lengths, a node count that does not match the feature or label rows, an edge or split id
+outside ``[0, num_nodes)``) raises ``ValueError`` naming the file and what is wrong with it. (In a
+float file, NumPy's parser, used without pandas, reads an empty or unparsable field as NaN.)
+
+The split folder is ``split=`` when given, else OGB's split of the dataset (``DEFAULT_SPLITS``, from
+OGB's ``master.csv``, as ``ogb``'s ``get_idx_split()`` picks it): when that folder is missing the
+error lists the folders that are there, it does not pick another. Only for a dataset OGB does not
+list is the one folder present used (and logged).
 """
 from __future__ import annotations
 
@@ -30,12 +41,15 @@ import os
 import struct
 import tempfile
 import uuid
+import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["dataset_dir", "raw_files", "read_raw", "read_split"]
+__all__ = ["dataset_dir", "raw_files", "read_raw", "read_split", "split_folder", "num_nodes_of",
+           "SplitNotFoundError"]
 
 logger = logging.getLogger("samplers.datasets")
 
@@ -60,6 +74,32 @@ def _missing(path: Path, what: str) -> FileNotFoundError:
         f"load_ogb: {what} not found: '{path}'. This loader only reads datasets already on disk "
         f"and never downloads; fetch the dataset with the `ogb` package (or from "
         f"https://ogb.stanford.edu) into the given root first")
+
+
+def _bad(path: Path, what: str) -> ValueError:
+    """The error of a file that is there but cannot be used: names the file and what is wrong."""
+    return ValueError(f"load_ogb: '{path}' {what}; replace it with an intact copy of the "
+                      f"dataset (fetched with the `ogb` package or from https://ogb.stanford.edu)")
+
+
+#: What reading a damaged gzip or zip file raises (besides ``ValueError`` for unparsable fields):
+#: ``EOFError`` (truncated), ``gzip.BadGzipFile`` (not gzip, CRC mismatch), ``zlib.error``
+#: (corrupt deflate stream), ``zipfile.BadZipFile`` (not a zip / damaged ``.npz``).
+_DAMAGED = (EOFError, gzip.BadGzipFile, zlib.error, zipfile.BadZipFile)
+
+
+class SplitNotFoundError(FileNotFoundError):
+    """The split folder to read is missing or cannot be told. ``detail``: what is wrong (the
+    message without the advice on ``split=``), ``choices``: the split folders that are there (a
+    command line can then offer its own option)."""
+
+    def __init__(self, detail: str, choices: list) -> None:
+        self.detail, self.choices = detail, list(choices)
+        if len(choices) == 1:
+            advice = f"; pass split='{choices[0]}' to use it"
+        else:
+            advice = "; pass split= one of them" if choices else ""
+        super().__init__(detail + advice)
 
 
 def dataset_dir(name: str, root: Path) -> Path:
@@ -135,24 +175,50 @@ def _chunks_pandas(pd, path: Path, dtype: np.dtype, chunk_rows: int) -> Iterator
             yield frame.to_numpy()
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _read_error(path: Path, dtype: np.dtype, exc: BaseException) -> ValueError:
+    """The ``ValueError`` for an exception raised while reading the gzip CSV ``path``."""
+    if isinstance(exc, _DAMAGED):
+        return _bad(path, f"is truncated or damaged ({_one_line(exc)})")
+    kind = "numbers" if dtype.kind == "f" else "integers"
+    return _bad(path, f"does not parse as comma-separated {kind}, one row per line "
+                      f"({_one_line(exc)})")
+
+
+def _guarded(chunks: Iterator[np.ndarray], path: Path, dtype: np.dtype) -> Iterator[np.ndarray]:
+    """``chunks``, with a damaged file or an unparsable field raised as one ``ValueError`` that
+    names ``path``."""
+    try:
+        yield from chunks
+    except (*_DAMAGED, ValueError) as exc:
+        raise _read_error(path, dtype, exc) from exc
+
+
 def _parse_into(path: Path, dtype: np.dtype, out: BinaryIO,
                 chunk_rows: Optional[int] = None) -> Tuple[int, int]:
     """Parse the headerless gzip CSV ``path`` chunk by chunk and append its rows to ``out`` as raw
-    C-order ``dtype`` bytes; returns ``(rows, columns)``. Only one chunk is held in memory."""
-    ncols = _fields_per_line(path)
+    C-order ``dtype`` bytes; returns ``(rows, columns)``. Only one chunk is held in memory.
+    A truncated or damaged file, or a field that does not parse, raises ``ValueError`` naming
+    ``path``."""
+    parse = _parse_dtype(dtype)
+    try:
+        ncols = _fields_per_line(path)
+    except (*_DAMAGED, ValueError) as exc:
+        raise _read_error(path, parse, exc) from exc
     if chunk_rows is None:
         chunk_rows = max(1, CHUNK_FIELDS // ncols)
     pd = _pandas()
-    parse = _parse_dtype(dtype)
     chunks = (_chunks_pandas(pd, path, parse, chunk_rows) if pd is not None
               else _chunks_numpy(path, parse, chunk_rows))
     rows = 0
-    for chunk in chunks:
+    for chunk in _guarded(chunks, path, parse):
         if chunk.shape[0] == 0:
             continue
         if chunk.shape[1] != ncols:
-            raise ValueError(f"load_ogb: '{path}' has rows of {ncols} and of {chunk.shape[1]} "
-                             f"fields")
+            raise _bad(path, f"has rows of {ncols} and of {chunk.shape[1]} fields")
         out.write(np.ascontiguousarray(chunk, dtype=dtype).data)
         rows += chunk.shape[0]
     logger.debug("parsed %s: %d x %d in chunks of %d rows", path, rows, ncols, chunk_rows)
@@ -303,11 +369,61 @@ def _labels_to_int(raw: np.ndarray) -> np.ndarray:
     return lab.astype(np.int64)
 
 
+def _npz(path: Path, keys: Tuple[str, ...]) -> dict:
+    """The arrays ``keys`` of the ``.npz`` file ``path``, read into memory; a damaged file or a
+    missing array raises ``ValueError`` naming ``path``."""
+    try:
+        with np.load(path) as data:
+            files = list(data.files)
+            out = {k: np.asarray(data[k]) for k in keys if k in files}
+    except (FileNotFoundError, PermissionError):
+        raise
+    except (*_DAMAGED, OSError, ValueError) as exc:   # ValueError: not a zip (nor .npy) at all
+        raise _bad(path, f"is truncated or damaged ({_one_line(exc)})") from exc
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise _bad(path, f"has no array {missing[0]!r} (it holds {sorted(files)})")
+    return out
+
+
+def _node_count(path: Path, value: np.ndarray) -> int:
+    """The node count a ``num-node-list`` (one graph: one value) holds."""
+    flat = np.asarray(value).reshape(-1)
+    if flat.size != 1:
+        raise _bad(path, f"should hold one node count (one graph), holds {flat.size} values")
+    v = flat[0]
+    whole = np.issubdtype(flat.dtype, np.integer) or (
+        np.issubdtype(flat.dtype, np.floating) and float(v).is_integer())
+    if not whole or v < 0:
+        raise _bad(path, f"holds the node count {v!r}, not a count")
+    return int(v)
+
+
+def _check_ids(path: Path, what: str, ids: np.ndarray, num_nodes: int,
+               count_from: Optional[Path]) -> None:
+    """Every value of ``ids`` in ``[0, num_nodes)``; else a ``ValueError`` naming ``path``, the
+    first bad id and (when known) the file ``num_nodes`` comes from."""
+    if ids.size == 0 or (ids.min() >= 0 and ids.max() < num_nodes):
+        return
+    pos = int(np.flatnonzero((ids < 0) | (ids >= num_nodes))[0])
+    source = f", the node count of '{count_from}'" if count_from is not None else ""
+    raise _bad(path, f"holds node id {int(ids[pos])} ({what} {pos}, 0-based) outside "
+                     f"[0, {num_nodes}){source}")
+
+
+def _check_rows(path: Path, what: str, rows: int, num_nodes: int, count_from: Path) -> None:
+    if rows != num_nodes:
+        raise _bad(path, f"has {rows} {what} rows but '{count_from}' gives {num_nodes} nodes "
+                         f"(one row per node)")
+
+
 def read_raw(ddir: Path) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
     """``(src, dst, num_nodes, node_feat, labels)`` from ``ddir/raw`` (either variant), on the CPU.
 
     CSV files go through the ``.npy`` cache (see the module docstring): ``node_feat`` is then a
-    memmap of ``<ddir>/npy_cache/raw/node-feat.npy``; the other arrays are in memory.
+    memmap of ``<ddir>/npy_cache/raw/node-feat.npy``; the other arrays are in memory. The files
+    are checked against each other: one feature row and one label row per node, every edge's
+    ends in ``[0, num_nodes)``; a file that fails raises ``ValueError`` naming it.
     """
     raw = ddir / "raw"
     kind = raw_files(ddir)
@@ -317,43 +433,99 @@ def read_raw(ddir: Path) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.nd
         return _read_csv(raw / fname, dtype, cache=_cache_path(ddir, raw / fname))
 
     if kind == "npz":
-        with np.load(raw / "data.npz") as data:
-            edge_index = data["edge_index"]
-            feat = data["node_feat"] if "node_feat" in data.files else None
-            num_nodes = int(np.asarray(data["num_nodes_list"]).reshape(-1)[0])
-        if (raw / "node-label.npz").is_file():
-            with np.load(raw / "node-label.npz") as lab:
-                labels = _labels_to_int(lab["node_label"])
-        else:
-            labels = _labels_to_int(csv("node-label.csv.gz", np.float64))
+        edge_file = feat_file = count_file = raw / "data.npz"
+        data = _npz(edge_file, ("edge_index", "num_nodes_list", "node_feat"))
+        num_nodes = _node_count(count_file, data["num_nodes_list"])
+        edge_index, feat = data["edge_index"], data["node_feat"]
+        if edge_index.ndim != 2 or edge_index.shape[0] != 2:
+            raise _bad(edge_file, f"has an edge_index of shape {tuple(edge_index.shape)}, "
+                                  f"expected (2, number of edges)")
         src, dst = edge_index[0], edge_index[1]
+        if (raw / "node-label.npz").is_file():
+            label_file = raw / "node-label.npz"
+            raw_labels = _npz(label_file, ("node_label",))["node_label"]
+        else:
+            label_file = raw / "node-label.csv.gz"
+            raw_labels = csv("node-label.csv.gz", np.float64)
     else:
-        edges = csv("edge.csv.gz", np.int64)
-        src, dst = edges[:, 0], edges[:, 1]
-        feat = csv("node-feat.csv.gz", np.float32)
-        num_nodes = int(csv("num-node-list.csv.gz", np.int64).reshape(-1)[0])
-        labels = _labels_to_int(csv("node-label.csv.gz", np.float64))
-    if feat is None:
-        raise ValueError(f"load_ogb: '{ddir.name}' has no node features (node_feat)")
+        edge_file, feat_file = raw / "edge.csv.gz", raw / "node-feat.csv.gz"
+        count_file, label_file = raw / "num-node-list.csv.gz", raw / "node-label.csv.gz"
+        num_nodes = _node_count(count_file, csv(count_file.name, np.int64))
+        edges = csv(edge_file.name, np.int64)
+        if edges.shape[0] and edges.shape[1] != 2:
+            raise _bad(edge_file, f"has {edges.shape[1]} fields per row, expected 2 (src,dst)")
+        src, dst = (edges[:, 0], edges[:, 1]) if edges.shape[0] else (edges[:0, 0],) * 2
+        feat = csv(feat_file.name, np.float32)
+        raw_labels = csv(label_file.name, np.float64)
+    if feat.ndim != 2:
+        raise _bad(feat_file, f"has node features of shape {tuple(feat.shape)}, expected "
+                              f"(nodes, features)")
+    _check_rows(feat_file, "feature", feat.shape[0], num_nodes, count_file)
+    _check_rows(label_file, "label", raw_labels.shape[0] if raw_labels.ndim else 0, num_nodes,
+                count_file)
+    for what, ids in (("source of edge", src), ("destination of edge", dst)):
+        _check_ids(edge_file, what, ids, num_nodes, count_file)
+    labels = _labels_to_int(raw_labels)
     return np.ascontiguousarray(src), np.ascontiguousarray(dst), num_nodes, feat, labels
 
 
-def read_split(name: str, ddir: Path, split: str | None) -> dict[str, np.ndarray]:
-    """``{'train', 'valid', 'test'}`` int64 node ids (CPU) from ``ddir/split/<split>``."""
+def num_nodes_of(ddir: Path) -> Tuple[int, Path]:
+    """``(num_nodes, the file it comes from)`` of the raw files in ``ddir/raw``."""
+    raw = ddir / "raw"
+    if raw_files(ddir) == "npz":
+        path = raw / "data.npz"
+        return _node_count(path, _npz(path, ("num_nodes_list",))["num_nodes_list"]), path
+    path = raw / "num-node-list.csv.gz"
+    return _node_count(path, _read_csv(path, np.int64, cache=_cache_path(ddir, path))), path
+
+
+def split_folder(name: str, ddir: Path, split: Optional[str]) -> str:
+    """The split folder to read under ``ddir/split``: ``split`` when given, else OGB's split of
+    ``name`` (``DEFAULT_SPLITS``: what ``ogb``'s ``get_idx_split()`` reads), else, for a dataset
+    OGB does not list, the only folder there. Raises :class:`SplitNotFoundError` listing the
+    folders present when the one to read is missing or cannot be told."""
     sdir = ddir / "split"
-    if split is None:
-        split = DEFAULT_SPLITS.get(name)
-        if split is None or not (sdir / split).is_dir():
-            found = sorted(p.name for p in sdir.iterdir() if p.is_dir()) if sdir.is_dir() else []
-            if len(found) != 1:
-                raise _missing(sdir / (split or "<split name>"),
-                               f"split folder (found {found or 'none'}; pass split=...)")
-            split = found[0]
+    found = sorted(p.name for p in sdir.iterdir() if p.is_dir()) if sdir.is_dir() else []
+    choices = f"the split folders there: {found}" if found else "there is no split folder"
+    if split is not None:
+        if split not in found:
+            raise SplitNotFoundError(
+                f"load_ogb: split folder not found: '{sdir / split}' ({choices})", found)
+        return split
+    default = DEFAULT_SPLITS.get(name)
+    if default is not None:
+        if default not in found:
+            raise SplitNotFoundError(
+                f"load_ogb: split folder not found: '{sdir / default}', OGB's split of {name} "
+                f"({choices})", found)
+        return default
+    if len(found) != 1:
+        raise SplitNotFoundError(
+            f"load_ogb: {name} is not a dataset OGB lists, so which split folder to read cannot "
+            f"be told ({choices} under '{sdir}')", found)
+    logger.info("%s: using the split folder '%s', the only one under %s", name, found[0], sdir)
+    return found[0]
+
+
+def read_split(name: str, ddir: Path, split: str | None,
+               num_nodes: Optional[int] = None) -> dict[str, np.ndarray]:
+    """``{'train', 'valid', 'test'}`` int64 node ids (CPU) from ``ddir/split/<split>``
+    (:func:`split_folder` picks it when ``split`` is None). Every id must be in
+    ``[0, num_nodes)`` (None: the count of the raw files), else ``ValueError`` naming the file."""
+    sdir = ddir / "split"
+    split = split_folder(name, ddir, split)
+    count_from = None
+    if num_nodes is None:
+        num_nodes, count_from = num_nodes_of(ddir)
     out = {}
     for part in ("train", "valid", "test"):
         path = sdir / split / f"{part}.csv.gz"
         if not path.is_file():
             raise _missing(path, "split file")
         ids = _read_csv(path, np.int64, cache=_cache_path(ddir, path))
-        out[part] = np.array(ids.reshape(-1))      # a copy in memory, not a view of the cache
+        if ids.shape[0] and ids.shape[1] != 1:
+            raise _bad(path, f"has {ids.shape[1]} fields per row, expected 1 (a node id)")
+        ids = np.array(ids.reshape(-1))      # a copy in memory, not a view of the cache
+        _check_ids(path, "row", ids, num_nodes, count_from)
+        out[part] = ids
     return out
