@@ -2,9 +2,9 @@
 
 Every variable the library, the examples and the benchmarks read goes through :func:`env` (or
 :func:`env_flag`), which reads ``UNIFIED_TENSOR_<NAME>``. A few variables had other names before
-(``UT_DATA_ROOT``, ``GPU_QUICK_BUDGET``); those names still work while the new one is unset, with a
-``FutureWarning`` (once per name and process) that names the variable to set instead. When both
-are set, the new name wins.
+(``UT_DATA_ROOT``, ``GPU_QUICK_BUDGET``, ``UT_VENV_ROOT``); those names still work while the new
+one is unset, with a ``FutureWarning`` (once per name and process) that names the variable to set
+instead. When both are set, the new name wins.
 
 ========================================  ==========================================================
 ``UNIFIED_TENSOR_DISABLE_CUDA``           ``1``: the CUDA path is off, everything runs on the CPU
