@@ -10,15 +10,26 @@ of a small fraction of the rows takes a large share of the reads off PCIe (PaGra
 Per cached GPU: the rows (``k * row_bytes``) and a slot map of 4 bytes per table row (``int32``,
 the row's slot or -1). The cache is a copy that follows the table: a write through the
 UnifiedTensor (any route: ``feats[i] = v``, ``torch.nn.init.normal_(tensor=feats)``,
-``out=(feats, idx)``, a view's ``mul_``; see ``_writes.py``) refreshes it after the op, and any
-other write torch counts (through the tensor it wraps, or an older plain view) is seen by the next
-gather, which compares the table's version counter with the one the cache was filled at. Writes
-torch does not count (through ``.data`` or a NumPy array over the memory) need
-``ut.cache(feats, ...)`` again.
+``out=(feats, idx)``, a view's ``mul_``; see ``_writes.py``) refreshes the cached rows that write
+touched (the rows of an indexed write, the row range of a slice or view; all of them when more
+than half the cached rows are touched), and any other write torch counts (through the tensor it
+wraps, or an older plain view) is seen by the next gather, which compares the table's version
+counter with the one the cache was filled at and then refreshes every cached row. Writes torch
+does not count (through ``.data`` or a NumPy array over the memory) need ``ut.cache(feats, ...)``
+again.
+
+A refresh never syncs the host. It reads the new rows with the zero-copy gather kernel on the
+refreshing thread's current stream, after that stream has waited (on the GPU) for every stream a
+gather has read the cache on, and those streams then wait for it: a gather enqueued before the
+refresh reads the old rows, one enqueued after it the new rows, never a mix (enqueueing a gather
+and a refresh are serialised by the cache's lock, across threads). An asynchronous copy into the
+table (``feats.copy_(src, non_blocking=True)``) is on the writer's current stream, so the refresh
+that follows it on that stream reads what it wrote.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Union
+import threading
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -27,43 +38,144 @@ __all__ = ["GpuRowCache", "cache", "uncache", "cache_info"]
 _CHUNK_BYTES = 64 << 20   # host rows staged per copy when (re)filling a cache
 
 
+# What a write touched, in rows of the table: ``(lo, hi)`` ranges and CPU int64 tensors of row ids.
+DirtyRows = List[Union[Tuple[int, int], torch.Tensor]]
+
+
 class GpuRowCache:
     """Rows ``ids`` of one table held on one CUDA device."""
 
-    def __init__(self, plain: torch.Tensor, ids: torch.Tensor, device: torch.device):
+    def __init__(self, table: Any, ids: torch.Tensor, device: torch.device):
+        plain = table._ut_plain
         n = plain.shape[0]
         self.device = device
-        self.ids = ids                                    # CPU int64, distinct, in [0, n)
+        self.ids = ids                                    # CPU int64, distinct, in [0, n); by slot
         k = ids.numel()
         self.rows = torch.empty((k,) + tuple(plain.shape[1:]), dtype=plain.dtype, device=device)
         slot_of = torch.full((n,), -1, dtype=torch.int32)
         slot_of[ids] = torch.arange(k, dtype=torch.int32)
         self.slot_of = slot_of.to(device)
+        # the cached row ids in ascending order and their slots: which slots a write touched
+        self._sorted_ids, self._sorted_slots = torch.sort(ids)
+        self.lock = threading.RLock()   # enqueueing a gather that reads the rows vs a refresh
         self.stream = torch.cuda.current_stream(device)   # where the memory was allocated
         self._streams = {self.stream}
-        self.refresh(plain)
+        self._ready = None   # event recorded after the last fill: new reader streams wait on it
+        self.version = -1
+        self.refresh(table)
 
     def note_stream(self, stream) -> None:
         """A gather on ``stream`` reads this cache: tell PyTorch's allocator (``record_stream``),
         so the memory is not handed out again before that stream's kernels are done, whoever
-        drops the last reference and when (no sync)."""
+        drops the last reference and when (no sync); a stream new to the cache waits (on the
+        GPU) for the last fill. Call it with :attr:`lock` held, up to the gather's launch."""
         if stream not in self._streams:
+            from ._checks import stream_capturing
+
             self.rows.record_stream(stream)
             self.slot_of.record_stream(stream)
+            # (a capturing stream may not wait on an event recorded outside its capture; the fill
+            # it would wait for was enqueued before the capture began)
+            if self._ready is not None and not stream_capturing(stream):
+                stream.wait_event(self._ready)
             self._streams.add(stream)
 
-    def refresh(self, plain: torch.Tensor) -> None:
-        """Copy the cached rows from ``plain`` again (after the table changed)."""
+    def refresh(self, table: Any, rows: Optional[DirtyRows] = None,
+                version_before: Optional[int] = None, wait_default: bool = False,
+                if_stale: bool = False) -> int:
+        """Copy cached rows of ``table`` again (after it changed): those among ``rows`` (what a
+        write touched) when the cache was current at ``version_before`` (the table's version
+        before that write), else all. Stream-ordered, no host sync (see the module docstring);
+        ``wait_default``: the change may have come from an unknown stream, so the default stream
+        is waited for too; ``if_stale``: only if the table's version moved since the last fill
+        (another thread may have refreshed meanwhile). Returns the number of rows copied."""
+        from ._checks import capturing
+
+        plain = table._ut_plain
+        with self.lock:
+            if if_stale and self.version == plain._version:
+                return 0
+            if rows is not None and version_before is not None and self.version != version_before:
+                rows = None   # a change the watch never saw came first: refresh everything
+            slots = None if rows is None else self._slots_of(rows)
+            if slots is not None and 2 * slots.numel() > self.ids.numel():
+                slots = None  # most of the cache: the contiguous full copy is cheaper
+            if slots is not None and slots.numel() == 0:
+                self.version = plain._version
+                return 0
+            if capturing():
+                # Under CUDA graph capture nothing may be waited for or copied outside the graph;
+                # leave the version stale: the first gather after the capture refreshes.
+                return 0
+            copied = self._copy(table, slots, wait_default)
+            # torch counts every in-place write to the table and to any view of it (the user's own
+            # tensor included: ut.unified shares it): a different count later means rows changed
+            self.version = plain._version
+            return copied
+
+    def _slots_of(self, rows: DirtyRows) -> torch.Tensor:
+        """The slots (ascending, distinct, CPU int64) of the cached rows among ``rows``."""
+        sid, sslot, k = self._sorted_ids, self._sorted_slots, self.ids.numel()
+        parts = []
+        for r in rows:
+            if isinstance(r, tuple):
+                lo, hi = (int(torch.searchsorted(sid, torch.tensor(v))) for v in r)
+                parts.append(sslot[lo:hi])
+            elif r.numel() and k:
+                r = r.reshape(-1).to(torch.int64)
+                pos = torch.searchsorted(sid, r).clamp_(max=k - 1)
+                hit = sid[pos] == r
+                parts.append(sslot[pos[hit]])
+        if not parts:
+            return torch.empty(0, dtype=torch.int64)
+        return torch.unique(torch.cat(parts))
+
+    def _copy(self, table: Any, slots: Optional[torch.Tensor], wait_default: bool) -> int:
+        """Read cached rows (``slots``, or all) from the host table into :attr:`rows` with the
+        zero-copy gather kernel, ordered against every reader stream (see the module docstring)."""
+        from . import _gather_cuda
+        from ._checks import stream_capturing
+        from ._tensor import device_pointer
+
+        plain = table._ut_plain
         k = self.ids.numel()
-        row_bytes = max(1, self.rows[0].numel() * self.rows.element_size()) if k else 1
-        step = max(1, _CHUNK_BYTES // row_bytes)
-        for s in range(0, k, step):
-            self.rows[s:s + step].copy_(plain.index_select(0, self.ids[s:s + step]))
-        # Kernels of any stream may read the rows from now on: the copies must have landed.
-        torch.cuda.synchronize(self.device)
-        # torch counts every in-place write to the table and to any view of it (the user's own
-        # tensor included: ut.unified shares it): a different count later means the rows changed
-        self.version = plain._version
+        n = plain.shape[0]
+        row_bytes = plain[0].numel() * plain.element_size() if n else 0
+        if k == 0 or row_bytes == 0:
+            return 0
+        dev = self.device
+        dev_ptr = device_pointer(table)
+        with torch.cuda.device(dev):
+            cur = torch.cuda.current_stream(dev)
+            waits = set(self._streams)
+            if wait_default:
+                waits.add(torch.cuda.default_stream(dev))
+            # a stream capturing a graph (another thread's) is left alone: waiting on it or
+            # making it wait would pull this refresh into the graph
+            waits = [s for s in waits if s != cur and not stream_capturing(s)]
+            for s in waits:   # gathers already enqueued read the old rows to the end
+                cur.wait_stream(s)
+            self.note_stream(cur)   # the rows are written on cur
+            step = max(1, _CHUNK_BYTES // row_bytes)
+            total = k if slots is None else slots.numel()
+            for s in range(0, total, step):
+                if slots is None:   # slots s..e hold ids[s:e]: gather straight into the rows
+                    idx = _to_device(self.ids[s:s + step], dev)
+                    _gather_cuda.gather_rows_cuda(dev_ptr, n, row_bytes, idx, self.rows[s:s + step])
+                else:
+                    sl = slots[s:s + step]
+                    both = _to_device(torch.stack([self.ids[sl], sl]), dev)
+                    tmp = torch.empty((sl.numel(),) + tuple(self.rows.shape[1:]),
+                                      dtype=self.rows.dtype, device=dev)
+                    _gather_cuda.gather_rows_cuda(dev_ptr, n, row_bytes, both[0], tmp)
+                    self.rows.index_copy_(0, both[1], tmp)
+            ev = torch.cuda.Event()
+            ev.record(cur)
+            self._ready = ev
+            for s in self._streams:   # gathers enqueued from now on read the new rows
+                if s != cur and not stream_capturing(s):
+                    s.wait_event(ev)
+        return total
 
     @property
     def nbytes(self) -> int:
@@ -80,6 +192,12 @@ class GpuRowCache:
         valid = (index >= -n) & (index < n)
         index = torch.where(valid, torch.where(index < 0, index + n, index), 0)
         return float(((self.slot_of[index] >= 0) & valid).float().mean())
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` (CPU) on ``device`` without a host sync: staged in pinned memory (PyTorch's host
+    allocator keeps the block until the copy is done), copied with ``non_blocking``."""
+    return t.contiguous().pin_memory().to(device, non_blocking=True)
 
 
 def _values_of(table):
@@ -225,7 +343,7 @@ def cache(table, ids=None, *, hotness: Optional[torch.Tensor] = None, max_rows: 
     uncache(table, dev)
     if ids.numel() == 0:
         return user_table
-    table._ut_caches[dev.index] = GpuRowCache(plain, ids, dev)
+    table._ut_caches[dev.index] = GpuRowCache(table, ids, dev)
     return user_table
 
 
@@ -267,22 +385,16 @@ def fresh_cache(table, dev_index: int) -> Optional["GpuRowCache"]:
     (any write torch counts: through the table, a view of it, or the tensor it wraps)."""
     cache = table._ut_caches.get(dev_index) if table._ut_caches else None
     if cache is not None and cache.version != table._ut_plain._version:
-        refresh_all(table)
+        # what changed and on which stream is unknown: every row, after the default stream too
+        refresh_all(table, wait_default=True, if_stale=True)
         cache = table._ut_caches.get(dev_index)
     return cache
 
 
-def refresh_all(table) -> None:
-    """Re-copy every cache of ``table`` (after an in-place change made through it). Waits for
-    the GPUs first: the change may be an asynchronous copy into the table (``t.copy_(src,
-    non_blocking=True)``; the table is pinned) that has not landed yet."""
-    if not table._ut_caches:
-        return
-    if torch.cuda.is_available():
-        devices = {c.device for c in table._ut_caches.values() if getattr(c, "device", None)}
-        if torch.cuda.is_initialized():
-            devices.add(torch.device("cuda", torch.cuda.current_device()))
-        for d in devices:
-            torch.cuda.synchronize(d)
-    for c in table._ut_caches.values():
-        c.refresh(table._ut_plain)
+def refresh_all(table, rows: Optional[DirtyRows] = None, version_before: Optional[int] = None,
+                wait_default: bool = False, if_stale: bool = False) -> None:
+    """Refresh every cache of ``table`` after an in-place change made through it: the cached
+    rows among ``rows`` (what the change touched; ``None``: all) when the cache was current at
+    ``version_before``. No host sync: see :meth:`GpuRowCache.refresh`."""
+    for c in list(table._ut_caches.values()):
+        c.refresh(table, rows, version_before, wait_default, if_stale)

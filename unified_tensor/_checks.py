@@ -18,20 +18,33 @@ host sync per call), as ``CUDA_LAUNCH_BLOCKING=1`` does for kernel errors.
 
 The bookkeeping (:class:`CheckQueue`) knows nothing of CUDA: it is given its two record buffers
 and an event factory, so the CPU tests drive it with CPU tensors and fake events.
+
+CUDA graph capture: a gather in a capturing thread records nothing and queries nothing (its check
+is off, see :func:`capturing`). Every event query or wait of this module (and of the in-flight
+list of ``_gather``) runs in relaxed capture mode (:class:`relaxed_capture_mode`,
+``cudaThreadExchangeStreamCaptureMode``), so a producer thread polling while the training thread
+captures a graph in global mode (``torch.cuda.graph``'s default, ``torch.compile(mode=
+"reduce-overhead")``) does not invalidate the capture; the events it queries were all recorded
+outside any capture.
 """
 from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import os
 import sys
 import threading
-from typing import Callable, Dict, List, Optional
+from typing import Callable, ContextManager, Dict, List, Optional
 
 import torch
 
+from ._cudart import CAPTURE_MODE_RELAXED
+from ._env import env_flag
+
 __all__ = ["CheckQueue", "DeferredIndexError", "range_error", "sync_checks_forced", "queue_for", "poll", "settle_all",
-           "synchronize", "INT64_MAX", "INT64_MIN", "SLOTS"]
+           "synchronize", "INT64_MAX", "INT64_MIN", "SLOTS", "capturing", "stream_capturing",
+           "relaxed_capture_mode"]
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -2**63
@@ -65,8 +78,8 @@ def first_bad(lo: int, hi: int, n: int) -> Optional[int]:
 
 
 def sync_checks_forced() -> bool:
-    """``UNIFIED_TENSOR_SYNC_CHECKS`` set to anything but "", "0", "false", "no"."""
-    return os.environ.get("UNIFIED_TENSOR_SYNC_CHECKS", "").strip().lower() not in ("", "0", "false", "no")
+    """``UNIFIED_TENSOR_SYNC_CHECKS`` set to anything but "", "0", "false", "no", "off"."""
+    return env_flag("SYNC_CHECKS")
 
 
 class CheckQueue:
@@ -81,9 +94,11 @@ class CheckQueue:
     """
 
     def __init__(self, device_buf: torch.Tensor, host_buf: torch.Tensor,
-                 record_event: Callable[..., object]):
+                 record_event: Callable[..., object],
+                 guard: Callable[[], ContextManager] = contextlib.nullcontext):
         if device_buf.shape != host_buf.shape or device_buf.dim() != 2 or device_buf.shape[1] != 2:
             raise ValueError("record buffers must both have shape (slots, 2)")
+        self._guard = guard   # entered around every event query / wait (relaxed capture mode)
         self.device_buf = device_buf
         self.host_buf = host_buf
         self._record_event = record_event
@@ -97,7 +112,7 @@ class CheckQueue:
     # -- the two calls around a launch ------------------------------------------------------
     def acquire(self) -> int:
         """A free record slot (raises a deferred error first, if one has been settled)."""
-        with self._lock:
+        with self._guard(), self._lock:
             self._settle_locked(block=False)
             while not self._free:   # every slot in flight: wait for the oldest check
                 if not self._pending:
@@ -132,13 +147,13 @@ class CheckQueue:
     def settle(self, block: bool = False) -> None:
         """Check every record whose copy has landed (all of them with ``block``) and raise the
         oldest error found, if any."""
-        with self._lock:
+        with self._guard(), self._lock:
             self._settle_locked(block)
             self._raise_locked()
 
     def take_errors(self, block: bool = False) -> List[IndexError]:
         """Settle like :meth:`settle` but hand the errors back instead of raising them."""
-        with self._lock:
+        with self._guard(), self._lock:
             self._settle_locked(block)
             errors, self._errors = self._errors, []
             return errors
@@ -205,7 +220,8 @@ class CheckQueue:
             dev[..., 1].fill_(INT64_MIN)
             host[..., 0].fill_(INT64_MAX)
             host[..., 1].fill_(INT64_MIN)
-        self._record_event().synchronize()
+        with self._guard():
+            self._record_event().synchronize()
 
 
 # ------------------------------------------------------------------------------ per CUDA device
@@ -234,18 +250,69 @@ def queue_for(device: torch.device) -> CheckQueue:
             dev = torch.device("cuda", index)
             q = CheckQueue(torch.empty((SLOTS, 2), dtype=torch.int64, device=dev),
                            torch.empty((SLOTS, 2), dtype=torch.int64, pin_memory=True),
-                           _cuda_event_factory(dev))
+                           _cuda_event_factory(dev), guard=relaxed_capture_mode)
             _queues[index] = q
             _install_hooks()
     return q
 
 
 def capturing() -> bool:
-    """Whether the current CUDA stream is capturing a CUDA graph (False without CUDA)."""
+    """Whether the current CUDA stream is capturing a CUDA graph (False without CUDA). Captures
+    on other threads' streams are not seen here: the calls they forbid are made in
+    :class:`relaxed_capture_mode`, where they are legal."""
     try:
         return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
     except RuntimeError:
         return False
+
+
+def stream_capturing(stream) -> bool:
+    """Whether CUDA ``stream`` (of any thread) is capturing a CUDA graph (a capture-status
+    query, legal during any capture)."""
+    try:
+        with torch.cuda.stream(stream):
+            return torch.cuda.is_current_stream_capturing()
+    except RuntimeError:
+        return False
+
+
+class relaxed_capture_mode:
+    """``with relaxed_capture_mode():`` runs its body with the calling thread's stream-capture
+    mode set to relaxed (``cudaThreadExchangeStreamCaptureMode``) and restores the mode after:
+    event queries and waits made in the body do not invalidate a CUDA graph that another thread
+    is capturing in global mode. The body must not query events recorded during a capture (none
+    of this library's are). A no-op without CUDA's runtime (CuPy's bindings lack the call)."""
+
+    __slots__ = ("_rt", "_old")
+
+    def __enter__(self) -> "relaxed_capture_mode":
+        self._rt = rt = _capture_runtime()
+        self._old = None if rt is None else rt.exchange_capture_mode(CAPTURE_MODE_RELAXED)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None and self._old != CAPTURE_MODE_RELAXED:
+            self._rt.exchange_capture_mode(self._old)
+
+
+def _capture_runtime():
+    """The process's CUDA runtime wrapper, or ``None`` where there is none to ask."""
+    from . import _cudart
+
+    global _no_runtime
+    rt = _cudart._runtime
+    if rt is None:
+        if _no_runtime:
+            return None
+        try:
+            rt = _cudart.runtime()
+        except (ImportError, OSError, RuntimeError):
+            _no_runtime = True   # asked once
+            return None
+    return rt if hasattr(rt, "exchange_capture_mode") else None
+
+
+_no_runtime = False
 
 
 def poll() -> None:

@@ -14,7 +14,8 @@ import threading
 from typing import Optional
 
 __all__ = ["CudaRuntimeError", "HostRuntime", "runtime",
-           "REGISTER_PORTABLE", "REGISTER_MAPPED", "REGISTER_READ_ONLY"]
+           "REGISTER_PORTABLE", "REGISTER_MAPPED", "REGISTER_READ_ONLY",
+           "CAPTURE_MODE_GLOBAL", "CAPTURE_MODE_THREAD_LOCAL", "CAPTURE_MODE_RELAXED"]
 
 logger = logging.getLogger("unified_tensor")
 
@@ -22,6 +23,10 @@ REGISTER_PORTABLE = 0x01
 REGISTER_MAPPED = 0x02
 REGISTER_READ_ONLY = 0x08
 _ATTR_READ_ONLY_SUPPORTED = 113  # cudaDevAttrHostRegisterReadOnlySupported
+# enum cudaStreamCaptureMode
+CAPTURE_MODE_GLOBAL = 0
+CAPTURE_MODE_THREAD_LOCAL = 1
+CAPTURE_MODE_RELAXED = 2
 
 
 class CudaRuntimeError(RuntimeError):
@@ -58,6 +63,10 @@ class HostRuntime:
                                                      ctypes.c_uint]
             lib.cudaDeviceGetAttribute.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int,
                                                    ctypes.c_int]
+            try:   # CUDA >= 10.1 (every runtime PyTorch ships)
+                lib.cudaThreadExchangeStreamCaptureMode.argtypes = [ctypes.POINTER(ctypes.c_int)]
+            except AttributeError:
+                pass
             lib.cudaGetErrorName.restype = ctypes.c_char_p
             lib.cudaGetErrorString.restype = ctypes.c_char_p
             return lib
@@ -124,6 +133,25 @@ class HostRuntime:
         import cupy.cuda.runtime as rt
 
         return bool(rt.deviceGetAttribute(rt.cudaDevAttrHostRegisterReadOnlySupported, device))
+
+
+    def exchange_capture_mode(self, mode: int) -> Optional[int]:
+        """``cudaThreadExchangeStreamCaptureMode``: set the calling thread's stream-capture
+        interaction mode to ``mode`` and return the one it had; ``None`` (nothing changed) where
+        only CuPy's bindings are available (they do not expose the call).
+
+        A thread in relaxed mode may make calls that are otherwise illegal while another thread
+        captures a CUDA graph in global mode (``torch.cuda.graph``'s default), such as querying
+        an event recorded outside the capture: without it such a call invalidates the capture.
+        """
+        fn = getattr(self._lib, "cudaThreadExchangeStreamCaptureMode", None) \
+            if self._lib is not None else None
+        if fn is None:
+            return None
+        v = ctypes.c_int(int(mode))
+        self._check(fn(ctypes.byref(v)),
+                    f"cudaThreadExchangeStreamCaptureMode(mode={int(mode)})")
+        return int(v.value)
 
 
 _runtime: Optional[HostRuntime] = None

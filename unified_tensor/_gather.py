@@ -107,14 +107,25 @@ def _inflight_forget_in_child() -> None:
     _inflight = collections.deque()
 
 
+# Tables of that kind read by a gather captured into a CUDA graph: every replay reads them again,
+# and nothing says when the graph is gone, so they are kept for the life of the process (one
+# entry per table; no event may be recorded or queried in the capture).
+_kept_for_graphs: dict = {}
+
+
 def _keep_until_done(obj, device: torch.device) -> None:
     global _inflight_fork_hook
     if not _inflight_fork_hook:
         _inflight_fork_hook = True
         os.register_at_fork(after_in_child=_inflight_forget_in_child)
+    if _checks.capturing():
+        with _inflight_lock:
+            _kept_for_graphs[(obj.data_ptr(), obj.numel(), obj.dtype)] = obj
+        return
     ev = torch.cuda.Event()
     ev.record(torch.cuda.current_stream(device))
-    with _inflight_lock:
+    # relaxed capture mode: the queries are legal while another thread captures a graph
+    with _checks.relaxed_capture_mode(), _inflight_lock:
         while _inflight and _inflight[0][0].query():
             _inflight.popleft()
         _inflight.append((ev, obj))
@@ -401,15 +412,19 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
     _pinning.note_device_use(dev_index)
     # A GPU row cache (ut.cache) on this device: its rows are read from GPU memory, in the kernel.
     cache = fresh_cache(table, dev_index) if is_unified and table._ut_caches else None
-    if cache is not None:   # its memory is not reused while this stream's kernel may read it
-        cache.note_stream(torch.cuda.current_stream(device))
     q = slot = None
     if mode == "deferred" and row_bytes == 0:   # no kernel runs for zero-width rows
         _defer_range_check(device, flat, n)
     elif mode == "deferred":   # the kernel records out-of-range ids; checked when the copy lands
         q = _checks.queue_for(device)
         slot = q.acquire()
+    if cache is not None:
+        # Held up to the launch: a refresh from another thread (a write to the table) is
+        # enqueued wholly before or wholly after this gather, never around it (no torn rows).
+        cache.lock.acquire()
     try:
+        if cache is not None:   # its memory is not reused while this stream's kernel may read it
+            cache.note_stream(torch.cuda.current_stream(device))
         cache_kw = dict(perm=perm, max_threads=max_threads,
                         bad_ptr=q.address(slot) if q is not None else 0,
                         cache_ptr=cache.rows.data_ptr() if cache is not None else 0,
@@ -431,6 +446,9 @@ def gather(table: torch.Tensor, index: IndexLike, out: Optional[torch.Tensor] = 
         if q is not None:
             _release_quietly(q, slot)
         raise
+    finally:
+        if cache is not None:
+            cache.lock.release()
     if q is not None:
         q.submit(slot, n)
     if reg is None:   # pinned by PyTorch: keep the memory alive until the kernel is done

@@ -10,7 +10,10 @@ it writes (``Tensor(a!)``), and :class:`_WriteWatch`, a dispatch mode entered on
 involve a watched table, checks those arguments' memory **before** the kernel runs:
 
 * memory of a read-only table: ``RuntimeError``, nothing written;
-* memory of a cached table: the op runs, then the table's caches are refreshed.
+* memory of a cached table: the op runs, then the cached rows it touched are refreshed (the
+  rows an indexed write names: ``index_put_``/``index_copy_``/``index_fill_``/``index_add_``/
+  ``index_reduce_`` along dim 0 of the table or a row slice of it; else the row range the
+  written tensor's memory spans; see :func:`rows_written`).
 
 Views of a watched table (``t[0:2]``, ``t[0]``, ``t.T``, ``t.detach()``, ``t.data``) come back
 as :class:`TableView`, a thin subclass whose ops go through the same check, so a write through a
@@ -19,13 +22,13 @@ read-only array.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["TableView", "watched_tables", "watched_call"]
+__all__ = ["TableView", "watched_tables", "watched_call", "rows_written"]
 
 
 def span(t: torch.Tensor) -> Tuple[int, int]:
@@ -78,14 +81,75 @@ def watched_tables(args: tuple, kwargs: dict) -> List[Any]:
     return out
 
 
+# Ops that write rows of their first argument named by an index along a dimension:
+# op name -> how to find (dim, index) in its arguments.
+_INDEXED = {"index_copy_", "index_fill_", "index_add_", "index_reduce_"}
+_INDEX_PUT = {"index_put_", "_index_put_impl_"}
+
+
+def _op_name(func: Any) -> str:
+    return getattr(func, "__name__", str(func)).split(".")[0]
+
+
+def _row_ids(index: Any, m: int) -> Optional[torch.Tensor]:
+    """Rows ``[0, m)`` an index tensor along dim 0 names (CPU int64), or ``None`` when it is not
+    a CPU integer/bool tensor (the caller falls back to the written memory's span)."""
+    if not isinstance(index, torch.Tensor) or index.device.type != "cpu":
+        return None
+    if index.dtype == torch.bool:
+        mask = index.reshape(index.shape[0], -1).any(1) if index.dim() > 1 else index.reshape(-1)
+        return mask.nonzero().reshape(-1)
+    if index.is_floating_point() or index.is_complex():
+        return None
+    r = index.reshape(-1).to(torch.int64)
+    r = torch.where(r < 0, r + m, r)
+    return r[(r >= 0) & (r < m)]   # out-of-range ids make the op raise: nothing to refresh
+
+
+def rows_written(func: Any, args: tuple, kwargs: dict, x: torch.Tensor, plain: torch.Tensor
+                 ) -> Union[Tuple[int, int], torch.Tensor]:
+    """The rows of table ``plain`` (contiguous) that op ``func`` may write through its argument
+    ``x``: a CPU int64 tensor of row ids for an indexed write along dim 0 of the table or of a
+    row slice of it (``t[ids] = v``, ``t[a:b].index_copy_(0, i, v)``), else the range
+    ``(lo, hi)`` of rows that ``x``'s memory spans (a slice, a row, a column, the whole table)."""
+    n = plain.shape[0]
+    esize = plain.element_size()
+    row_bytes = max(1, plain[0].numel() * esize) if n else 1
+    t0 = plain.data_ptr()
+    name = _op_name(func)
+    if (name in _INDEX_PUT or name in _INDEXED) and args and args[0] is x \
+            and x.dim() == plain.dim() and x.stride() == plain.stride() \
+            and x.shape[1:] == plain.shape[1:] and (x.data_ptr() - t0) % row_bytes == 0:
+        index = None
+        if name in _INDEX_PUT:
+            indices = args[1] if len(args) > 1 else kwargs.get("indices")
+            if isinstance(indices, (list, tuple)) and indices:
+                index = indices[0]
+        else:
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            if isinstance(dim, int) and dim % x.dim() == 0:
+                index = args[2] if len(args) > 2 else kwargs.get("index")
+        ids = _row_ids(index, x.shape[0]) if index is not None else None
+        if ids is not None:
+            return ids + (x.data_ptr() - t0) // row_bytes
+    s0, s1 = span(x)
+    lo = max(0, (s0 - t0) // row_bytes)
+    hi = min(n, -(-(s1 - t0) // row_bytes))
+    return (lo, max(lo, hi))
+
+
 class _WriteWatch(TorchDispatchMode):
     """Checks the arguments each ATen op writes (its schema's ``a!``) against the watched tables'
-    memory before the op runs (read-only: refuse), and notes the cached tables written."""
+    memory before the op runs (read-only: refuse), and notes the cached tables written and the
+    rows each write touched."""
 
     def __init__(self, tables: List[Any]) -> None:
         super().__init__()
         self.tables = [(t, _table_span(t)) for t in tables]
         self.written: List[Any] = []
+        self.rows: Dict[int, list] = {}   # id(table) -> rows written (see rows_written)
+        # each cached table's version before the op: its caches were current then, or not
+        self.versions = {id(t): t._ut_plain._version for t in tables if t._ut_caches}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -101,14 +165,14 @@ class _WriteWatch(TorchDispatchMode):
                     v = args[i]
                 for x in (v if isinstance(v, (list, tuple)) else (v,)):
                     if isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.numel():
-                        self._check(func, x)
+                        self._check(func, x, args, kwargs)
         return func(*args, **kwargs)
 
-    def _check(self, func: Any, x: torch.Tensor) -> None:
+    def _check(self, func: Any, x: torch.Tensor, args: tuple, kwargs: dict) -> None:
         from ._tensor import check_writable
 
         s = span(x)
-        name = getattr(func, "__name__", str(func)).split(".")[0]
+        name = _op_name(func)
         for table, ts in self.tables:
             if not _overlaps(s, ts):
                 continue
@@ -119,20 +183,26 @@ class _WriteWatch(TorchDispatchMode):
                     f"written. Modify a copy (t.clone()) instead")
             if not any(table is w for w in self.written):
                 self.written.append(table)
+            if table._ut_caches:
+                self.rows.setdefault(id(table), []).append(
+                    rows_written(func, args, kwargs, x, table._ut_plain))
         check_writable(x, name)   # read-only memory of any other table
 
 
 def watched_call(func: Any, args: tuple, kwargs: dict, tables: List[Any], unwrap) -> Any:
-    """``func`` on the plain tensors with every write checked; caches of the tables it wrote are
+    """``func`` on the plain tensors with every write checked; the cached rows it wrote are
     refreshed, and views of the watched tables in the result come back as :class:`TableView`."""
     watch = _WriteWatch(tables)
-    with watch:
-        result = func(*unwrap(args), **unwrap(kwargs))
-    if watch.written:
-        from ._cache import refresh_all   # the GPU copies of cached rows follow the change
+    try:
+        with watch:
+            result = func(*unwrap(args), **unwrap(kwargs))
+    finally:   # even when the op raised part-way: what it may have written is refreshed
+        if watch.written:
+            from ._cache import refresh_all   # the GPU copies of cached rows follow the change
 
-        for table in watch.written:
-            refresh_all(table)
+            for table in watch.written:
+                if table._ut_caches:
+                    refresh_all(table, watch.rows.get(id(table)), watch.versions.get(id(table)))
     return _wrap_views(result, tables)
 
 

@@ -24,6 +24,7 @@ The front-ends (:class:`~samplers.DataLoader` in ``_dataloader.py``, the PyG loa
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import itertools
 import logging
@@ -73,6 +74,10 @@ def _warn_workers_once(num_workers: int, name: str = "DataLoader") -> None:
                       UserWarning, stacklevel=_user_stacklevel())
 
 
+# What torch.utils.data.DataLoader refuses to change once built (its __setattr__); the same here.
+_FROZEN_AFTER_INIT = frozenset({"batch_size", "batch_sampler", "sampler", "drop_last", "dataset",
+                                "persistent_workers"})
+
 _JOIN_TIMEOUT_S = 10.0     # how long a stopped producer may take to finish its current batch
 _POLL_S = 0.05             # producer put / consumer get poll period (checks the stop flag)
 _thread_ids = itertools.count()
@@ -100,7 +105,8 @@ class _LoaderCore(torch.utils.data.DataLoader):
                    prefetch_factor: Optional[int] = None, max_threads: Optional[int] = None,
                    seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
                    num_workers: int = 0, seed_count: Optional[int] = None,
-                   seed_name: str = "indices", sampler: Any = None) -> None:
+                   seed_name: str = "indices", sampler: Any = None,
+                   torch_kwargs: Optional[Mapping[str, Any]] = None) -> None:
         name = self._name
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"{name}: batch_size must be an int, got {batch_size!r}")
@@ -109,6 +115,14 @@ class _LoaderCore(torch.utils.data.DataLoader):
         if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) \
                 or num_workers < 0:
             raise ValueError(f"{name}: num_workers must be an int >= 0, got {num_workers!r}")
+        torch_kwargs = dict(torch_kwargs or {})
+        timeout = torch_kwargs.get("timeout", 0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer,
+                                                                 np.floating)):
+            raise TypeError(f"{name}: timeout must be a number, got {timeout!r}")
+        if timeout < 0:
+            raise ValueError(f"{name}: timeout option should be non-negative, got {timeout!r}")
+        self.multiprocessing_context = torch_kwargs.get("multiprocessing_context")  # checked
         if sampler is not None:   # torch's DataLoader(sampler=...): positions, epoch by epoch
             if shuffle:
                 raise ValueError(f"{name}: sampler= is mutually exclusive with shuffle=True "
@@ -118,7 +132,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
             if not hasattr(sampler, "__iter__"):
                 raise TypeError(f"{name}: sampler must be iterable (yield positions of seeds), "
                                 f"got {type(sampler).__name__}")
-        self.sampler = sampler
+        self._user_sampler = sampler   # `sampler` itself is torch's attribute (_torch_attributes)
         self.graph = graph
         self.batch_size = int(batch_size)
         self.drop_last = bool(drop_last)
@@ -207,6 +221,70 @@ class _LoaderCore(torch.utils.data.DataLoader):
                               loader=name)
         self.indices = self._seeds.user
         self._seed_ids_dev = self._seeds.ids_on(self._sample_device)
+        self._torch_attributes(prefetch_factor, torch_kwargs)
+
+    # --- torch.utils.data.DataLoader's public attributes ---------------------------------------
+    def _torch_attributes(self, prefetch_factor: Optional[int], kw: Mapping[str, Any]) -> None:
+        """Set what ``torch.utils.data.DataLoader.__init__`` sets (it is never called here), with
+        the values DGL's / PyG's loaders give, so code that reads them works
+        (``len(loader.dataset)``, ``loader.sampler``, ...): ``dataset`` / ``sampler`` /
+        ``batch_sampler`` from :meth:`_index_attributes`, the worker options as given (accepted,
+        not used: there are no workers) with torch's defaults; then what torch freezes is
+        frozen."""
+        self.dataset, self.sampler, self.batch_sampler = self._index_attributes()
+        self.timeout = kw.get("timeout", 0)
+        self.worker_init_fn = kw.get("worker_init_fn")
+        self.pin_memory = bool(kw.get("pin_memory", False))
+        self.pin_memory_device = kw.get("pin_memory_device", "")
+        self.persistent_workers = bool(kw.get("persistent_workers", False))
+        self.in_order = bool(kw.get("in_order", True))
+        self.prefetch_factor = 2 if prefetch_factor is None and self.num_workers > 0 \
+            else prefetch_factor
+        self._torch_frozen = True
+
+    def _index_attributes(self) -> tuple:
+        """``(dataset, sampler, batch_sampler)`` in torch's sense. Here PyG's: a map-style dataset
+        of seed positions, ``range(len(indices))``; the user's ``sampler``, else a
+        ``RandomSampler`` (``shuffle``, drawing from ``generator``) or ``SequentialSampler`` over
+        it; a ``BatchSampler`` of ``batch_size`` / ``drop_last`` around that. They describe the
+        epoch and do not run it: the loader permutes positions itself (a user's ``sampler`` aside),
+        so a shuffled epoch is not the order the ``RandomSampler`` yields, and iterating that
+        sampler draws from ``generator``, as in torch."""
+        from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+        dataset = range(len(self._seeds))
+        sampler = self._user_sampler
+        if sampler is None:   # RandomSampler refuses an empty dataset; an empty epoch is the same
+            sampler = RandomSampler(dataset, generator=self.generator) \
+                if self.shuffle and len(dataset) else SequentialSampler(dataset)
+        return dataset, sampler, BatchSampler(sampler, self.batch_size, self.drop_last)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        if attr in _FROZEN_AFTER_INIT and self.__dict__.get("_torch_frozen", False):
+            raise ValueError(f"{attr} attribute should not be set after "
+                             f"{type(self).__name__} is initialized")
+        super().__setattr__(attr, value)
+
+    @property
+    def multiprocessing_context(self) -> Any:
+        """As torch's (a start method's name is turned into its context); accepted and not used:
+        there are no worker processes."""
+        return self.__dict__.get("_multiprocessing_context")
+
+    @multiprocessing_context.setter
+    def multiprocessing_context(self, context: Any) -> None:
+        import multiprocessing
+
+        if isinstance(context, str):
+            methods = torch.multiprocessing.get_all_start_methods()
+            if context not in methods:
+                raise ValueError(f"{self._name}: multiprocessing_context should specify a valid "
+                                 f"start method in {methods!r}, got {context!r}")
+            context = torch.multiprocessing.get_context(context)
+        elif context is not None and not isinstance(context, multiprocessing.context.BaseContext):
+            raise TypeError(f"{self._name}: multiprocessing_context should be a context object or "
+                            f"the name of a start method, got {context!r}")
+        self._multiprocessing_context = context
 
 
     # ------------------------------------------------------------------------------------------
@@ -256,8 +334,8 @@ class _LoaderCore(torch.utils.data.DataLoader):
     # ------------------------------------------------------------------------------------------
     def _num_local_seeds(self) -> int:
         n = len(self._seeds)
-        if self.sampler is not None:
-            return len(self.sampler)
+        if self._user_sampler is not None:
+            return len(self._user_sampler)
         if not self.use_ddp:
             return n
         world = _world_size()
@@ -272,20 +350,25 @@ class _LoaderCore(torch.utils.data.DataLoader):
 
     def _epoch_order(self) -> Tensor:
         """Positions into ``indices`` for this epoch (CPU int64), shuffled / split per rank."""
-        n = len(self._seeds)
         epoch, self._epoch = self._epoch, self._epoch + 1
-        if self.sampler is not None:
+        return self._order(epoch, self.shuffle)
+
+    def _order(self, epoch: int, shuffle: bool) -> Tensor:
+        """Positions into ``indices`` of epoch ``epoch``; with ``shuffle=False`` it draws from no
+        generator (only a user's ``sampler`` is iterated), so it has no side effects."""
+        n = len(self._seeds)
+        if self._user_sampler is not None:
             order = self._sampler_order(n)
         elif self.use_ddp:
             gen = torch.Generator().manual_seed(self.ddp_seed + epoch)
-            order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+            order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
             world, rank = _world_size(), _rank()
             per_rank = self._num_local_seeds()
             total = per_rank * world
             if total > n:
                 order = order.repeat(math.ceil(total / max(n, 1)))[:total]
             order = order[:total][rank::world]
-        elif self.shuffle:
+        elif shuffle:
             order = torch.randperm(n, generator=self.generator)
         else:
             order = torch.arange(n)
@@ -297,7 +380,7 @@ class _LoaderCore(torch.utils.data.DataLoader):
         """This epoch's positions from ``sampler`` (e.g. ``DistributedSampler``), checked: in
         range, and distinct within every batch (a batch's seeds must be)."""
         name = self._name
-        order = torch.as_tensor([int(i) for i in iter(self.sampler)], dtype=torch.int64)
+        order = torch.as_tensor([int(i) for i in iter(self._user_sampler)], dtype=torch.int64)
         if order.numel() and (int(order.min()) < 0 or int(order.max()) >= n):
             bad = int(order.min()) if int(order.min()) < 0 else int(order.max())
             raise IndexError(f"{name}: sampler yielded position {bad}, outside [0, {n})")
@@ -339,15 +422,19 @@ class _LoaderCore(torch.utils.data.DataLoader):
             if rep.numel():
                 raise ValueError(f"{name}: index holds position {int(srt[int(rep[0, 0])])} twice; "
                                  f"a batch's seeds must be distinct")
+        ids = self._seed_ids_dev.index_select(0, pos.to(self._sample_device))
+        return self._produce_now(self._seeds.batch(ids, pos), pos)
+
+    def _produce_now(self, seeds: Any, positions: Tensor) -> Any:
+        """:meth:`_produce` run now in the calling thread on its current stream (``loader(index)``,
+        ``collate_fn``), its draws keyed apart from every epoch's batches by a per-loader call
+        counter."""
         with self._tables_lock:
             calls, self._calls = self._calls, self._calls + 1
-        dev = self._sample_device
-        ids = self._seed_ids_dev.index_select(0, pos.to(dev))
         ctx = torch.cuda.device(self.device) if self.device.type == "cuda" \
             else contextlib.nullcontext()
         with ctx:
-            return self._produce(self._seeds.batch(ids, pos), pos,
-                                 (0xFFFFFFFF << 32) + calls)
+            return self._produce(seeds, positions, (0xFFFFFFFF << 32) + calls)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -417,7 +504,10 @@ def _put(q: "queue.Queue", item: Any, stop: threading.Event) -> bool:
     return False
 
 
-def _producer_main(epoch: _Epoch, q: "queue.Queue", stop: threading.Event) -> None:
+def _producer_main(epoch: _Epoch, q: "queue.Queue", stop: threading.Event,
+                   on_exit: Optional[list] = None) -> None:
+    """``on_exit``: callables run as the thread ends, after its last CUDA work was issued (a
+    close() that ran on this thread, from a finaliser, leaves its stream wait there)."""
     try:
         for item in epoch.batches():
             if stop.is_set() or not _put(q, item, stop):
@@ -426,6 +516,10 @@ def _producer_main(epoch: _Epoch, q: "queue.Queue", stop: threading.Event) -> No
     except BaseException as exc:  # handed to the consumer, which re-raises it
         _put(q, _Failure(exc), stop)
         return
+    finally:
+        for fn in on_exit or ():
+            with contextlib.suppress(Exception):
+                fn()
     _put(q, _End(), stop)
 
 
@@ -441,11 +535,13 @@ class _LoaderIter:
         self._thread: Optional[threading.Thread] = None
         self._done = False
         self._side = None
+        self._consumer = None   # the stream batches are handed over to (the training stream)
+        self._on_exit: list = []
         if epoch.cuda:
             # Whatever the user's stream produced so far (graph / indices / tables moved to the
             # GPU) must be complete before the side stream reads it.
-            current = torch.cuda.current_stream(self._device)
-            if epoch.stream is not None:
+            current = self._consumer = torch.cuda.current_stream(self._device)
+            if epoch.stream is not None and epoch.stream != current:
                 epoch.stream.wait_stream(current)
                 self._side = epoch.stream
         if loader.prefetch == 0:
@@ -455,7 +551,7 @@ class _LoaderIter:
         self._stop = threading.Event()
         self._queue: "queue.Queue" = queue.Queue(maxsize=loader.prefetch)
         self._thread = threading.Thread(
-            target=_producer_main, args=(epoch, self._queue, self._stop), daemon=True,
+            target=_producer_main, args=(epoch, self._queue, self._stop, self._on_exit), daemon=True,
             name=f"samplers-DataLoader-producer-{next(_thread_ids)}")
         self._thread.start()
 
@@ -490,6 +586,7 @@ class _LoaderIter:
             batch, event = item
         if self._device.type == "cuda":
             from unified_tensor._streams import hand_over
+            self._consumer = torch.cuda.current_stream(self._device)
             hand_over(self._loader_tensors(batch), event, self._device)
         return batch
 
@@ -520,7 +617,8 @@ class _LoaderIter:
         with contextlib.suppress(queue.Empty):   # free queued batches now
             while True:
                 self._queue.get_nowait()
-        if thread is not threading.current_thread():
+        on_producer = thread is threading.current_thread()
+        if not on_producer:
             thread.join(_JOIN_TIMEOUT_S)
             if thread.is_alive():
                 logger.warning("DataLoader: producer thread %s still running %.0f s after stop; "
@@ -528,16 +626,34 @@ class _LoaderIter:
         if self._side is not None:
             # Batches dropped unconsumed (a break) may still be sampled / gathered on the side
             # stream, reading the loader's GPU tensors (a GPU graph, seed ids, GPU tables) that
-            # were never recorded on it: the user's stream waits for them (on the GPU, no host
-            # sync) before anything it frees can be reused.
-            with contextlib.suppress(Exception):
-                torch.cuda.current_stream(self._device).wait_stream(self._side)
+            # were never recorded on it: the consumer's stream (the one batches were handed over
+            # to, not this thread's: the garbage collector may run close() on the producer
+            # thread, whose current stream is the side stream) waits for them (on the GPU, no
+            # host sync) before anything it frees can be reused. On the producer thread the wait
+            # is left to the thread's end, after the last side-stream work it issues.
+            wait = functools.partial(_consumer_waits, self._consumer, self._side)
+            if on_producer:
+                self._on_exit.append(wait)
+            else:
+                wait()
 
     def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # interpreter shutdown: nothing left to clean
             pass
+
+
+def _consumer_waits(consumer: Any, side: Any) -> None:
+    """``consumer`` waits (on the GPU) for everything issued on ``side`` so far; never a stream
+    on itself, never a stream capturing a CUDA graph (the wait would join the capture)."""
+    if consumer is None or consumer == side:
+        return
+    from unified_tensor._checks import stream_capturing
+
+    with contextlib.suppress(Exception):
+        if not stream_capturing(consumer):
+            consumer.wait_stream(side)
 
 
 # ----------------------------------------------------------------------------------------------

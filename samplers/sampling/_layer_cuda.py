@@ -9,7 +9,7 @@ import torch
 
 from unified_tensor import _kernels, _pinning
 
-__all__ = ["sample_layer_cuda", "relabel_first_appearance"]
+__all__ = ["sample_layer_cuda", "relabel_first_appearance", "sample_blocks_per_layer"]
 
 _SOURCE = "sample.cu"
 _CTYPE = {torch.int32: "int", torch.int64: "long long"}
@@ -149,3 +149,21 @@ def sample_layer_cuda(graph, seeds: torch.Tensor, fanout: int, replace: bool, ke
                              f"(positions {int(seeds_local[i])} and {i})")
     edge_index[0].copy_(src_local)
     return src_nodes, edge_index, out_eid
+
+
+def sample_blocks_per_layer(graph, seeds: torch.Tensor, fanouts, replace: bool, layer_key,
+                            excl: Optional[torch.Tensor]):
+    """Blocks of distinct CUDA ``seeds`` for ``fanouts`` (input layer first) one layer at a time
+    (:func:`sample_layer_cuda`, about two host syncs per layer): ``(input_nodes, blocks)`` on the
+    seeds' device, the blocks input layer first. The fallback of the one-sync path."""
+    from ..graph._block import Block
+
+    blocks = []
+    dst = seeds
+    for layer in range(len(fanouts)):
+        src, edge_index, eid = sample_layer_cuda(graph, dst, fanouts[-1 - layer], replace,
+                                                 layer_key(layer), check=False, excl=excl)
+        blocks.append(Block._from_edge_index(src, dst, edge_index, eid))
+        dst = src
+    blocks.reverse()
+    return dst, blocks

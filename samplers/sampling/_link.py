@@ -14,11 +14,23 @@ edges themselves (``"self"``), also their reverse edges by id (``"reverse_id"`` 
 returns for the seed edges. They are removed before the neighbour draws, as DGL's
 ``sample_neighbors(exclude_edges=...)`` does: a node draws its fanout from the in-edges it keeps
 (the sampling kernels take the excluded CSC positions, on the CPU and the GPU alike).
+
+On the GPU (CUDA seed edges) nothing is read back before the blocks are: the seed edges'
+endpoints, CSC positions and reverse ids are read zero-copy from tables pinned in place, uniform
+negatives are drawn on the CPU (the CPU path's draws) and copied asynchronously from pinned
+memory, the pair graphs' node sets are compacted with fixed-size ops, and the range checks
+become device flags. With ``NeighborSampler(one_sync=True)`` all of it, the blocks' sizes
+included, is read in one host read per batch; the per-layer path reads the flags and node counts
+once, then its layers as usual.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import functools
+import threading
+import weakref
 
 import numpy as np
 import torch
@@ -53,14 +65,68 @@ class UniformNegativeSampler:
         self.k = int(k)
 
     def __call__(self, src: Tensor, num_dst_nodes: int, key: int) -> Tuple[Tensor, Tensor]:
-        """``(neg_src, neg_dst)`` for positive sources ``src`` (global ids, any device)."""
+        """``(neg_src, neg_dst)`` for positive sources ``src`` (global ids, any device; drawn on
+        the CPU and, for CUDA ``src``, copied without a host sync)."""
         gen = torch.Generator().manual_seed(key & ((1 << 63) - 1))
         n = src.numel() * self.k
-        dst = torch.randint(0, max(num_dst_nodes, 1), (n,), generator=gen).to(src.device)
+        dst = _to_device_async(torch.randint(0, max(num_dst_nodes, 1), (n,), generator=gen),
+                               src.device)
         return src.repeat_interleave(self.k), dst.to(src.dtype)
 
     def __repr__(self) -> str:
         return f"UniformNegativeSampler(k={self.k})"
+
+
+def _to_device_async(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` on ``device``; a CPU tensor goes to a GPU through pinned memory with
+    ``non_blocking`` (no host sync; PyTorch keeps the pinned block until the copy is done)."""
+    if t.device == device:
+        return t
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.contiguous().pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+# Each graph's endpoint tables (edge_endpoints: src, dst, CSC position per edge id) pinned in place,
+# so CUDA edge ids are looked up on the GPU, zero-copy, without a host sync.
+_pinned_endpoints: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_pinned_lock = threading.Lock()
+
+
+def _device_endpoints(g: CSCGraph, eids: Tensor, which=(0, 1, 2)) -> List[Tensor]:
+    """The endpoint tables' entries (int64, ``eids``' device) of CUDA edge ids ``eids``; ids out
+    of range read as 0 (the caller flags them)."""
+    import unified_tensor as ut
+
+    with _pinned_lock:
+        tables = _pinned_endpoints.get(g)
+    if tables is None:
+        tables = tuple(ut.unified(t) for t in edge_endpoints(g))
+        with _pinned_lock:
+            _pinned_endpoints[g] = tables
+    if tables[0].shape[0] == 0:   # no edges: every id is out of range (flagged)
+        return [torch.zeros(eids.shape, dtype=torch.int64, device=eids.device) for _ in which]
+    return [ut.gather(tables[i], eids, validate=False) for i in which]
+
+
+def _sorted_distinct(p: Tensor) -> Tensor:
+    """``p``'s values ascending and distinct without a host sync (``torch.unique`` reads its
+    size): repeats become distinct values above every CSC position, sorted to the end, where the
+    sampling kernels' bisection never looks."""
+    v, _ = torch.sort(p.reshape(-1))
+    if v.numel() < 2:
+        return v
+    dup = torch.zeros_like(v, dtype=torch.bool)
+    dup[1:] = v[1:] == v[:-1]
+    big = torch.iinfo(torch.int64).max - torch.arange(v.numel(), device=v.device)
+    return torch.sort(torch.where(dup, big, v))[0]
+
+
+def _raise_range(what: str, ids: Tensor, n: int) -> None:
+    """The IndexError of a flagged range check (on the error path: one more read)."""
+    bad = ids[(ids < 0) | (ids >= n)]
+    v = int(bad.min()) if bool((bad < 0).any()) else int(bad.max())
+    raise IndexError(what.format(bad=v, n=n))
 
 
 def _edge_ids(v: Any, what: str) -> Tensor:
@@ -187,6 +253,8 @@ class EdgePredictionSampler:
         seeds = ({graph.to_canonical_etype(et): _plain(torch.as_tensor(v)).long() for et, v in seed_edges.items()}
                  if hetero else {None: _plain(torch.as_tensor(seed_edges)).long()})
         device = next(iter(seeds.values())).device
+        if device.type == "cuda" and not overrides_sample(self.sampler):
+            return self._sample_cuda(graph, seeds, b, key, hetero, device)
         # Endpoints of the positive and negative edges, per edge type, in global ids.
         pos, neg = {}, {}
         for i, (et, eids) in enumerate(seeds.items()):
@@ -250,6 +318,134 @@ class EdgePredictionSampler:
             return input_nodes, pair, blocks
         return input_nodes, pair, neg_pair, blocks
 
+    def _sample_cuda(self, graph: Any, seeds: Dict[Any, Tensor], b: int, key: int, hetero: bool,
+                     device: torch.device):
+        """:meth:`_sample` for CUDA seed edges without a host sync before the sampling (see the
+        module docstring); the sampler's own sampling, as ``_sample`` runs it, or the one-sync
+        pipelines with every check and count in their one read."""
+        from ._hetero import hetero_one_sync_fits, sample_hetero_one_sync
+        from ._one_sync import one_sync_fits, read_values, relabel_padded, sample_padded_one_sync
+
+        flags: List[Tuple[Tensor, Callable[[], None]]] = []   # (0-d device bool, raise it)
+        pos, neg = {}, {}
+        for i, (et, eids) in enumerate(seeds.items()):
+            g = graph[et] if hetero else graph
+            n_e = g.num_edges
+            where = '' if et is None else f'[{et!r}]'
+            flags.append((((eids < 0) | (eids >= n_e)).any(), functools.partial(
+                _raise_range, f"seed edges{where} must be edge ids in [0, {{n}}), got {{bad}}",
+                eids, n_e)))
+            pos[et] = tuple(_device_endpoints(g, eids, (0, 1)))
+            if self.negative_sampler is not None:
+                num_dst = graph.num_nodes(et[2]) if hetero else graph.num_nodes
+                nkey = mix64_py(key ^ (((i + 1) * 0xD6E8FEB86659FD93) & _MASK))
+                pair = self.negative_sampler(pos[et][0], num_dst, nkey)
+                if not isinstance(self.negative_sampler, UniformNegativeSampler):
+                    num_src = graph.num_nodes(et[0]) if hetero else graph.num_nodes
+                    pair = _device_negatives(pair, num_src, num_dst, device, flags)
+                neg[et] = pair
+        pieces: Dict[Any, List[Tensor]] = {}
+        for et in seeds:
+            s_t, d_t = (et[0], et[2]) if hetero else (None, None)
+            pieces.setdefault(s_t, []).append(pos[et][0])
+            pieces.setdefault(d_t, []).append(pos[et][1])
+            if et in neg:
+                pieces.setdefault(s_t, []).append(neg[et][0])
+                pieces.setdefault(d_t, []).append(neg[et][1])
+        # One compacted node set per node type, padded (-1 past its count, a device scalar).
+        idtype = graph.idtype
+        nodes_pad, counts, local = {}, {}, {}
+        for nt, ps in pieces.items():
+            cap = graph.num_nodes(nt) if hetero else graph.num_nodes
+            uniq, loc, num = relabel_padded(torch.empty(0, dtype=idtype, device=device),
+                                            torch.cat([p.to(torch.int64) for p in ps]))
+            nodes_pad[nt], counts[nt] = uniq[:cap], num
+            parts, at = [], 0
+            for p in ps:
+                parts.append(loc[at:at + p.numel()])
+                at += p.numel()
+            local[nt] = iter(parts)
+        pos_ei, neg_ei = {}, {}
+        for et in seeds:
+            s_t, d_t = (et[0], et[2]) if hetero else (None, None)
+            pos_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
+            if et in neg:
+                neg_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
+        excluded = self._excluded_positions_cuda(graph, self._excluded(graph, seeds, hetero),
+                                                 hetero, device, flags)
+        sampler = self.sampler
+        lk = lambda layer: sampler._layer_key(key, layer)   # noqa: E731 - the sampler's keys
+        one_sync = sampler.one_sync and sampler.output_device is None
+        if one_sync and hetero:
+            fanouts = sampler._hetero_fanouts(graph)
+            sizes = {nt: v.numel() for nt, v in nodes_pad.items()}
+            if hetero_one_sync_fits(graph, sizes, fanouts, device):
+                input_nodes, blocks, num, vals = sample_hetero_one_sync(
+                    graph, nodes_pad, counts, fanouts, sampler.replace, lk, excluded,
+                    extra=[f for f, _ in flags],
+                    check_extra=functools.partial(self._raise_flagged, flags))
+                return self._finish(graph, seeds, hetero, nodes_pad, num, vals, flags, pos_ei,
+                                    neg_ei, input_nodes, blocks)
+        elif one_sync and not any(isinstance(f, dict) for f in sampler.fanouts):
+            m = nodes_pad[None].numel()
+            if one_sync_fits(m, sampler.fanouts, graph.num_nodes, device):
+                input_nodes, blocks, num, vals = sample_padded_one_sync(
+                    graph, nodes_pad[None], sampler.fanouts, sampler.replace, lk,
+                    excluded.get(None), num_seeds=counts[None], extra=[f for f, _ in flags],
+                    check_extra=functools.partial(self._raise_flagged, flags))
+                return self._finish(graph, seeds, hetero, nodes_pad, {None: num}, vals, flags,
+                                    pos_ei, neg_ei, input_nodes, blocks)
+        # The per-layer path: the checks and node counts in one read, then its layers.
+        vals = read_values([f for f, _ in flags] + list(counts.values()))
+        num = dict(zip(counts, vals[len(flags):]))
+        self._raise_flagged(flags, vals[:len(flags)])
+        seed_nodes: Any = {nt: v[:num[nt]] for nt, v in nodes_pad.items()}
+        if not hetero:
+            seed_nodes = seed_nodes[None]
+        input_nodes, _, blocks = sampler._sample(
+            graph, seed_nodes, check_distinct=False, batch=b,
+            exclude=excluded if hetero else excluded.get(None), seeds_checked=True)
+        return self._finish(graph, seeds, hetero, nodes_pad, num, [], [], pos_ei, neg_ei,
+                            input_nodes, blocks)
+
+    @staticmethod
+    def _raise_flagged(flags, values) -> None:
+        for (_, raise_it), v in zip(flags, values):
+            if v:
+                raise_it()
+
+    def _finish(self, graph, seeds, hetero, nodes_pad, num, flag_values, flags, pos_ei, neg_ei,
+                input_nodes, blocks):
+        """Raise a flagged check, cut the node sets to their counts and package the batch as
+        :meth:`_sample` does."""
+        self._raise_flagged(flags, flag_values)
+        if hetero:
+            node_ids = {nt: v[:num[nt]] for nt, v in nodes_pad.items()}
+            pair = PairGraph(node_ids, pos_ei, {et: seeds[et] for et in seeds})
+            neg_pair = PairGraph(node_ids, neg_ei) if self.negative_sampler is not None else None
+        else:
+            node_ids = nodes_pad[None][:num[None]]
+            pair = PairGraph(node_ids, pos_ei[None], seeds[None])
+            neg_pair = PairGraph(node_ids, neg_ei[None]) if self.negative_sampler is not None else None
+        if neg_pair is None:
+            return input_nodes, pair, blocks
+        return input_nodes, pair, neg_pair, blocks
+
+    def _excluded_positions_cuda(self, graph: Any, excluded: Dict[Any, Tensor], hetero: bool,
+                                 device: torch.device, flags: list) -> Dict[Any, Tensor]:
+        """``excluded_positions`` on the GPU: the CSC positions (ascending, distinct, see
+        :func:`_sorted_distinct`) of excluded edge ids, with their range check as a flag."""
+        out = {}
+        for et, eids in excluded.items():
+            g = graph[et] if hetero else graph
+            n_e = g.num_edges
+            e = _to_device_async(eids.reshape(-1).long(), device)
+            where = '' if et is None else f' of {et!r}'
+            flags.append((((e < 0) | (e >= n_e)).any(), functools.partial(
+                _raise_range, f"excluded edge id {{bad}}{where} is outside [0, {{n}})", e, n_e)))
+            out[et] = _sorted_distinct(_device_endpoints(g, e, (2,))[0])
+        return out
+
     def _sample_with_override(self, graph: Any, seeds: Dict[Any, Tensor], seed_nodes: Any,
                               hetero: bool) -> Tuple[Any, Any]:
         """The blocks from the wrapped sampler's own ``sample`` (a subclass overrides it, or
@@ -276,6 +472,16 @@ class EdgePredictionSampler:
                             f"output_nodes, blocks), got {type(result).__name__}")
         return result[0], result[2]
 
+    def _reverse_on_device(self, s: Tensor) -> Tensor:
+        """``reverse_eids[s]`` for CUDA edge ids ``s`` (in range: out-of-range ones are flagged
+        and read as 0), from the table pinned in place."""
+        import unified_tensor as ut
+
+        rev = getattr(self, "_reverse_pinned", None)
+        if rev is None:   # a copy: the caller's tensor is left as it is (unpinned)
+            rev = self._reverse_pinned = ut.unified(self.reverse_eids.contiguous().clone())
+        return ut.gather(rev, s, validate=False)
+
     def _excluded(self, graph: Any, seeds: Dict[Any, Tensor], hetero: bool) -> Dict[Any, Tensor]:
         ex = self.exclude
         if ex is None:
@@ -295,10 +501,13 @@ class EdgePredictionSampler:
             if self.reverse_eids.numel() != graph.num_edges:
                 raise ValueError(f"reverse_eids has {self.reverse_eids.numel()} entries but the "
                                  f"graph has {graph.num_edges} edges (one reverse id per edge)")
-            # On the CPU: the table stays where it is (no copy of all E entries per batch); the
-            # positions are computed on the CPU anyway.
-            s_cpu = seeds[None].cpu()
-            out[None] = torch.cat([s_cpu, self.reverse_eids[s_cpu]])
+            s = seeds[None]
+            if s.is_cuda:   # the table pinned in place, read zero-copy on the GPU (no sync)
+                out[None] = torch.cat([s, self._reverse_on_device(s)])
+            else:
+                # On the CPU: the table stays where it is (no copy of all E entries per batch);
+                # the positions are computed on the CPU anyway.
+                out[None] = torch.cat([s, self.reverse_eids[s]])
         elif ex == "reverse_types":
             if not hetero:
                 raise ValueError("exclude='reverse_types' is for heterogeneous graphs; use 'reverse_id'")
@@ -309,3 +518,26 @@ class EdgePredictionSampler:
                 r = graph.to_canonical_etype(r)
                 out[r] = torch.cat([out[r], v]) if r in out else v
         return out
+
+
+def _device_negatives(pair: Any, num_src: int, num_dst: int, device: torch.device,
+                      flags: list) -> Tuple[Tensor, Tensor]:
+    """A custom negative sampler's ``(src, dst)`` checked as :func:`_check_negatives` does, on
+    ``device`` without a host sync: the range checks become flags read with the batch."""
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, Tensor) for x in pair)):
+        raise TypeError("negative_sampler(...) must return a tuple (src, dst) of id tensors")
+    out = []
+    for x, n, what in ((pair[0], num_src, "source"), (pair[1], num_dst, "destination")):
+        if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+            raise TypeError(f"negative_sampler(...) returned {what} ids of dtype {x.dtype}")
+        # a user's sampler may build its ids on the CPU (torch.randint without device=)
+        x = _to_device_async(x, device)
+        if x.numel():
+            flags.append((((x < 0) | (x >= n)).any(), functools.partial(
+                _raise_range, f"negative_sampler(...) returned {what} node {{bad}}, outside "
+                f"[0, {{n}})", x, n)))
+        out.append(x)
+    if pair[0].numel() != pair[1].numel():
+        raise ValueError(f"negative_sampler(...) returned {pair[0].numel()} sources and "
+                         f"{pair[1].numel()} destinations")
+    return out[0], out[1]

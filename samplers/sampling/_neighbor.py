@@ -95,9 +95,12 @@ class NeighborSampler:
     one_sync : bool
         GPU only: sample a batch with one host sync instead of about two per layer (outputs sized
         by upper bounds, see ``samplers.sampling._one_sync``); the blocks are identical. Used by
-        :meth:`sample_distinct` (the DataLoader's call) when every fanout is ``>= 0`` and the
-        padded arrays stay under ``samplers.sampling._one_sync.MAX_PADDED_ENTRIES``. Off by default until
-        it has been measured on a GPU (its logic is tested on the CPU).
+        :meth:`sample_distinct` (the DataLoader's call), heterogeneous graphs and link prediction
+        too, when every fanout is ``>= 0``, the padded arrays stay under
+        ``samplers.sampling._one_sync.MAX_PADDED_ENTRIES`` and their working memory under half of
+        the GPU memory available (else the batch takes the per-layer path, same blocks, with a
+        one-time warning). Off by default until it has been measured on a GPU (its logic is
+        tested on the CPU).
 
     Seeds must be distinct (a repeated seed raises ``ValueError``; DGL's ``to_block`` does not
     support them either). Seeds on the CPU are sampled by the Numba path (graph ``"cpu"`` or
@@ -355,7 +358,7 @@ class NeighborSampler:
         key = self._next_key() if batch is None else self._batch_key(batch)
         input_nodes, blocks = sample_hetero_layers(graph, checked, fanouts, self.replace,
                                                    lambda layer: self._layer_key(key, layer),
-                                                   exclude)
+                                                   exclude, one_sync=self.one_sync)
         output_nodes = checked
         if self.output_device is not None:
             dev = self.output_device

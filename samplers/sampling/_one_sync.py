@@ -21,17 +21,33 @@ The draws are the kernels' own, keyed as in the per-layer path, and the relabel 
 same way (destination nodes first, then sources in edge order), so the blocks are identical to
 the per-layer path's. Fanout ``-1`` has no bound: such samplers use the per-layer path.
 The padded arrays grow as ``n * prod(1 + f)``: for 1024 seeds and fanouts [15, 10, 5], about 1.1M
-entries in the last layer.
+entries in the last layer. Their working memory is bounded twice: by ``MAX_PADDED_ENTRIES`` and by
+the GPU memory available when the batch starts (:func:`one_sync_fits`: at most
+``MEMORY_FRACTION`` of what ``torch.cuda.mem_get_info`` reports free plus what PyTorch's allocator
+holds unused); a batch past either bound is sampled on the per-layer path (the same blocks), with
+a one-time warning. Only one batch is sampled at a time (the producer thread), and its padded
+arrays are freed before the next: batches waiting in the prefetch queue hold only their cut
+blocks, so the bound is per batch, whatever the prefetch depth.
+
+Seeds may themselves be padded (``num_seeds``: their count as a device scalar, ``-1`` past it):
+link prediction hands over the pair graphs' node set compacted without a sync, and other 0-d
+device values (error flags) can ride along in the one read (``extra``).
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+import logging
+import warnings
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..graph._block import Block
 
-__all__ = ["relabel_padded", "sample_blocks_one_sync", "padded_sizes_fit"]
+__all__ = ["relabel_padded", "sample_blocks_one_sync", "sample_padded_one_sync", "padded_sizes_fit",
+           "padded_working_bytes", "one_sync_fits", "memory_fits", "available_bytes",
+           "read_values"]
+
+logger = logging.getLogger("samplers")
 
 Tensor = torch.Tensor
 
@@ -39,6 +55,88 @@ Tensor = torch.Tensor
 # before the sampler keeps the per-layer path: relabel_padded keeps about ten int64 arrays of a
 # layer's size alive at once, so up to ~5 GiB of GPU working memory at the bound.
 MAX_PADDED_ENTRIES = 1 << 26
+# Share of the available GPU memory one batch's padded working arrays may take.
+MEMORY_FRACTION = 0.5
+# GPU bytes per padded entry: kept until the batch is cut (a layer's src/eid/dst outputs, its
+# relabel's uniq and local: about 4 int64), and the transient peak of relabel_padded over the
+# largest layer (about 12 int64 arrays of its size).
+_KEPT_BYTES = 32
+_PEAK_BYTES = 96
+
+
+def _padded_layers(num_seeds: int, fanouts: List[int], num_nodes: int) -> List[Tuple[int, int]]:
+    """``(edges, source nodes)`` of each layer's padded arrays, seed layer first."""
+    n, out = int(num_seeds), []
+    for f in reversed(fanouts):
+        edges = n * int(f)
+        n = min(n + edges, int(num_nodes))
+        out.append((edges, n))
+    return out
+
+
+def padded_working_bytes(num_seeds: int, fanouts: List[int], num_nodes: int) -> int:
+    """An upper bound of the GPU memory one-sync sampling of ``num_seeds`` seeds needs at its
+    peak (``fanouts`` all ``>= 0``, input layer first)."""
+    layers = _padded_layers(num_seeds, fanouts, num_nodes)
+    if not layers:
+        return 0
+    total = sum(e + v for e, v in layers)
+    largest = max(e + v for e, v in layers)
+    return _KEPT_BYTES * total + _PEAK_BYTES * largest
+
+
+def available_bytes(device: torch.device) -> int:
+    """GPU memory a batch can use on ``device``: free memory (``torch.cuda.mem_get_info``) plus
+    what PyTorch's caching allocator holds without using it (no host sync; asked in relaxed
+    capture mode, so a producer thread may ask while another thread captures a CUDA graph)."""
+    from unified_tensor._checks import relaxed_capture_mode
+
+    with relaxed_capture_mode():
+        free, _ = torch.cuda.mem_get_info(device)
+    unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(free) + max(0, int(unused))
+
+
+_warned_memory = False
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} bytes"
+
+
+def one_sync_fits(num_seeds: int, fanouts: List[int], num_nodes: int,
+                  device: Optional[torch.device]) -> bool:
+    """Whether one-sync sampling of a batch fits both bounds (``MAX_PADDED_ENTRIES``, and
+    ``MEMORY_FRACTION`` of :func:`available_bytes` of ``device``; ``None``: no memory bound).
+    The first time the memory bound refuses a batch, a ``UserWarning`` (and a log line) says
+    so; such batches use the per-layer path."""
+    if not padded_sizes_fit(num_seeds, fanouts, num_nodes):
+        return False
+    return memory_fits(padded_working_bytes(num_seeds, fanouts, num_nodes), device,
+                       f"a batch of {num_seeds} seeds with fanouts {list(fanouts)}")
+
+
+def memory_fits(need: int, device: Optional[torch.device], what: str) -> bool:
+    """Whether ``need`` bytes of padded working memory are at most ``MEMORY_FRACTION`` of what
+    is available on ``device`` (always, for ``None`` or a CPU device); warns once when not."""
+    global _warned_memory
+    if device is None or device.type != "cuda":
+        return True
+    avail = available_bytes(device)
+    if need <= MEMORY_FRACTION * avail:
+        return True
+    if not _warned_memory:
+        _warned_memory = True
+        msg = (f"one_sync=True: {what} needs up to {_size(need)} of padded working memory, more "
+               f"than {MEMORY_FRACTION:.0%} of the {_size(avail)} available on {device}; such batches are sampled on the per-layer path (same blocks, a few "
+               f"host syncs per layer). Smaller batches or fanouts keep one sync per batch. "
+               f"(Warned once.)")
+        logger.warning(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    return False
 
 
 def padded_sizes_fit(num_seeds: int, fanouts: List[int], num_nodes: int,
@@ -48,10 +146,8 @@ def padded_sizes_fit(num_seeds: int, fanouts: List[int], num_nodes: int,
     ``min(n + n * f, num_nodes)`` padded source nodes (the unique nodes never exceed the graph)."""
     if any(f < 0 for f in fanouts):
         return False
-    n, total = int(num_seeds), 0
-    for f in reversed(fanouts):
-        edges = n * int(f)
-        n = min(n + edges, int(num_nodes))
+    total = 0
+    for edges, n in _padded_layers(num_seeds, fanouts, num_nodes):
         total += edges + n
         if total > limit:
             return False
@@ -113,6 +209,13 @@ def _read_sizes(t: Tensor) -> List[int]:
     return t.tolist()
 
 
+def read_values(values: Sequence[Tensor], read: Callable[[Tensor], List] = _read_sizes) -> List[int]:
+    """0-d device tensors (sizes, counts, error flags) read back in one host read, as ints."""
+    if not values:
+        return []
+    return [int(v) for v in read(torch.stack([v.reshape(()).to(torch.int64) for v in values]))]
+
+
 def sample_blocks_one_sync(graph, seeds: Tensor, fanouts: List[int], replace: bool,
                            layer_key: Callable[[int], int], excl: Optional[Tensor],
                            layer_fn: Optional[LayerFn] = None,
@@ -120,31 +223,75 @@ def sample_blocks_one_sync(graph, seeds: Tensor, fanouts: List[int], replace: bo
                            ) -> Tuple[Tensor, List[Block]]:
     """Blocks of ``seeds`` (distinct, the graph's idtype) for ``fanouts`` (input layer first, all
     ``>= 0``) with one call of ``read`` (one host sync). ``layer_fn`` defaults to the CUDA kernels
-    (:func:`layer_padded_cuda`). Returns ``(input_nodes, blocks)`` on ``seeds``' device; raises
+    (:func:`layer_padded_cuda`); with them, a batch whose padded arrays would take more than
+    ``MEMORY_FRACTION`` of the GPU memory available is sampled on the per-layer path instead
+    (:func:`one_sync_fits`). Returns ``(input_nodes, blocks)`` on ``seeds``' device; raises
     ``IndexError`` for out-of-range seeds (found by the kernels, reported after the read)."""
     if any(f < 0 for f in fanouts):
         raise ValueError("one-sync sampling needs fanouts >= 0 (fanout -1 has no size bound)")
+    if layer_fn is None and seeds.is_cuda \
+            and not one_sync_fits(seeds.numel(), fanouts, graph.num_nodes, seeds.device):
+        from ._layer_cuda import sample_blocks_per_layer
+
+        return sample_blocks_per_layer(graph, seeds, fanouts, replace, layer_key, excl)
+    input_nodes, blocks, _, _ = sample_padded_one_sync(graph, seeds, fanouts, replace, layer_key,
+                                                       excl, layer_fn=layer_fn, read=read)
+    return input_nodes, blocks
+
+
+def sample_padded_one_sync(graph, seeds: Tensor, fanouts: List[int], replace: bool,
+                           layer_key: Callable[[int], int], excl: Optional[Tensor],
+                           num_seeds: Optional[Tensor] = None, extra: Sequence[Tensor] = (),
+                           check_extra: Optional[Callable[[List[int]], None]] = None,
+                           layer_fn: Optional[LayerFn] = None,
+                           read: Callable[[Tensor], List[int]] = _read_sizes
+                           ) -> Tuple[Tensor, List[Block], int, List[int]]:
+    """:func:`sample_blocks_one_sync` without the memory fallback (the caller checked
+    :func:`one_sync_fits`), for seeds that may be padded: with ``num_seeds`` (a 0-d device
+    tensor) only ``seeds[:num_seeds]`` are seeds and the rest is ``-1``. The 0-d device tensors
+    ``extra`` are read in the same read and handed to ``check_extra`` first (the caller's error
+    flags, which may explain a bad seed). Returns ``(input_nodes, blocks, number of seeds, extra
+    values)``; the blocks' destination nodes of the last layer are ``seeds[:number of seeds]``."""
+    if any(f < 0 for f in fanouts):
+        raise ValueError("one-sync sampling needs fanouts >= 0 (fanout -1 has no size bound)")
     layer_fn = layer_fn or layer_padded_cuda
+    padded = num_seeds is not None
     dst = seeds
     layers = []
     for layer in range(len(fanouts)):
         fanout = fanouts[-1 - layer]
         # Layer 0's destination nodes are the user's seeds: a negative one is an error there,
-        # not padding (padding exists only from layer 1 on).
+        # not padding (padding exists only from layer 1 on), unless the seeds come padded.
         src, dst_pos, eid, total, err = layer_fn(graph, dst, fanout, replace, layer_key(layer), excl,
-                                                 pad=layer > 0)
+                                                 pad=padded or layer > 0)
         uniq, local, num = relabel_padded(dst, src)
         layers.append((dst, uniq, local, dst_pos, eid, total, num, err))
         dst = uniq[:graph.num_nodes]   # never more unique nodes than the graph has
-    sizes = read(torch.stack([torch.stack([x[5].reshape(()), x[6].reshape(()), x[7].reshape(()).to(torch.int64)])
-                              for x in layers])) if layers else []
+    rows = [torch.stack([x[5].reshape(()), x[6].reshape(()), x[7].reshape(()).to(torch.int64)])
+            for x in layers]
+    tail = [t.reshape(()).to(torch.int64) for t in extra]
+    if padded:
+        tail.append(num_seeds.reshape(()).to(torch.int64))
+    if tail:   # the extra values ride in one more row of three, padded with zeros
+        flat = torch.stack(tail)
+        pad = (-flat.numel()) % 3
+        if pad:
+            flat = torch.cat([flat, flat.new_zeros(pad)])
+        rows.extend(flat.view(-1, 3))
+    values = read(torch.stack(rows)) if rows else []
+    sizes = values[:len(layers)]
+    tail_values = [v for row in values[len(layers):] for v in row][:len(tail)]
+    num_dst = tail_values.pop() if padded else seeds.numel()
+    if check_extra is not None:
+        check_extra(tail_values)
     if any(s[2] for s in sizes):
         n = graph.num_nodes
-        bad = seeds[(seeds < 0) | (seeds >= n)]
+        real = seeds[:num_dst]
+        bad = real[(real < 0) | (real >= n)]
         raise IndexError(f"seeds must be node ids in [0, {n}), got "
                          f"{int(bad[0]) if bad.numel() else 'an id outside it'}")
     blocks: List[Block] = []
-    num_dst = seeds.numel()
+    first_dst = num_dst
     for (d, uniq, local, dst_pos, eid, _, _, _), (total, num, _) in zip(layers, sizes):
         edge_index = torch.stack([local[:total], dst_pos[:total]])
         # Copies, not views: a view would keep each padded buffer (sized by the bound) alive as
@@ -153,8 +300,8 @@ def sample_blocks_one_sync(graph, seeds: Tensor, fanouts: List[int], replace: bo
                                              eid[:total].clone()))
         num_dst = num
     blocks.reverse()
-    input_nodes = blocks[0].srcdata["_ID"] if blocks else seeds
-    return input_nodes, blocks
+    input_nodes = blocks[0].srcdata["_ID"] if blocks else seeds[:first_dst]
+    return input_nodes, blocks, first_dst, tail_values
 
 
 def layer_padded_cuda(graph, dst: Tensor, fanout: int, replace: bool, key: int,

@@ -69,7 +69,17 @@ What it emulates
   complete once recorded, and querying or waiting on it lands the asynchronous copies issued
   before it was recorded (see above). ``record_stream`` calls are remembered per storage
   (:data:`RECORDED`), so a test can check that a loader handed every CUDA tensor of a batch over
-  to the consumer's stream (:func:`assert_handed_over`).
+  to the consumer's stream (:func:`assert_handed_over`). Stream waits, event records and gather
+  launches are logged in issue order (:data:`STREAM_LOG`), so a scenario can check how work is
+  ordered across streams; a stream waiting on itself is a violation.
+* **CUDA graph capture, as far as the rules go.** :func:`capture` makes a fresh stream current and
+  capturing in the calling thread (in global, thread-local or relaxed mode). An event query or
+  synchronize, a stream wait or a device sync from a thread that CUDA forbids them to while that
+  capture is underway (any thread during a global-mode capture, unless its own mode was set to
+  relaxed through ``cudaThreadExchangeStreamCaptureMode``, which :class:`FakeHostRuntime`
+  provides), and a host query of an event recorded during a capture, are violations.
+* **GPU memory.** ``torch.cuda.mem_get_info`` reports :data:`FREE_MEMORY` free (a scenario may
+  lower it); the caching allocator holds nothing unused.
 
 What it cannot emulate
 ----------------------
@@ -89,9 +99,9 @@ What it cannot emulate
   allocation but outside the tensor the library meant is not caught (the slot map's dtype and
   length are checked against the CUDA tensors starting at its address).
 * **Performance, occupancy, ``max_threads``**, several GPUs (there is one, ``cuda:0``, so the
-  row cache's per-device maps hold one entry), CUDA graph capture, DGL's own CUDA code, CUDA's
-  random numbers (device draws are refused, see above; ``ALLOW_DEVICE_RNG = True`` lets them
-  draw the CPU's numbers).
+  row cache's per-device maps hold one entry), what a captured graph records and replays, DGL's
+  own CUDA code, CUDA's random numbers (device draws are refused, see above;
+  ``ALLOW_DEVICE_RNG = True`` lets them draw the CPU's numbers).
 * **Fidelity limits** of the device rules: Python code inside PyTorch that a mode cannot see
   (the body of a Python-level torch function runs with the mode popped) is not checked; a view
   of a ``pin_memory()`` tensor that outlives the tensor stops counting as pinned; repeated-index
@@ -117,7 +127,8 @@ from torch.overrides import TorchFunctionMode
 
 __all__ = ["FC", "DeviceError", "Mode", "install", "is_fc", "to_host", "VIOLATIONS", "SYNCS",
            "RECORDED", "count_syncs", "report", "assert_clean", "assert_handed_over",
-           "assert_all_on_device", "REPO_ROOT", "RUNTIME", "DEVICE_MEMORY", "device_operand"]
+           "assert_all_on_device", "REPO_ROOT", "RUNTIME", "DEVICE_MEMORY", "device_operand",
+           "STREAM_LOG", "capture"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))   # tests/fake_cuda/harness.py -> the checkout
@@ -412,6 +423,9 @@ class FakeHostRuntime:
     def synchronize(self, devices) -> None:   # before an unregister: nothing is in flight
         pass
 
+    def exchange_capture_mode(self, mode: int) -> int:
+        return exchange_capture_mode(mode)
+
     # -- harness side
     def note_pinned(self, t: torch.Tensor) -> None:
         """``t`` came from ``pin_memory()`` / ``pin_memory=True``."""
@@ -545,8 +559,18 @@ def device_operand(ptr: int, nbytes: int, what: str, dtype: Optional[torch.dtype
 
 
 # ----------------------------------------------------------------------------- streams/events
+# Stream-ordering bookkeeping, in issue order: ("wait_stream", waiter, other),
+# ("record", stream, event), ("wait_event", waiter, event), ("gather", stream, rows) with streams'
+# and events' ids. Work runs when issued, so nothing is enforced; scenarios read it to check
+# that the library orders its work (a cache refresh, say) against other streams as it should.
+STREAM_LOG: List[Tuple[str, int, int]] = []
+_event_ids = itertools.count(1)
+
+
 class FakeStream:
-    """``torch.cuda.Stream``: work runs when issued, so waits are no-ops."""
+    """``torch.cuda.Stream``: work runs when issued, so waits are no-ops (logged in
+    :data:`STREAM_LOG`). A stream waiting on itself is a violation: a wait meant for another
+    stream (the consumer's) was issued on the wrong one."""
 
     _ids = iter(range(1, 1 << 30))
 
@@ -559,10 +583,23 @@ class FakeStream:
     def wait_stream(self, other: "FakeStream") -> None:
         if not isinstance(other, FakeStream):
             violation(f"wait_stream({other!r}): not a stream")
+            return
+        if other is self:
+            violation(f"{self!r}.wait_stream(itself): a no-op where a wait on another stream was meant")
+        if self in _CAPTURING and other not in _CAPTURING:
+            violation(f"{self!r} (capturing) waits on a stream outside its capture: an event "
+                      f"recorded outside the capture (invalid without cudaEventWaitExternal)")
+        _capture_check("wait_stream")
+        STREAM_LOG.append(("wait_stream", self.cuda_stream, other.cuda_stream))
 
     def wait_event(self, event: "FakeEvent") -> None:
         if not isinstance(event, FakeEvent):
             violation(f"wait_event({event!r}): not an event")
+            return
+        if self in _CAPTURING and not event.in_capture:
+            violation(f"{self!r} (capturing) waits on an event recorded outside its capture "
+                      f"(invalid without cudaEventWaitExternal)")
+        STREAM_LOG.append(("wait_event", self.cuda_stream, event.id))
 
     def record_event(self, event: Optional["FakeEvent"] = None) -> "FakeEvent":
         event = event or FakeEvent()
@@ -586,18 +623,25 @@ class FakeEvent:
                  interprocess: bool = False) -> None:
         self.recorded = False
         self.after = 0     # the async copies issued before it was recorded
+        self.id = next(_event_ids)
+        self.in_capture = False   # last recorded on a capturing stream
 
     def record(self, stream: Optional[FakeStream] = None) -> None:
         if stream is not None and not isinstance(stream, FakeStream):
             violation(f"Event.record({stream!r}): not a stream")
+        stream = stream or _current_stream()
         self.recorded = True
         self.after = _last_copy
+        self.in_capture = stream in _CAPTURING
+        STREAM_LOG.append(("record", stream.cuda_stream, self.id))
 
     def query(self) -> bool:
+        _capture_check("Event.query", self)
         _complete(self.after)     # complete: so is everything issued before it
         return True
 
     def synchronize(self) -> None:
+        _capture_check("Event.synchronize", self)
         with _lock:
             SYNCS[("event.synchronize", _site())] += 1
         _complete(self.after)
@@ -611,6 +655,60 @@ class FakeEvent:
 
 _DEFAULT_STREAM = FakeStream()
 _stream_tls = threading.local()
+
+# CUDA graph capture, as far as the library's own calls go: the streams capturing (with the mode
+# each began in) and each thread's capture mode (cudaThreadExchangeStreamCaptureMode). CUDA's
+# rule: a thread may not make a potentially unsafe call (an event query or synchronize, a stream
+# wait on a capturing stream from outside, a device sync) while it captures in a mode other than
+# relaxed, or while any thread captures in global mode, unless its own mode is relaxed; and an
+# event recorded during capture may never be queried or waited on by the host.
+_CAPTURING: Dict[FakeStream, str] = {}
+# GPU memory torch.cuda.mem_get_info reports (free, total): a scenario may lower FREE_MEMORY.
+TOTAL_MEMORY = 80 << 30
+FREE_MEMORY = 64 << 30
+_CAPTURE_MODES = {"global": 0, "thread_local": 1, "relaxed": 2}
+_capture_tls = threading.local()
+
+
+def _thread_capture_mode() -> int:
+    return getattr(_capture_tls, "mode", 0)
+
+
+def _capture_check(what: str, event: Optional["FakeEvent"] = None) -> None:
+    if event is not None and event.in_capture:
+        violation(f"{what} of an event recorded during CUDA graph capture (illegal)")
+        return
+    if not _CAPTURING or _thread_capture_mode() == _CAPTURE_MODES["relaxed"]:
+        return
+    mine = [s for s in _stream_stack() if s in _CAPTURING]
+    if any(_CAPTURING[s] != "relaxed" for s in mine) or "global" in _CAPTURING.values():
+        violation(f"{what} while a CUDA graph capture is underway (mode "
+                  f"{sorted(set(_CAPTURING.values()))}) from a thread in capture mode "
+                  f"{_thread_capture_mode()}: this invalidates the capture")
+
+
+@contextlib.contextmanager
+def capture(mode: str = "global") -> Iterator[FakeStream]:
+    """``torch.cuda.graph(g, capture_error_mode=mode)`` as far as the harness goes: a fresh
+    stream becomes current and capturing in this thread for the body."""
+    s = FakeStream()
+    _CAPTURING[s] = mode
+    try:
+        with _stream_ctx(s):
+            yield s
+    finally:
+        del _CAPTURING[s]
+
+
+def _is_current_stream_capturing() -> bool:
+    return _current_stream() in _CAPTURING
+
+
+def exchange_capture_mode(mode: int) -> int:
+    """``cudaThreadExchangeStreamCaptureMode``: set this thread's mode, return the old one."""
+    old = _thread_capture_mode()
+    _capture_tls.mode = mode
+    return old
 
 
 def _stream_stack() -> list:
@@ -1128,6 +1226,8 @@ def fake_gather_rows_cuda(table_dev_ptr: int, num_rows: int, row_bytes: int, ind
     """``unified_tensor._gather_cuda.gather_rows_cuda`` on the CPU (see the module docstring)."""
     LAUNCHES["gather"] += 1
     m = index.shape[0]
+    LAUNCHES["gather_rows"] += m
+    STREAM_LOG.append(("gather", _current_stream().cuda_stream, m))
     if m == 0 or row_bytes == 0:
         return
     for t, what in ((index, "index"), (out, "out")) + (((perm, "perm"),) if perm is not None else ()):
@@ -1368,8 +1468,14 @@ def install() -> None:
     cuda.current_stream = _current_stream
     cuda.default_stream = lambda device=None: _DEFAULT_STREAM
     cuda.stream = _stream_ctx
-    cuda.synchronize = lambda device=None: _sync("torch.cuda.synchronize")
-    cuda.is_current_stream_capturing = lambda: False
+    cuda.synchronize = lambda device=None: (_capture_check("torch.cuda.synchronize"),
+                                            _sync("torch.cuda.synchronize"))[1]
+    cuda.is_current_stream_capturing = _is_current_stream_capturing
+    # memory: what a scenario sets in FREE_MEMORY is free; the allocator holds nothing unused
+    cuda.mem_get_info = lambda device=None: (_check_cuda_index(device) if device is not None else None,
+                                             (FREE_MEMORY, TOTAL_MEMORY))[1]
+    cuda.memory_reserved = lambda device=None: 0
+    cuda.memory_allocated = lambda device=None: 0
     torch.Tensor.record_stream = _record_stream
 
     # -- unified_tensor: CuPy "present", host registration and kernels faked

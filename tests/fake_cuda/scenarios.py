@@ -1827,3 +1827,374 @@ def compressed_loader() -> None:
     cpu = DataLoader(g, idx, NeighborSampler([3, 2], seed=1), features=t, **kw)
     gpu = DataLoader(g.pin(), idx, NeighborSampler([3, 2], seed=1), features=t, device="cuda", **kw)
     same_epochs(cpu, gpu)
+
+
+# ============================================================================== group: hardening
+def _log_since(n: int) -> List[tuple]:
+    return fc.STREAM_LOG[n:]
+
+
+@scenario("hardening")
+def hardening_cache_refresh_only_written_rows() -> None:
+    """Issue 18, 3.1: a write through a cached table re-copies only the cached rows it touched
+    (an indexed write's rows, a slice's or a row's range; a column write touches every row),
+    with no host sync; a write torch counts but the watch never saw (through the wrapped tensor)
+    refreshes every cached row at the next gather, also without a sync."""
+    import unified_tensor as ut
+    gen = torch.Generator().manual_seed(11)
+    base = torch.randn(2000, 8, generator=gen)
+    ref = base.clone()
+    t = ut.unified(base)
+    ids = torch.arange(0, 2000, 2)[torch.randperm(1000, generator=gen)]   # even rows, any order
+    ut.cache(t, ids=ids)
+    every = torch.arange(2000).cuda()
+    same(ref, t[every], "initial fill")
+
+    def write(tag: str, fn, want_rows: int) -> None:
+        rows0 = fc.LAUNCHES["gather_rows"]
+        with fc.count_syncs() as c:
+            fn(t)
+        fn(ref)
+        copied = fc.LAUNCHES["gather_rows"] - rows0
+        assert sum(c.values()) == 0, f"{tag}: the refresh synced: {dict(c)}"
+        assert copied == want_rows, f"{tag}: re-copied {copied} rows, the write touched {want_rows}"
+        same(ref[ids], cache_of(t).rows, f"{tag}: the cached rows")
+        same(ref, t[every], f"{tag}: a gather through the cache")
+
+    write("an uncached row", lambda x: x.__setitem__(5, 1.0), 0)
+    write("a cached row", lambda x: x.__setitem__(4, 2.0), 1)
+    write("t[ids] = v", lambda x: x.__setitem__(torch.tensor([10, 11, 12, -2]), 3.0), 3)
+    write("t[a:b].mul_(2)", lambda x: x[100:140].mul_(2), 20)
+    write("t[a:b][ids] = v", lambda x: x[100:140].__setitem__(torch.tensor([0, 1, 2]), 4.0), 2)
+    write("t.index_fill_(0, ids)", lambda x: x.index_fill_(0, torch.tensor([20, 21, 22, 24]), -1.0), 3)
+    write("a bool mask", lambda x: x.__setitem__(torch.arange(2000) % 500 == 0, 5.0), 4)
+    write("a column (every row)", lambda x: x[:, 1].zero_(), 1000)
+    write("t.mul_ (every row)", lambda x: x.mul_(0.5), 1000)
+    # through the tensor ut.unified wrapped: torch counts it, the watch never sees it
+    base[30:40] = 7.0
+    ref[30:40] = 7.0
+    rows0 = fc.LAUNCHES["gather_rows"]
+    with fc.count_syncs() as c:
+        got = t[every]
+    assert sum(c.values()) == 0, f"the version refresh synced: {dict(c)}"
+    assert fc.LAUNCHES["gather_rows"] - rows0 == 1000 + 2000, "a full refresh, then the gather"
+    same(ref, got, "a write through the wrapped tensor, seen at the next gather")
+
+
+@scenario("hardening")
+def hardening_cache_refresh_is_stream_ordered() -> None:
+    """The refresh runs on the writer's current stream after it has waited for every stream a
+    gather read the cache on, and those streams then wait for it (gathers see the old rows or
+    the new ones, never a mix); a stream that first reads the cache later waits for the last
+    refresh; no stream ever waits on itself."""
+    import unified_tensor as ut
+    base = torch.randn(300, 4, generator=torch.Generator().manual_seed(12))
+    t = ut.unified(base.clone())
+    ids = torch.arange(0, 300, 3)
+    ut.cache(t, ids=ids)
+    c = cache_of(t)
+    side = torch.cuda.Stream()
+    idx = torch.arange(299, -1, -1).cuda()
+    with torch.cuda.stream(side):
+        t[idx]
+    cur = torch.cuda.current_stream()
+    n = len(fc.STREAM_LOG)
+    t[3] = 9.0
+    log = _log_since(n)
+    kinds = [(k, a) for k, a, _ in log]
+    assert ("wait_stream", cur.cuda_stream) in kinds, f"the refresh did not wait for the readers: {log}"
+    w = kinds.index(("wait_stream", cur.cuda_stream))
+    assert log[w][2] == side.cuda_stream, log
+    g = kinds.index(("gather", cur.cuda_stream))
+    r = kinds.index(("record", cur.cuda_stream))
+    ev = log[r][2]
+    assert w < g < r, f"wait, copy, record out of order: {log}"
+    assert ("wait_event", side.cuda_stream, ev) in log[r:], f"the reader stream never waited for the refresh: {log}"
+    # a new reader stream waits for the last refresh before its first gather
+    other = torch.cuda.Stream()
+    n = len(fc.STREAM_LOG)
+    with torch.cuda.stream(other):
+        r2 = t[idx]
+    log = _log_since(n)
+    assert ("wait_event", other.cuda_stream, c._ready.id) in log, log
+    want = base.clone()
+    want[3] = 9.0
+    same(want[idx.cpu()], r2, "a new stream's gather after the refresh")
+
+
+@scenario("hardening")
+def hardening_cache_refresh_and_gather_serialise() -> None:
+    """Enqueueing a gather that reads the cache and a refresh exclude each other (the cache's
+    lock): a write from one thread waits while another thread holds the lock, and so does a
+    gather."""
+    import threading
+    import time
+
+    import unified_tensor as ut
+    t = ut.unified(torch.randn(100, 4, generator=torch.Generator().manual_seed(13)))
+    ut.cache(t, ids=torch.arange(0, 100, 2))
+    c = cache_of(t)
+    for action in ("write", "gather"):
+        held, released = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with c.lock:
+                held.set()
+                time.sleep(0.3)
+                released.set()
+
+        th = threading.Thread(target=hold)
+        th.start()
+        assert held.wait(30), "the cache has no lock to hold"
+        if action == "write":
+            t[2] = 1.0
+        else:
+            t[torch.arange(100).cuda()]
+        assert released.is_set(), f"a {action} went ahead while another thread held the cache's lock"
+        th.join()
+
+
+@scenario("hardening")
+def hardening_capture_producer_poll() -> None:
+    """Issue 18, 3.2: while one thread captures a CUDA graph in global mode, a producer thread's
+    gathers (deferred checks, a table pinned by PyTorch, a cached table) query their events in
+    relaxed capture mode, which does not break the capture; the capturing thread's own gather
+    from a PyTorch-pinned table records and queries nothing (the table is kept for the graph)."""
+    import threading
+
+    import unified_tensor as ut
+    from unified_tensor import _gather
+    gen = torch.Generator().manual_seed(14)
+    pinned = torch.randn(80, 4, generator=gen).pin_memory()      # registered by PyTorch
+    t = ut.unified(torch.randn(80, 4, generator=gen))
+    ut.cache(t, ids=torch.arange(0, 80, 4))
+    idx = torch.arange(79, -1, -1).cuda()
+    ut.gather(pinned, idx)
+    ut.synchronize()
+    capturing, done = threading.Event(), threading.Event()
+    errors: List[BaseException] = []
+
+    def capture() -> None:
+        try:
+            with fc.capture("global"):
+                capturing.set()
+                done.wait(30)
+        except BaseException as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    th = threading.Thread(target=capture)
+    th.start()
+    capturing.wait()
+    try:
+        for _ in range(3):           # the producer: polls, in-flight queries, a cached gather
+            same(pinned[idx.cpu()], ut.gather(pinned, idx), "producer gather of a pinned table")
+            same(t._ut_plain[idx.cpu()], t[idx], "producer gather through a cache")
+    finally:
+        done.set()
+        th.join()
+    assert not errors, errors
+    # the capturing thread itself: nothing recorded or queried for a PyTorch-pinned table
+    n = len(fc.STREAM_LOG)
+    with fc.capture("global"):
+        out = ut.gather(pinned, idx)
+        cached = t[idx]              # a stream new to the cache: no wait on the fill's event
+    assert not [e for e in _log_since(n) if e[0] in ("record", "wait_event")], _log_since(n)
+    same(t._ut_plain[idx.cpu()], cached, "a captured gather through a cache")
+    assert any(v is pinned for v in _gather._kept_for_graphs.values()), "table not kept for the graph"
+    same(pinned[idx.cpu()], out, "a captured gather")
+    ut.gather(pinned, idx)          # after the capture: polls again, nothing from the capture queried
+    ut.synchronize()
+
+
+@scenario("hardening")
+def hardening_close_on_the_producer_thread() -> None:
+    """Issue 18, 3.3: the last reference to a DataLoader iterator dropped on its own producer
+    thread (as the garbage collector may do) closes it there: no join of itself, no stream
+    waiting on itself, and the consumer's stream (not the producer's current one) waits for the
+    side stream once the producer has issued its last work."""
+    import threading
+
+    from samplers import DataLoader, NeighborSampler
+    g = homo_graph().pin()
+    holder: List[Any] = []
+    go = threading.Event()
+    closed_on: List[str] = []
+
+    class Dropping(NeighborSampler):
+        def sample(self, graph, seeds, exclude_eids=None):
+            if go.wait(30) and holder:
+                holder.clear()   # the last reference: __del__ -> close() on this thread
+            return super().sample(graph, seeds)
+
+    from samplers.loading import _core
+    orig = _core._LoaderIter.close
+
+    def close(self) -> None:
+        closed_on.append(threading.current_thread().name)
+        orig(self)
+
+    loader = DataLoader(g, torch.arange(40), Dropping([2, 2], seed=0), batch_size=8,
+                        device="cuda", prefetch=2)
+    consumer = torch.cuda.current_stream()
+    it = iter(loader)
+    thread = it._thread
+    side = it._side
+    n = len(fc.STREAM_LOG)
+    holder.append(it)
+    del it
+    _core._LoaderIter.close = close
+    try:
+        go.set()
+        thread.join(30)
+    finally:
+        _core._LoaderIter.close = orig
+    assert not thread.is_alive(), "the producer thread did not exit"
+    assert closed_on and closed_on[0] == thread.name, f"close() ran on {closed_on}"
+    log = _log_since(n)
+    assert ("wait_stream", consumer.cuda_stream, side.cuda_stream) in log, \
+        f"the consumer's stream never waited for the side stream: {log}"
+
+
+@scenario("hardening")
+def hardening_link_and_hetero_one_sync() -> None:
+    """Issue 18, 3.4: with one_sync=True, link prediction (homogeneous and heterogeneous, every
+    exclusion mode, negatives) and heterogeneous node sampling read the host once per batch, with
+    the CPU path's blocks; the per-layer link path reads its checks and node counts once."""
+    from samplers import EdgePredictionSampler, NeighborSampler
+    from samplers.sampling._hetero import sample_hetero_layers
+    ei = homo_edges(50, 150)
+    ei = torch.cat([ei, ei.flip(0)], 1)
+    rev = torch.cat([torch.arange(150, 300), torch.arange(0, 150)])
+    from samplers import CSCGraph
+    g = CSCGraph.from_edge_index(ei, 50)
+    seeds = torch.arange(0, 300, 7)
+    for gg in placements(g):
+        s_dev = seeds.cuda()
+        for ex, neg in itertools.product((None, "self", "reverse_id", "callable"), (None, 2, _det_negatives)):
+            kw = {"reverse_eids": rev} if ex == "reverse_id" else {}
+            exf = (lambda e: torch.cat([e, (e + 1) % 300])) if ex == "callable" else ex
+            for one_sync, want in ((True, 1), (False, 5)):
+                mk = lambda: EdgePredictionSampler(   # noqa: E731
+                    NeighborSampler([3, 2], seed=0, one_sync=one_sync), exclude=exf,
+                    negative_sampler=neg, **kw)
+                cpu = mk().sample_distinct(g, seeds, batch=3)
+                mk().sample_distinct(gg, s_dev, batch=3)   # once per graph: its endpoint tables
+                with fc.count_syncs() as c:
+                    gpu = mk().sample_distinct(gg, s_dev, batch=3)
+                same(cpu, gpu, f"{gg.placement} exclude={ex} neg={neg} one_sync={one_sync}")
+                assert sum(c.values()) == want, f"exclude={ex} one_sync={one_sync}: {dict(c)}"
+    hg = hetero_graph()
+    hseeds = {"writes": torch.arange(0, 300, 5), C: torch.arange(0, 400, 9)}
+    for gg in placements(hg):
+        dev_seeds = cuda(hseeds)
+        for ex, kw in ((None, {}), ("self", {}), ("reverse_types", {"reverse_etypes": REV_TYPES})):
+            mk = lambda: EdgePredictionSampler(   # noqa: E731
+                NeighborSampler([2, {"writes": 2, "cites": 1, "rev_writes": 1}], seed=1, one_sync=True),
+                exclude=ex, negative_sampler=1, **kw)
+            cpu = mk().sample_distinct(hg, hseeds, batch=2)
+            mk().sample_distinct(gg, dev_seeds, batch=2)   # once per graph: its endpoint tables
+            with fc.count_syncs() as c:
+                gpu = mk().sample_distinct(gg, dev_seeds, batch=2)
+            same(cpu, gpu, f"hetero link {gg.placement} exclude={ex}")
+            assert sum(c.values()) == 1, f"hetero link exclude={ex}: {dict(c)}"
+        ns = NeighborSampler([2, {"writes": 2, "cites": 1, "rev_writes": 0}], seed=4)
+        fans = ns._hetero_fanouts(hg)
+        lk = lambda layer: ns._layer_key(ns._batch_key(2), layer)   # noqa: E731
+        node_seeds = _hetero_seeds()
+        dev_nodes = cuda(node_seeds)
+        cpu = sample_hetero_layers(hg, node_seeds, fans, False, lk)
+        with fc.count_syncs() as c:
+            gpu = sample_hetero_layers(gg, dev_nodes, fans, False, lk, one_sync=True)
+        same(cpu, gpu, "hetero nodes one_sync")
+        assert sum(c.values()) == 1, f"hetero nodes one_sync: {dict(c)}"
+        # the same through the public sampler as the DataLoader calls it (seeds range-checked by
+        # the loader's deferred check); a direct call adds one read for the seeds' range
+        pub = lambda: NeighborSampler([2, {"writes": 2, "cites": 1, "rev_writes": 0}], seed=4,  # noqa: E731
+                                      one_sync=True)
+        cpu = pub().sample_distinct(hg, node_seeds, batch=2)
+        for checked, want in ((True, 1), (False, 2)):
+            with fc.count_syncs() as c:
+                gpu = pub().sample_distinct(gg, dev_nodes, batch=2, seeds_checked=checked)
+            same(cpu, gpu, f"hetero nodes NeighborSampler(one_sync=True) seeds_checked={checked}")
+            assert sum(c.values()) == want, \
+                f"hetero nodes NeighborSampler(one_sync=True) seeds_checked={checked}: {dict(c)}"
+    # errors keep the CPU path's messages
+    bad = torch.tensor([0, 300])
+    for one_sync in (False, True):
+        same_error(IndexError,
+                   lambda: EdgePredictionSampler(NeighborSampler([2], one_sync=one_sync)).sample(g, bad),
+                   lambda: EdgePredictionSampler(NeighborSampler([2], one_sync=one_sync)).sample(
+                       g.pin(), bad.cuda()))
+        wild = lambda s, n, k: (s, s + n)   # noqa: E731
+        same_error(IndexError,
+                   lambda: EdgePredictionSampler(NeighborSampler([2], one_sync=one_sync),
+                                                 exclude=lambda e: e + 1000).sample(g, seeds),
+                   lambda: EdgePredictionSampler(NeighborSampler([2], one_sync=one_sync),
+                                                 exclude=lambda e: e + 1000).sample(g.pin(), seeds.cuda()))
+        same_error(IndexError,
+                   lambda: EdgePredictionSampler(NeighborSampler([2], one_sync=one_sync),
+                                                 negative_sampler=wild).sample(g, seeds),
+                   lambda: EdgePredictionSampler(NeighborSampler([2], one_sync=one_sync),
+                                                 negative_sampler=wild).sample(g.pin(), seeds.cuda()))
+
+
+@scenario("hardening")
+def hardening_link_loader_one_sync_per_batch() -> None:
+    """A link-prediction DataLoader with one_sync=True (features, labels-free, negatives,
+    exclusion): one host sync per batch in the producer, as the node loader."""
+    import unified_tensor as ut
+    from samplers import CSCGraph, DataLoader, EdgePredictionSampler, NeighborSampler
+    gen = torch.Generator().manual_seed(0)
+    n, e = 2000, 20000
+    ei = torch.stack([torch.randint(0, n, (e,), generator=gen), torch.randint(0, n, (e,), generator=gen)])
+    graph = CSCGraph.from_edge_index(ei, n).pin()
+    feats = ut.unified(torch.randn(n, 8, generator=gen))
+    loader = DataLoader(graph, torch.arange(e // 2), EdgePredictionSampler(
+        NeighborSampler([5, 3], one_sync=True), exclude="self", negative_sampler=2),
+        batch_size=256, device="cuda", features=feats, prefetch=0, seed=0)
+    it = iter(loader)
+    next(it)
+    with fc.count_syncs() as c:
+        for _ in range(3):
+            next(it)
+    assert sum(c.values()) == 3, f"{dict(c)} over 3 batches"
+    del it
+
+
+@scenario("hardening")
+def hardening_one_sync_memory_bound() -> None:
+    """Issue 18, 3.5: a one-sync batch whose padded working arrays would take more than the
+    allowed share of the free GPU memory is sampled on the per-layer path (the same blocks),
+    with one warning for the process."""
+    import warnings
+
+    from samplers import EdgePredictionSampler, NeighborSampler
+    from samplers.sampling import _one_sync
+    g = homo_graph()
+    seeds = torch.arange(0, 50, 3)
+    free = fc.FREE_MEMORY
+    _one_sync._warned_memory = False
+    try:
+        fc.FREE_MEMORY = 1 << 10    # 1 KiB free
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for gg in placements(g):
+                cpu = NeighborSampler([4, 3], seed=3).sample_distinct(g, seeds, batch=1)
+                with fc.count_syncs() as c:
+                    gpu = NeighborSampler([4, 3], seed=3, one_sync=True).sample_distinct(
+                        gg, seeds.cuda(), batch=1)
+                same(cpu, gpu, "per-layer fallback")
+                assert sum(c.values()) > 1, "the bound did not send the batch to the per-layer path"
+                mk = lambda: EdgePredictionSampler(NeighborSampler([2, 2], seed=1, one_sync=True),  # noqa: E731
+                                                   exclude="self", negative_sampler=1)
+                same(mk().sample_distinct(g, seeds, batch=2), mk().sample_distinct(gg, seeds.cuda(), batch=2),
+                     "link fallback")
+        notes = [w for w in caught if "padded working memory" in str(w.message)]
+        assert len(notes) == 1, [str(w.message) for w in caught]
+        fc.FREE_MEMORY = 64 << 30
+        gp, sd = g.pin(), seeds.cuda()
+        with fc.count_syncs() as c:
+            NeighborSampler([4, 3], seed=3, one_sync=True).sample_distinct(gp, sd, batch=1)
+        assert sum(c.values()) == 1, f"with memory: {dict(c)}"
+    finally:
+        fc.FREE_MEMORY = free

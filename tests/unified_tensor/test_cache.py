@@ -113,9 +113,10 @@ def test_in_place_changes_through_the_table_refresh_its_caches():
     class FakeCache:
         refreshed = 0
 
-        def refresh(self, plain):
+        def refresh(self, table, rows=None, version_before=None, wait_default=False,
+                    if_stale=False):
             FakeCache.refreshed += 1
-            assert plain is t._ut_plain
+            assert table is t
 
     t = ut.unified(torch.zeros(6, 2))
     t._ut_caches[0] = FakeCache()
@@ -286,7 +287,8 @@ def test_out_argument_writing_into_the_table_refreshes_its_caches():
     class FakeCache:
         refreshed = 0
 
-        def refresh(self, plain):
+        def refresh(self, table, rows=None, version_before=None, wait_default=False,
+                    if_stale=False):
             FakeCache.refreshed += 1
 
     t = ut.unified(torch.zeros(3))
@@ -337,7 +339,8 @@ def test_gathering_into_a_cached_table_refreshes_its_caches():
     class FakeCache:
         refreshed = 0
 
-        def refresh(self, plain):
+        def refresh(self, table, rows=None, version_before=None, wait_default=False,
+                    if_stale=False):
             FakeCache.refreshed += 1
 
     src = ut.unified(torch.arange(12.0).view(6, 2))

@@ -244,3 +244,72 @@ def test_negative_seed_is_an_error_not_padding():
     with pytest.raises(IndexError, match=r"seeds must be node ids in \[0, 400\), got -1"):
         sample_blocks_one_sync(g, torch.tensor([0, -1, 2]), [2], False, lambda layer: 1, None,
                                layer_fn=layer_padded_cpu)
+
+
+@pytest.mark.parametrize("idtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("fanouts", [[3, 2], [4, 1, 2], []])
+def test_padded_seeds_and_extra_values_ride_in_the_one_read(idtype, fanouts):
+    """Seeds handed over padded (link prediction's compacted node set: -1 past a device count)
+    give the blocks of the real seeds; extra device values come back from the same read, and
+    check_extra sees them before the seeds' own check."""
+    from samplers.sampling._one_sync import sample_padded_one_sync
+
+    g = _graph(idtype)
+    sampler = NeighborSampler(fanouts or [1], seed=5)
+    real = torch.randperm(400, generator=torch.Generator().manual_seed(3))[:23].to(idtype)
+    padded = torch.cat([real, torch.full((9,), -1, dtype=idtype)])
+    key = sampler._batch_key(4)
+    want_inputs, want_blocks = sampler._sample_cpu(g, real, key, None) if fanouts else (real, [])
+    reads, seen = [], []
+
+    def read(t):
+        reads.append(tuple(t.shape))
+        return t.tolist()
+
+    inputs, blocks, num, extra = sample_padded_one_sync(
+        g, padded, fanouts, False, lambda layer: sampler._layer_key(key, layer), None,
+        num_seeds=torch.tensor(23), extra=[torch.tensor(True), torch.tensor(7)],
+        check_extra=seen.append, layer_fn=layer_padded_cpu, read=read)
+    assert len(reads) == 1 and num == 23 and extra == [1, 7] and seen == [[1, 7]]
+    assert torch.equal(inputs, want_inputs)
+    for b, w in zip(blocks, want_blocks):
+        assert torch.equal(b.srcdata["_ID"], w.srcdata["_ID"])
+        assert torch.equal(b.dstdata["_ID"], w.dstdata["_ID"])
+        assert torch.equal(b.edge_index, w.edge_index)
+        assert torch.equal(b.edata["_ID"], w.edata["_ID"])
+
+    def refuse(values):
+        if values[0]:
+            raise KeyError("the caller's flag")
+
+    def flagging(graph, dst, fanout, replace, key, excl, pad=True):   # a seed out of range
+        out = layer_padded_cpu(graph, dst, fanout, replace, key, excl, pad=pad)
+        return out[:4] + (torch.tensor(1, dtype=torch.int32),)
+
+    with pytest.raises(KeyError):   # the caller's error first, not the seeds' IndexError
+        sample_padded_one_sync(g, torch.tensor([3, 9, -1]).to(idtype), [2], False, lambda l: 1,
+                               None, num_seeds=torch.tensor(2), extra=[torch.tensor(True)],
+                               check_extra=refuse, layer_fn=flagging)
+    with pytest.raises(IndexError, match="seeds must be node ids"):
+        sample_padded_one_sync(g, torch.tensor([3, 9, -1]).to(idtype), [2], False, lambda l: 1,
+                               None, num_seeds=torch.tensor(2), extra=[torch.tensor(False)],
+                               check_extra=refuse, layer_fn=flagging)
+
+
+def test_memory_bound_sends_a_cuda_batch_to_the_per_layer_path(monkeypatch):
+    """sample_blocks_one_sync with the CUDA layers checks the memory bound first and, past it,
+    samples layer by layer (the fallback is sample_blocks_per_layer)."""
+    from samplers.sampling import _layer_cuda, _one_sync
+
+    calls = []
+    monkeypatch.setattr(_one_sync, "one_sync_fits", lambda *a: False)
+    monkeypatch.setattr(_layer_cuda, "sample_blocks_per_layer",
+                        lambda *a: calls.append(a) or ("inputs", ["blocks"]))
+
+    class Seeds(torch.Tensor):   # a "CUDA" tensor as far as the check goes
+        is_cuda = True
+
+    seeds = torch.tensor([1, 2]).as_subclass(Seeds)
+    assert _one_sync.sample_blocks_one_sync(_graph(torch.int64), seeds, [2], False,
+                                            lambda l: 1, None) == ("inputs", ["blocks"])
+    assert len(calls) == 1
