@@ -35,6 +35,8 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from unified_tensor import CompressedTensor
+
 from ._csc import CSCGraph, _plain, _sampler_array
 
 __all__ = ["reorder", "Reordering", "ORDERS"]
@@ -387,6 +389,10 @@ def reorder(graph: CSCGraph, *tables: Table, order: Union[str, Table] = "communi
         raise ValueError(f"graph has {graph.num_edges} >= 2^31 edges and int32 ids: the renumbered "
                          f"graph's edge ids (old CSC positions) need int64 indices")
     for i, t in enumerate(tables):
+        if isinstance(t, CompressedTensor):
+            raise TypeError(f"tables[{i}] is a compressed table ({t.kind}): reorder the float "
+                            f"table first, then compress the reordered one (ut.compress("
+                            f"r.tables[{i}], ...)); a compressed table's rows cannot be moved")
         if not isinstance(t, (torch.Tensor, np.ndarray)):
             raise TypeError(f"tables[{i}] must be a torch.Tensor or numpy.ndarray with one row per "
                             f"node, got {type(t).__name__}")

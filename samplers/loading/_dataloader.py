@@ -11,7 +11,7 @@ import torch
 
 from . import _dgl_compat
 from ._core import DeviceLike, _LoaderCore, _contiguous_table, _gather, _on, _to_device
-from ._seeds import seed_kind
+from ._seeds import SeedSet, seed_kind
 
 __all__ = ["DataLoader"]
 
@@ -24,6 +24,32 @@ _TORCH_LOADER_KWARGS = frozenset({
     "multiprocessing_context", "generator", "prefetch_factor", "persistent_workers",
     "pin_memory_device", "sampler", "batch_sampler", "in_order", "dataset",
 })
+
+class _SeedBatches(torch.utils.data.IterableDataset):
+    """A :class:`DataLoader`'s ``dataset``, shaped as DGL's (``TensorizedDataset``): an iterable
+    dataset of the seed batches, whose ``len()`` is the number of batches per epoch
+    (``len(loader)``). Iterating it yields the seed ids batch by batch in their given order (this
+    rank's share with ``use_ddp``, ``drop_last`` applied; never shuffled, and the loader's epochs
+    are not touched): a tensor, or ``{type: ids}`` of the types present, as the graph sampler gets
+    them; ``loader.collate_fn(ids)`` makes a batch of them."""
+
+    def __init__(self, loader: "DataLoader") -> None:
+        self._loader = loader
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        loader = self._loader
+        order = loader._order(0, shuffle=False)
+        ids = loader._seeds.ids.index_select(0, order.to(loader._seeds.ids.device))
+        bs = loader.batch_size
+        for start in range(0, order.numel(), bs):
+            yield loader._seeds.batch(ids[start:start + bs], order[start:start + bs])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_seeds={len(self._loader._seeds)}, batches={len(self)})"
+
 
 class DataLoader(_LoaderCore):
     r"""Iterate over minibatches of sampled blocks, prefetching one step ahead.
@@ -116,6 +142,23 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
     collate_fn, sampler, batch_sampler, dataset
         Accepted only as ``None`` (batching is done here); anything else raises ``ValueError``.
 
+    Attributes
+    ----------
+    The public attributes of ``torch.utils.data.DataLoader``, with the values DGL's loader gives:
+    ``dataset`` is an iterable dataset of the seed batches (``len(loader.dataset) == len(loader)``,
+    as DGL's ``TensorizedDataset``), ``sampler`` torch's sampler for an iterable dataset,
+    ``batch_sampler`` ``None``, ``collate_fn`` turns seed ids into a batch, ``pin_memory`` is
+    ``pin_prefetcher``; ``num_workers``, ``timeout``, ``prefetch_factor``,
+    ``persistent_workers``, ``worker_init_fn``, ``multiprocessing_context``,
+    ``pin_memory_device``, ``generator`` and ``in_order`` are what was given (torch's defaults
+    otherwise). ``batch_size`` and ``drop_last`` are the values given: DGL 2.1 reports ``None``
+    and ``False`` there (it batches in its dataset and hands torch ``batch_size=None``). As in
+    torch, ``batch_size``, ``drop_last``, ``dataset``, ``sampler``, ``batch_sampler`` and
+    ``persistent_workers`` cannot be set after construction (``ValueError``). DGL's ``graph``,
+    ``indices``, ``graph_sampler``, ``device``, ``use_uva``, ``use_ddp``, ``ddp_seed``,
+    ``shuffle``, ``pin_prefetcher``, ``use_prefetch_thread`` and ``use_alternate_streams`` are
+    there too.
+
     Raises
     ------
     TypeError
@@ -137,6 +180,14 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
     ...     out = model(blocks, blocks[0].srcdata["feat"])
     ...     loss = F.cross_entropy(out, blocks[-1].dstdata["label"])
     """
+
+    def __new__(cls, graph: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # A DistDGL DistGraph goes to the DistDGL adapter (DGL routes it to its Dist loaders)
+        from . import _distdgl
+
+        if _distdgl.is_dist_graph(graph):
+            return _distdgl.DistNodeDataLoader(graph, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, graph: Any, indices: Any, graph_sampler: Any,
                  device: Optional[DeviceLike] = None, use_ddp: bool = False, ddp_seed: int = 0,
@@ -180,7 +231,9 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
                         use_alternate_streams=use_alternate_streams,
                         pin_prefetcher=pin_prefetcher, prefetch=prefetch,
                         prefetch_factor=kwargs.get("prefetch_factor"), max_threads=max_threads,
-                        seed=seed, generator=generator, num_workers=num_workers)
+                        seed=seed, generator=generator, num_workers=num_workers,
+                        torch_kwargs=kwargs)
+        self.pin_memory = self._pin   # as DGL: torch's pin_memory is pin_prefetcher
         if gpu_cache is not None:
             warnings.warn("DataLoader: gpu_cache is ignored (features are read zero-copy from "
                           "pinned host memory)", UserWarning, stacklevel=2)
@@ -190,6 +243,38 @@ multiprocessing_context, prefetch_factor, pin_memory_device, in_order
         # --- features / labels -----------------------------------------------------------------
         self._features = self._check_tables(features, "features", "feat")
         self._labels = self._check_tables(labels, "labels", "label")
+
+    # --- torch's and DGL's attributes ------------------------------------------------------------
+    def _index_attributes(self) -> tuple:
+        # DGL's: an iterable dataset that yields whole batches, so torch's sampler for iterable
+        # datasets and no batch sampler
+        from torch.utils.data.dataloader import _InfiniteConstantSampler
+
+        return _SeedBatches(self), _InfiniteConstantSampler(), None
+
+    def collate_fn(self, items: Any) -> Any:
+        """torch's ``collate_fn``, as DGL's: a batch of the seed ids ``items`` (what iterating
+        ``dataset`` yields: ids, or ``{type: ids}``), checked as ``indices`` are, sampled and
+        packaged as the loader's batches are, made now in the calling thread."""
+        seeds = SeedSet(items, self.graph, self._seeds.kind, name="items")
+        positions = torch.arange(len(seeds))
+        return self._produce_now(seeds.batch(seeds.ids_on(self._sample_device), positions),
+                                 positions)
+
+    @property
+    def pin_prefetcher(self) -> bool:
+        """Whether CPU-sampled batches are pinned before their copy to ``device`` (as resolved)."""
+        return self._pin
+
+    @property
+    def use_prefetch_thread(self) -> bool:
+        """Whether a producer thread makes batches ahead (``prefetch > 0``)."""
+        return self.prefetch > 0
+
+    @property
+    def use_alternate_streams(self) -> bool:
+        """Whether the producer's CUDA work runs on the side stream (as resolved)."""
+        return self._use_side_stream
 
     # ------------------------------------------------------------------------------------------
     def _check_tables(self, tables: Any, name: str, default_key: str) -> dict:

@@ -126,16 +126,19 @@ class _PyGLoader(_LoaderCore):
         self.subgraph_type = _subgraph_type(subgraph_type, directed, name)
         self.time_attr = time_attr
         self.temporal_strategy = temporal_strategy
-        self._node_time = None if time_attr is None else _node_times(data, time_attr, name)
+        # node-level (times per node type) or edge-level (per edge type, edge-id order) times
+        self._node_time, edge_time = (None, None) if time_attr is None else \
+            _temporal_attrs(data, time_attr, name)
+        self._temporal = time_attr is not None
         self.weight_attr = weight_attr
-        if weight_attr is not None and self._node_time is not None:
+        if weight_attr is not None and self._temporal:   # pyg-lib refuses it too
             raise NotImplementedError(f"{name}: weighted temporal sampling (weight_attr and "
                                       f"time_attr together) is not supported yet")
-        if self._node_time is not None:   # as PyG: temporal sampling is disjoint
+        if self._temporal:   # as PyG: temporal sampling is disjoint
             disjoint = True
-        self._cpu_only = self._node_time is not None or weight_attr is not None
+        self._cpu_only = self._temporal or weight_attr is not None
         if self._cpu_only:
-            what = "temporal" if self._node_time is not None else "weighted"
+            what = "temporal" if self._temporal else "weighted"
             if use_uva:
                 raise ValueError(f"{name}: {what} sampling runs on the CPU sampler; "
                                  f"use_uva=True cannot apply (batches still land on device)")
@@ -149,7 +152,9 @@ class _PyGLoader(_LoaderCore):
         self.filter_per_worker = filter_per_worker   # accepted; there are no workers
         self.is_sorted = bool(is_sorted)             # accepted; the CSC is built once either way
         self._hetero = isinstance(data, HeteroData)
-        graph = _typed_graph(data, name, getattr(self, "_input_type", None), self._node_time)
+        graph = _typed_graph(data, name, getattr(self, "_input_type", None), self._node_time,
+                             edge_time)
+        self._edge_time = None if edge_time is None else _csc_edge_times(graph, edge_time)
         self.num_neighbors = self._num_neighbors(num_neighbors, graph)
         self._weights = None if weight_attr is None else _edge_weights(data, weight_attr, graph,
                                                                        name)
@@ -165,9 +170,9 @@ class _PyGLoader(_LoaderCore):
                         max_threads=kwargs.get("max_threads"), seed=seed,
                         generator=kwargs.get("generator"), num_workers=num_workers,
                         seed_count=seed_count, seed_name=seed_name,
-                        sampler=kwargs.get("sampler"))
+                        sampler=kwargs.get("sampler"), torch_kwargs=kwargs)
         if self._cpu_only and self._sample_device.type != "cpu":
-            what = "temporal" if self._node_time is not None else "weighted"
+            what = "temporal" if self._temporal else "weighted"
             raise NotImplementedError(f"{name}: {what} sampling runs on the CPU sampler, but "
                                       f"data's graph is on {self._sample_device}; keep data on "
                                       f"the CPU (device='cuda' still puts batches on the GPU)")
@@ -178,7 +183,7 @@ class _PyGLoader(_LoaderCore):
     def _times(self, t: Any, n: int, what: str) -> np.ndarray:
         """Seed times (``input_time`` / ``edge_label_time``) in the node times' dtype, CPU."""
         name = self._name
-        if self._node_time is None:
+        if not self._temporal:
             raise ValueError(f"{name}: {what} is set but time_attr is not (temporal sampling "
                              f"needs both, as in PyG)")
         if not isinstance(t, Tensor):
@@ -192,7 +197,8 @@ class _PyGLoader(_LoaderCore):
 
     @property
     def _time_dtype(self) -> np.dtype:
-        return next(v.dtype for v in self._node_time.values() if v is not None)
+        times = self._node_time if self._node_time is not None else self._edge_time
+        return next(v.dtype for v in times.values() if v is not None)
 
     def _num_neighbors(self, num_neighbors: Any, graph: HeteroCSCGraph) -> Dict[EdgeType, List[int]]:
         name = self._name
@@ -234,8 +240,9 @@ class _PyGLoader(_LoaderCore):
         """``seeds`` -> PyG's ``SamplerOutput`` / ``HeteroSamplerOutput`` on ``device`` (metadata
         left for the front-end), ``subgraph_type`` applied (``transform_sampler_output`` runs in
         :meth:`_filter`)."""
-        temporal = None if self._node_time is None else Temporal(
-            self._node_time, tree_time, last=self.temporal_strategy == "last")
+        temporal = None if not self._temporal else Temporal(
+            self._node_time or {}, tree_time, last=self.temporal_strategy == "last",
+            edge_time=self._edge_time)
         hs = sample_hops(self.graph, seeds, self.num_neighbors, self.replace,
                          self._batch_key(batch), induced=self.subgraph_type == "induced",
                          disjoint=self.disjoint, temporal=temporal, weights=self._weights)
@@ -361,6 +368,12 @@ class _PyGLoader(_LoaderCore):
         the calling thread."""
         return self._batch_of(index)
 
+    def collate_fn(self, index: Any) -> Any:
+        """torch's ``collate_fn``, as PyG's: positions of seeds (what ``batch_sampler`` yields)
+        to their batch, packaged (as PyG's with ``filter_per_worker=True``), made now in the
+        calling thread; the same as ``loader(index)``."""
+        return self._batch_of(index)
+
     def _finish(self, data: Any) -> Any:
         return data if self.transform is None else self.transform(data)
 
@@ -401,13 +414,15 @@ class NeighborLoader(_PyGLoader):
         The seeds, every one used once per epoch (distinct: a repeated id raises ``ValueError``).
         ``None``: every node (``Data``); a node type: every node of it (``HeteroData``).
     time_attr, input_time, temporal_strategy
-        Node-level temporal sampling, as PyG: ``time_attr`` names a node attribute (per node type
-        for ``HeteroData``; types without it are always eligible); a node draws only
+        Temporal sampling, as PyG. Node-level: ``time_attr`` names a node attribute (per node
+        type for ``HeteroData``; types without it are always eligible); a node draws only
         in-neighbours no newer than its seed's time (``input_time[i]``, else the seed's own
-        time), uniformly or, with ``temporal_strategy="last"``, the most recent ones. Sampling
-        is then disjoint (``batch.batch``) and runs on the CPU sampler (batches still land on
-        ``device``; data already on a GPU raises ``NotImplementedError``). An edge attribute
-        (edge-level temporal sampling) raises ``NotImplementedError``.
+        time). Edge-level: ``time_attr`` names an edge attribute (per edge type; types without
+        it are always eligible) and ``input_time`` is required; a node draws only in-edges no
+        newer than its seed's time. Uniformly or, with ``temporal_strategy="last"``, among the
+        most recent ones. Sampling is then disjoint (``batch.batch``) and runs on the CPU
+        sampler (batches still land on ``device``; data already on a GPU raises
+        ``NotImplementedError``).
     weight_attr
         Weighted sampling, as PyG: an edge attribute (per edge type for ``HeteroData``; types
         without it are sampled uniformly) makes an in-edge drawn in proportion to its weight
@@ -488,10 +503,14 @@ class NeighborLoader(_PyGLoader):
                 and self._node_time.get(input_type or _N) is None:
             raise ValueError(f"{name}: time_attr={time_attr!r}: the seeds' node type has no "
                              f"times; pass input_time")
+        if self._edge_time is not None and self._input_time is None:
+            raise ValueError(f"{name}: time_attr={time_attr!r} is an edge attribute: "
+                             f"edge-level temporal sampling needs input_time (the seeds' "
+                             f"times), as in PyG")
 
     def _produce(self, seeds: Any, positions: Tensor, batch: int) -> Any:
         tree_time = seed_time = None
-        if self._node_time is not None:
+        if self._temporal:
             pos = positions.numpy()
             tree_time = self._input_time[pos] if self._input_time is not None \
                 else self._node_time[self._input_type or _N][seeds.cpu().numpy()]
@@ -529,10 +548,12 @@ class LinkNeighborLoader(_PyGLoader):
     edge_label : tensor, optional
         One label per seed edge.
     edge_label_time
-        With ``time_attr``: each seed edge's time (both needed, as in PyG). The trees of a pair
-        and its negatives hold no node newer than it, negatives are redrawn (up to 5 times, then
-        the oldest node) until no newer than it, and ``edge_label_time`` / ``seed_time`` are
-        reported as PyG does.
+        With ``time_attr``: each seed edge's time (both needed, as in PyG). Node-level times:
+        the trees of a pair and its negatives hold no node newer than it, and negatives are
+        redrawn (up to 5 times, then the oldest node) until no newer than it. Edge-level times
+        (``time_attr`` an edge attribute): the trees hold no edge newer than it (negatives are
+        drawn as without times, as PyG does). ``edge_label_time`` / ``seed_time`` are reported
+        as PyG does.
     neg_sampling : NegativeSampling, str or dict, optional
         PyG's negative sampling: ``"binary"`` or ``"triplet"`` with ``amount`` negatives per
         positive (uniform, or by ``src_weight`` / ``dst_weight``). The draws are keyed by
@@ -838,22 +859,40 @@ def _data_device(data: Any) -> torch.device:
     return torch.device("cpu")
 
 
-def _time_sorted(g: CSCGraph, node_time: Optional[np.ndarray]) -> CSCGraph:
-    """``g`` with every node's in-edges ordered by their source's time (then edge id), as PyG
-    orders neighbourhoods for temporal sampling; edge ids unchanged."""
-    if node_time is None or g.num_edges == 0:
+def _time_sorted(g: CSCGraph, node_time: Optional[np.ndarray],
+                 edge_time: Optional[np.ndarray] = None) -> CSCGraph:
+    """``g`` with every node's in-edges ordered by their source's time (``node_time``) or by
+    their own (``edge_time``, indexed by edge id), then CSC order, as PyG orders neighbourhoods
+    for temporal sampling (``sort_csc``); edge ids unchanged."""
+    if (node_time is None and edge_time is None) or g.num_edges == 0:
         return g
     ip, ix = g.indptr.long(), g.indices.long()
     col = torch.repeat_interleave(torch.arange(g.num_nodes, device=ip.device), ip[1:] - ip[:-1])
-    t = torch.from_numpy(node_time).to(ip.device)[ix]
+    eids = g.edge_ids if g.edge_ids is not None else torch.arange(g.num_edges, device=ip.device)
+    if edge_time is not None:
+        t = torch.from_numpy(edge_time).to(ip.device)[eids.long()]
+    else:
+        t = torch.from_numpy(node_time).to(ip.device)[ix]
     order = torch.argsort(t, stable=True)                    # by time, CSC order among equals
     order = order[torch.argsort(col[order], stable=True)]    # then grouped by destination again
-    eids = g.edge_ids if g.edge_ids is not None else torch.arange(g.num_edges, device=ip.device)
     return CSCGraph(g.indptr, g.indices[order].contiguous(), eids[order].contiguous())
 
 
+def _csc_edge_times(graph: HeteroCSCGraph, edge_time: Dict[EdgeType, Optional[np.ndarray]]
+                    ) -> Dict[EdgeType, Optional[np.ndarray]]:
+    """Edge times (by edge id) in each edge type's CSC order, the order the sampler reads."""
+    out: Dict[EdgeType, Optional[np.ndarray]] = {}
+    for et in graph.canonical_etypes:
+        t = edge_time.get(et)
+        eids = graph[et].edge_ids
+        out[et] = None if t is None else (t if eids is None else t[eids.cpu().long().numpy()])
+    return out
+
+
 def _typed_graph(data: Any, name: str, seed_etype: Any = None,
-                 node_time: Optional[Dict[str, Optional[np.ndarray]]] = None) -> HeteroCSCGraph:
+                 node_time: Optional[Dict[str, Optional[np.ndarray]]] = None,
+                 edge_time: Optional[Dict[EdgeType, Optional[np.ndarray]]] = None
+                 ) -> HeteroCSCGraph:
     """``data``'s edges as one CSC per edge type (a homogeneous graph: one type ``_N``). A graph
     without edges is an empty graph, as in PyG; ``seed_etype`` (a link loader's seed edge type,
     which ``data`` may lack) is added without edges when missing."""
@@ -887,8 +926,9 @@ def _typed_graph(data: Any, name: str, seed_etype: Any = None,
             eidx[(nt, "__no_edges__", nt)] = empty()
         try:
             graph = HeteroCSCGraph.from_edge_index_dict(eidx, num_nodes)
-            if node_time:
-                graph = HeteroCSCGraph({et: _time_sorted(g, node_time.get(et[0]))
+            if node_time or edge_time:
+                graph = HeteroCSCGraph({et: _time_sorted(g, (node_time or {}).get(et[0]),
+                                                         (edge_time or {}).get(et))
                                         for et, g in graph.items()}, num_nodes)
             return graph
         except (TypeError, ValueError) as exc:
@@ -901,8 +941,8 @@ def _typed_graph(data: Any, name: str, seed_etype: Any = None,
     n = data.num_nodes
     try:
         csc = CSCGraph.from_edge_index(ei, None if n is None else int(n))
-        if node_time:
-            csc = _time_sorted(csc, node_time.get(_N))
+        if node_time or edge_time:
+            csc = _time_sorted(csc, (node_time or {}).get(_N), (edge_time or {}).get(_E))
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: data.edge_index: {exc}") from None
     return HeteroCSCGraph({_E: csc}, {_N: csc.num_nodes})
@@ -998,8 +1038,8 @@ def _time_array(t: Tensor, dtype: np.dtype, what: str, name: str) -> np.ndarray:
     integers (no float rounding of large timestamps)."""
     t = t.detach().cpu()
     if dtype == np.int64 and t.is_floating_point():
-        raise TypeError(f"{name}: {what} is {t.dtype} but the node times are integers; pass "
-                        f"integer times (or make time_attr floating point)")
+        raise TypeError(f"{name}: {what} is {t.dtype} but the times of time_attr are "
+                        f"integers; pass integer times (or make time_attr floating point)")
     return t.numpy().astype(dtype, copy=False)
 
 
@@ -1031,41 +1071,52 @@ def _edge_weights(data: Any, weight_attr: str, graph: HeteroCSCGraph,
     return out
 
 
-def _node_times(data: Any, time_attr: str, name: str) -> Dict[str, Optional[np.ndarray]]:
-    """``{node type: times or None}`` of ``data``'s node attribute ``time_attr`` (PyG's
-    node-level temporal sampling); one dtype for all: int64 when every time is an integer, else
-    float64. Edge-level times are not supported."""
-    if isinstance(data, Data) and time_attr in data and not data.is_node_attr(time_attr) \
-            and data.is_edge_attr(time_attr):
-        raise NotImplementedError(f"{name}: time_attr={time_attr!r} is an edge attribute; "
-                                  f"edge-level temporal sampling is not supported yet")
-    stores = [(_N, data)] if isinstance(data, Data) else [(nt, data[nt]) for nt in data.node_types]
-    raw = {}
-    for nt, store in stores:
+def _temporal_attrs(data: Any, time_attr: str, name: str
+                    ) -> Tuple[Optional[Dict[str, Optional[np.ndarray]]],
+                               Optional[Dict[EdgeType, Optional[np.ndarray]]]]:
+    """``(node_time, edge_time)`` of ``data``'s attribute ``time_attr``, one of them ``None``, as
+    PyG decides: a node attribute (node-level temporal sampling: ``{node type: times or None}``)
+    or an edge attribute (edge-level: ``{edge type: times by edge id, or None}``); for ``Data`` a
+    node attribute wins, for ``HeteroData`` one on node and edge types both is an error. One
+    dtype for all: int64 when every time is an integer, else float64."""
+    if isinstance(data, Data):
+        node_level = time_attr in data and data.is_node_attr(time_attr)
+        edge_level = not node_level and time_attr in data and data.is_edge_attr(time_attr)
+        node_stores = [(_N, data)] if node_level else []
+        edge_stores = [(_E, data)] if edge_level else []
+    else:
+        node_stores = [(nt, data[nt]) for nt in data.node_types if time_attr in data[nt]]
+        edge_stores = [(et, data[et]) for et in data.edge_types if time_attr in data[et]]
+        if node_stores and edge_stores:
+            raise ValueError(f"{name}: time_attr={time_attr!r} holds both node-level and "
+                             f"edge-level information (on node types "
+                             f"{[nt for nt, _ in node_stores]} and edge types "
+                             f"{[et for et, _ in edge_stores]})")
+    if not node_stores and not edge_stores:
+        raise ValueError(f"{name}: time_attr={time_attr!r}: did not find any temporal data "
+                         f"(neither a node-level nor an edge-level attribute of that name)")
+    raw: Dict[Any, Optional[Tensor]] = {}
+    for key, store in node_stores or edge_stores:
         value = store.get(time_attr) if hasattr(store, "get") else getattr(store, time_attr, None)
-        if value is None:
-            raw[nt] = None
-            continue
-        if not isinstance(value, Tensor) or value.dim() != 1 or value.numel() != store.num_nodes:
+        if node_stores:
+            count, what = store.num_nodes, "node" + ("" if key == _N else f" of type {key!r}")
+        else:
+            ei = store.get("edge_index") if hasattr(store, "get") else None
+            count = int(ei.shape[1]) if isinstance(ei, Tensor) and ei.dim() == 2 else None
+            what = "edge" + ("" if key == _E else f" of type {key}")
+        if not isinstance(value, Tensor) or value.dim() != 1 or value.numel() != count:
             raise ValueError(f"{name}: time_attr={time_attr!r} must be a 1-D tensor with one time "
-                             f"per node" + ("" if nt == _N else f" of type {nt!r}"))
+                             f"per {what}")
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{name}: time_attr={time_attr!r} must hold numbers, got {value.dtype}")
-        raw[nt] = value
-    if all(v is None for v in raw.values()):
-        edge_level = isinstance(data, HeteroData) and any(
-            time_attr in data[et] for et in data.edge_types)
-        edge_level = edge_level or (isinstance(data, Data) and time_attr in data
-                                    and data.is_edge_attr(time_attr))
-        if edge_level:
-            raise NotImplementedError(f"{name}: time_attr={time_attr!r} is an edge attribute; "
-                                      f"edge-level temporal sampling is not supported yet")
-        raise ValueError(f"{name}: time_attr={time_attr!r}: did not find any temporal data "
-                         f"(no node attribute of that name)")
-    dtype = np.int64 if all(v is None or not v.is_floating_point() for v in raw.values()) \
-        else np.float64
-    return {nt: None if v is None else _time_array(v, dtype, time_attr, name)
-            for nt, v in raw.items()}
+        raw[key] = value
+    dtype = np.int64 if all(not v.is_floating_point() for v in raw.values()) else np.float64
+    times = {k: _time_array(v, dtype, time_attr, name) for k, v in raw.items()}
+    if node_stores:
+        nts = [_N] if isinstance(data, Data) else data.node_types
+        return {nt: times.get(nt) for nt in nts}, None
+    ets = [_E] if isinstance(data, Data) else data.edge_types
+    return None, {et: times.get(et) for et in ets}
 
 
 def _check_input_id(input_id: Any, n: int, what: str, name: str) -> Optional[Tensor]:

@@ -59,8 +59,10 @@ def raw_layer(g: CSCGraph, ids: Tensor, fanout: int, replace: bool, key: int
 
 def _raw_layer_temporal(g: CSCGraph, ids: Tensor, seed_time: np.ndarray,
                         node_time: Optional[np.ndarray], fanout: int, replace: bool, last: bool,
-                        key: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """:func:`raw_layer` keeping only in-neighbours no newer than each seed's time (CPU)."""
+                        key: int, edge_time: Optional[np.ndarray] = None
+                        ) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`raw_layer` keeping only in-edges no newer than each seed's time (CPU): an in-edge
+    is as old as its source (``node_time``) or as itself (``edge_time``, in CSC order)."""
     from ._layer_cpu import sample_layer_temporal
 
     if ids.is_cuda:
@@ -68,7 +70,7 @@ def _raw_layer_temporal(g: CSCGraph, ids: Tensor, seed_time: np.ndarray,
     ip, ix = _plain(g.indptr).numpy(), _plain(g.indices).numpy()
     eids = None if g.edge_ids is None else _plain(g.edge_ids).numpy()
     src, dst, eid = sample_layer_temporal(ip, ix, eids, ids.numpy(), seed_time, node_time,
-                                          fanout, replace, last, key)
+                                          fanout, replace, last, key, edge_time)
     return torch.from_numpy(src), torch.from_numpy(dst), torch.from_numpy(eid)
 
 
@@ -125,12 +127,16 @@ class HopSample:
 
 @dataclass
 class Temporal:
-    """PyG's node-level temporal sampling: ``node_time[t]`` (a NumPy array per node type, or
-    ``None``: that type's nodes are always eligible), ``tree_time[b]`` the time of tree ``b``
-    (its seed's, same dtype), and the strategy (``last``: the most recent, else uniform)."""
+    """PyG's temporal sampling, node-level or edge-level. Node-level: ``node_time[t]`` (a NumPy
+    array per node type, or ``None``: that type's nodes are always eligible). Edge-level
+    (``node_time`` empty): ``edge_time[et]`` (one time per CSC position of edge type ``et``, or
+    ``None``: that type's in-edges are always eligible). ``tree_time[b]`` is the time of tree
+    ``b`` (its seed's, same dtype), and the strategy (``last``: the most recent, else
+    uniform)."""
     node_time: Dict[str, Optional[np.ndarray]]
     tree_time: np.ndarray
     last: bool = False
+    edge_time: Optional[Dict[EdgeType, Optional[np.ndarray]]] = None
 
 
 def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
@@ -153,6 +159,9 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
         raise ValueError("temporal sampling is disjoint (each seed has its own time)")
     if temporal is not None and weights:
         raise NotImplementedError("weighted temporal sampling is not supported")
+    if temporal is not None and temporal.edge_time is not None \
+            and any(t is not None for t in temporal.node_time.values()):
+        raise ValueError("temporal sampling is node-level or edge-level, not both (as pyg-lib)")
     etypes = graph.canonical_etypes
     num_hops = max((len(v) for v in num_neighbors.values()), default=0)
     any_ids = next(iter(seeds.values()))
@@ -182,9 +191,11 @@ def sample_hops(graph: HeteroCSCGraph, seeds: Dict[str, Tensor],
                 src, dst_pos, eid = raw_layer(graph[et], node[d][lo[d]:hi[d]], fan, replace,
                                               hop_key(key, hop, i))
             else:
+                edge_time = None if temporal.edge_time is None else temporal.edge_time.get(et)
                 src, dst_pos, eid = _raw_layer_temporal(
                     graph[et], node[d][lo[d]:hi[d]], temporal.tree_time[tree[d][lo[d]:hi[d]].numpy()],
-                    temporal.node_time.get(et[0]), fan, replace, temporal.last, hop_key(key, hop, i))
+                    None if edge_time is not None else temporal.node_time.get(et[0]), fan,
+                    replace, temporal.last, hop_key(key, hop, i), edge_time)
             if lo[d]:
                 dst_pos += lo[d]   # positions in node[d]: the frontier starts at lo[d]
             raw[et] = (src, dst_pos, eid)

@@ -507,13 +507,22 @@ def relabel_cpu(first: np.ndarray, rest: np.ndarray, scratch: np.ndarray):
 
 
 # ------------------------------------------------------------------------------ temporal sampling
-def _temporal_py(indptr, indices, eids, has_eids, seeds, seed_time, node_time, has_time, fanout,
-                 replace, last, key, offsets):
-    """One temporal layer (PyG's ``time_attr``): seed ``i`` draws only among its in-neighbours
-    ``u`` with ``node_time[u] <= seed_time[i]`` (all of them when ``not has_time``), uniformly
-    (the usual draws over its eligible in-edges, in CSC order) or, with ``last``, the ``fanout``
-    most recent ones (ties: the later CSC position). ``offsets`` (``n + 1``) receives the prefix
-    sum of the edges per seed. Returns ``(src, dst_pos, eid)`` (int64)."""
+@njit(inline="always", nogil=True, cache=True)
+def _time_at(time, indices, p, by_edge):
+    """The time of CSC position ``p``: its edge's (``by_edge``) or its source node's."""
+    return time[p] if by_edge else time[indices[p]]
+
+
+def _temporal_py(indptr, indices, eids, has_eids, seeds, seed_time, time, has_time, by_edge,
+                 fanout, replace, last, key, offsets):
+    """One temporal layer (PyG's ``time_attr``): seed ``i`` draws only among its in-edges ``p``
+    whose time is at most ``seed_time[i]`` (all of them when ``not has_time``); the time of ``p``
+    is ``time[p]`` with ``by_edge`` (edge-level, one time per CSC position), else
+    ``time[indices[p]]`` (node-level, its source's). Uniformly (the usual draws over its eligible
+    in-edges, in CSC order) or, with ``last``, among the ``fanout`` most recent (ties: the later
+    CSC position): all of them, or with ``replace`` ``fanout`` draws with replacement from them
+    (pyg-lib's window). ``offsets`` (``n + 1``) receives the prefix sum of the edges per seed.
+    Returns ``(src, dst_pos, eid)`` (int64)."""
     n = seeds.shape[0]
     offsets[0] = 0
     for i in prange(n):
@@ -521,7 +530,7 @@ def _temporal_py(indptr, indices, eids, has_eids, seeds, seed_time, node_time, h
         start, end = np.int64(indptr[v]), np.int64(indptr[v + 1])
         c = np.int64(0)
         for p in range(start, end):
-            if not has_time or node_time[indices[p]] <= seed_time[i]:
+            if not has_time or _time_at(time, indices, p, by_edge) <= seed_time[i]:
                 c += 1
         offsets[i + 1] = _num_picks(c, fanout, replace)
     src, dst, eid = _scan_and_outputs(offsets, n)
@@ -535,19 +544,21 @@ def _temporal_py(indptr, indices, eids, has_eids, seeds, seed_time, node_time, h
         elig = np.empty(end - start, np.int64)
         e = 0
         for p in range(start, end):
-            if not has_time or node_time[indices[p]] <= seed_time[i]:
+            if not has_time or _time_at(time, indices, p, by_edge) <= seed_time[i]:
                 elig[e] = p
                 e += 1
         if _take_all(e, fanout, replace):
             for t in range(k):
                 eid[o + t] = elig[t]
-        elif last:   # the k most recent: stable sort by time keeps CSC order among equals
-            times = np.empty(e, node_time.dtype)
+        elif last:   # the most recent: stable sort by time keeps CSC order among equals
+            times = np.empty(e, time.dtype)
             for t in range(e):
-                times[t] = node_time[indices[elig[t]]]
+                times[t] = _time_at(time, indices, elig[t], by_edge)
             order = np.argsort(times, kind="mergesort")
+            w = min(fanout, e)   # the window of the w most recent in-edges
             for t in range(k):
-                eid[o + t] = elig[order[e - k + t]]
+                r = _uniform_below(_draw(key, v, t), w) if replace else t
+                eid[o + t] = elig[order[e - w + r]]
         elif replace:
             for t in range(k):
                 eid[o + t] = elig[_uniform_below(_draw(key, v, t), e)]
@@ -567,22 +578,34 @@ def _temporal():
 
 def sample_layer_temporal(indptr: np.ndarray, indices: np.ndarray, eids, seeds: np.ndarray,
                           seed_time: np.ndarray, node_time: Optional[np.ndarray], fanout: int,
-                          replace: bool, last: bool, key: int):
+                          replace: bool, last: bool, key: int,
+                          edge_time: Optional[np.ndarray] = None):
     """Temporal neighbour sampling of one layer on the CPU (PyG's ``time_attr`` with
-    ``temporal_strategy`` ``"uniform"`` or ``"last"``): ``seeds[i]`` draws among in-neighbours no
-    newer than ``seed_time[i]``; ``node_time=None`` (a node type without times) draws among all.
-    ``seed_time`` and ``node_time`` share one dtype (int64 or float64). Returns ``(src, dst_pos,
-    eid)``: int64 global sources, positions in ``seeds`` and global edge ids, grouped by seed;
-    the draws are the plain sampler's (``ut::draw`` keyed by ``(key, node, t)``) over the
-    eligible in-edges in CSC order."""
+    ``temporal_strategy`` ``"uniform"`` or ``"last"``): ``seeds[i]`` draws among its in-edges no
+    newer than ``seed_time[i]``. Node-level: an in-edge is as old as its source,
+    ``node_time[src]``. Edge-level (``edge_time``: one time per CSC position, ``node_time`` then
+    ``None``): as old as ``edge_time[p]``. Neither (a type without times): all in-edges are
+    eligible. ``"last"`` takes the ``fanout`` most recent eligible in-edges (ties: the later CSC
+    position); with ``replace`` it draws ``fanout`` times from them, as pyg-lib does. The times
+    share one dtype (int64 or float64). Returns ``(src, dst_pos, eid)``: int64 global sources,
+    positions in ``seeds`` and global edge ids, grouped by seed; the draws are the plain
+    sampler's (``ut::draw`` keyed by ``(key, node, t)``) over the eligible in-edges in CSC order.
+    All on the CPU."""
+    if node_time is not None and edge_time is not None:
+        raise ValueError("sample_layer_temporal: pass node_time or edge_time, not both")
     has_eids = eids is not None
     if eids is None:
         eids = indices[:0]
-    has_time = node_time is not None
-    if node_time is None:
-        node_time = seed_time[:0]
+    by_edge = edge_time is not None
+    time = edge_time if by_edge else node_time
+    has_time = time is not None
+    if time is None:
+        time = seed_time[:0]
+    elif by_edge and time.shape[0] != indices.shape[0]:
+        raise ValueError(f"sample_layer_temporal: edge_time must have one entry per edge "
+                         f"({indices.shape[0]}), got {time.shape[0]}")
     offsets = np.empty(seeds.shape[0] + 1, np.int64)
-    return _temporal(indptr, indices, eids, has_eids, seeds, seed_time, node_time, has_time,
+    return _temporal(indptr, indices, eids, has_eids, seeds, seed_time, time, has_time, by_edge,
                      np.int64(fanout), bool(replace), bool(last), np.uint64(key), offsets)
 
 

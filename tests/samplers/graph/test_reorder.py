@@ -168,3 +168,18 @@ def test_bad_inputs():
         r.to_old(torch.tensor([-1]))
     with pytest.raises(ValueError, match="one row per node"):
         r.permute_rows(torch.zeros(3))
+
+
+def test_compressed_table_is_refused_with_the_way_out():
+    """A compressed table's rows cannot be moved: the error says to reorder first, then compress."""
+    import unified_tensor as ut
+
+    g = CSCGraph.from_edge_index(torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]]))
+    x = torch.randn(4, 8)
+    packed = ut.compress(x, "bf16")
+    with pytest.raises(TypeError, match=r"tables\[1\] is a compressed table \(bf16\).*reorder the "
+                                        r"float table first"):
+        reorder(g, x, packed, order="degree")
+    r = reorder(g, x, order="degree")   # the way out the message gives
+    again = ut.compress(r.tables[0], "bf16")
+    torch.testing.assert_close(again[torch.arange(4)], x[r.old_of_new].bfloat16().float())

@@ -14,7 +14,7 @@ contract. What changed, and why:
   PyG, nothing is downloaded. PyG's ``get_dataset`` fixture is replaced by a local one.
 * Node-level temporal sampling (``time_attr``, ``input_time``), weighted sampling
   (``weight_attr``) and ``(FeatureStore, GraphStore)`` inputs run, so those tests are PyG's own.
-  Edge-level temporal sampling is refused (``NotImplementedError``) and checked as such;
+  Edge-level temporal sampling runs too (PyG's two tests below are its own, ungated);
   ``TensorFrame`` attributes: skipped (see the test).
 * ``test_pyg_lib_and_torch_sparse_{homo,hetero}_equality`` are dropped: they compare pyg-lib's
   and torch-sparse's raw kernels with each other and never touch the loader.
@@ -802,7 +802,6 @@ def test_weighted_hetero_neighbor_loader():
 
 
 def test_edge_level_temporal_homo_neighbor_loader():
-    # Edge-level temporal sampling (`time_attr` names an edge attribute) is not supported.
     edge_index = torch.tensor([
         [0, 1, 1, 2, 2, 3, 3, 4],
         [1, 0, 2, 1, 3, 2, 4, 3],
@@ -811,20 +810,21 @@ def test_edge_level_temporal_homo_neighbor_loader():
 
     data = Data(edge_index=edge_index, edge_time=edge_time, num_nodes=5)
 
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        NeighborLoader(
-            data,
-            num_neighbors=[-1, -1],
-            input_time=torch.tensor([4, 4, 4, 4, 4]),
-            time_attr='edge_time',
-            batch_size=1,
-        )
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        NeighborLoader(data, num_neighbors=[-1, -1], time_attr='edge_time', batch_size=1)
+    loader = NeighborLoader(
+        data,
+        num_neighbors=[-1, -1],
+        input_time=torch.tensor([4, 4, 4, 4, 4]),
+        time_attr='edge_time',
+        batch_size=1,
+    )
+
+    for batch in loader:
+        assert batch.edge_time.numel() == batch.num_edges
+        if batch.edge_time.numel() > 0:
+            assert batch.edge_time.max() <= 4
 
 
 def test_edge_level_temporal_hetero_neighbor_loader():
-    # Edge-level temporal sampling (`time_attr` names an edge attribute) is not supported.
     edge_index = torch.tensor([
         [0, 1, 1, 2, 2, 3, 3, 4],
         [1, 0, 2, 1, 3, 2, 4, 3],
@@ -836,15 +836,19 @@ def test_edge_level_temporal_hetero_neighbor_loader():
     data['A', 'A'].edge_index = edge_index
     data['A', 'A'].edge_time = edge_time
 
-    with pytest.raises(NotImplementedError, match='temporal sampling'):
-        NeighborLoader(
-            data,
-            num_neighbors=[-1, -1],
-            input_nodes='A',
-            input_time=torch.tensor([4, 4, 4, 4, 4]),
-            time_attr='edge_time',
-            batch_size=1,
-        )
+    loader = NeighborLoader(
+        data,
+        num_neighbors=[-1, -1],
+        input_nodes='A',
+        input_time=torch.tensor([4, 4, 4, 4, 4]),
+        time_attr='edge_time',
+        batch_size=1,
+    )
+
+    for batch in loader:
+        assert batch['A', 'A'].edge_time.numel() == batch['A', 'A'].num_edges
+        if batch['A', 'A'].edge_time.numel() > 0:
+            assert batch['A', 'A'].edge_time.max() <= 4
 
 
 @pytest.mark.skip(reason="TensorFrame attributes (torch_frame) are not supported by "

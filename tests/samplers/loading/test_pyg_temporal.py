@@ -169,7 +169,7 @@ def test_temporal_errors(data):
     with pytest.raises(ValueError, match="use_uva=True"):
         NeighborLoader(data, [2], time_attr="time", use_uva=True)
     data.edge_time = torch.arange(2000)
-    with pytest.raises(NotImplementedError, match="edge-level temporal"):
+    with pytest.raises(ValueError, match="needs input_time"):   # edge-level: seed times needed
         NeighborLoader(Data(edge_index=data.edge_index, edge_time=data.edge_time, num_nodes=200),
                        [2], time_attr="edge_time")
     with pytest.raises(ValueError, match="'edge_label_time' is not set"):
