@@ -186,6 +186,24 @@ def _renamed(func: Callable[..., Any], suffix: str) -> Callable[..., Any]:
     return copy
 
 
+def _follow_torch_threads() -> None:
+    """Run this thread's next parallel launch on ``torch.get_num_threads()`` threads (at most
+    Numba's pool size), as torch's own CPU operators do: a process limited with
+    ``torch.set_num_threads(k)`` or ``OMP_NUM_THREADS=k`` is not oversubscribed by Numba's pool,
+    which Numba sizes by the core count whatever ``OMP_NUM_THREADS`` says (an idle pool of spinning
+    OpenMP threads slowed DGL's and torch's CPU work beside it 10-40x when the cores were taken)."""
+    import numba
+
+    try:
+        import torch
+        want = torch.get_num_threads()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    n = max(1, min(int(want), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+
+
 class ParallelKernel:
     """A ``prange`` kernel compiled on first call both with ``parallel=True`` and serially
     (``nogil=True, cache=True`` either way), and called under :func:`parallel_guard`.
@@ -246,6 +264,8 @@ class ParallelKernel:
         with parallel_guard() as parallel:
             if not parallel:
                 _log_serial_once()
+            else:
+                _follow_torch_threads()
             return (parallel_build if parallel else serial_build)(*args)
 
 

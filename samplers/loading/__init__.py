@@ -6,7 +6,11 @@
 - ``_dataloader.py``: :class:`DataLoader`, the DGL-style front-end (``_dgl_compat.py`` holds what it
   needs to accept DGL graphs and samplers without importing DGL);
 - ``_pyg.py``: PyG's ``NeighborLoader`` / ``LinkNeighborLoader`` (public as :mod:`samplers.pyg`;
-  the only module that imports ``torch_geometric``, so it is not imported here).
+  the only module that imports ``torch_geometric``, so it is not imported here);
+- ``_distdgl.py``: the DistDGL adapter (:class:`DataLoader` hands it a ``DistGraph``): DistDGL's
+  distributed sampler, rows of this machine's partition from the KVStore's shared memory, remote
+  rows over RPC, an optional hotness cache; the only module that knows ``dgl.distributed``
+  (imported when a ``DistGraph`` arrives). A second engine would sit beside it.
 
 Imports: :mod:`samplers.sampling`, :mod:`samplers.graph` and ``unified_tensor``.
 """
