@@ -150,21 +150,25 @@ def _trainer(m, g, p):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nodes", type=int, default=300_000)
-    ap.add_argument("--feat-dim", type=int, default=128)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=300_000, help="nodes of the papers-like graph")
+    ap.add_argument("--feat-dim", type=int, default=128, help="float32 feature width")
     ap.add_argument("--train-fraction", type=float, default=0.05,
                     help="share of nodes used as training seeds (papers100M: 0.011)")
-    ap.add_argument("--fanouts", default="10,5")
-    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--fanouts", default="10,5", help="neighbours per layer, input first")
+    ap.add_argument("--batch-size", type=int, default=512, help="training seeds per batch")
     ap.add_argument("--batches", type=int, default=10, help="timed batches per variant and run")
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=5, help="interleaved runs (the median is reported)")
     ap.add_argument("--cache", type=float, default=0.1, help="cache rows as a share of nodes")
     ap.add_argument("--step", default="none", choices=["none", "sage"],
                     help="loop body: nothing (loader throughput) or a GraphSAGE training step")
-    ap.add_argument("--part-method", default="metis", choices=["metis", "random"])
-    ap.add_argument("--timeout", type=float, default=3000)
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "distdgl_cpu.json"))
+    ap.add_argument("--part-method", default="metis", choices=["metis", "random"],
+                    help="dgl.distributed.partition_graph part_method")
+    ap.add_argument("--timeout", type=float, default=3000,
+                    help="seconds before the simulated cluster is stopped with an error")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "distdgl_cpu.json"),
+                    help="JSON result path")
     a = ap.parse_args(argv)
 
     ok, why = cluster.can_simulate()

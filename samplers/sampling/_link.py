@@ -158,6 +158,21 @@ def _check_negatives(pair: Any, num_src: int, num_dst: int) -> None:
                          f"{pair[1].numel()} destinations")
 
 
+def _endpoint_pieces(seeds: Any, pos: Dict[Any, Any], neg: Dict[Any, Any],
+                     hetero: bool) -> Dict[Any, List[Tensor]]:
+    """The endpoint id tensors of the positive and negative pairs, listed per node type (``None``
+    for a homogeneous graph), in the order both pair graphs number them."""
+    pieces: Dict[Any, List[Tensor]] = {}
+    for et in seeds:
+        s_t, d_t = (et[0], et[2]) if hetero else (None, None)
+        pieces.setdefault(s_t, []).append(pos[et][0])
+        pieces.setdefault(d_t, []).append(pos[et][1])
+        if et in neg:
+            pieces.setdefault(s_t, []).append(neg[et][0])
+            pieces.setdefault(d_t, []).append(neg[et][1])
+    return pieces
+
+
 def _compact(pieces: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
     """Unique nodes of the concatenated ``pieces`` in order of first appearance, and each
     piece's local ids."""
@@ -276,14 +291,7 @@ class EdgePredictionSampler:
                     # a user's sampler may build its ids on the CPU (torch.randint without device=)
                     neg[et] = tuple(x.to(device) for x in neg[et])
         # One compacted node set per node type for both pair graphs.
-        pieces: Dict[Any, List[Tensor]] = {}
-        for et in seeds:
-            s_t, d_t = (et[0], et[2]) if hetero else (None, None)
-            pieces.setdefault(s_t, []).append(pos[et][0])
-            pieces.setdefault(d_t, []).append(pos[et][1])
-            if et in neg:
-                pieces.setdefault(s_t, []).append(neg[et][0])
-                pieces.setdefault(d_t, []).append(neg[et][1])
+        pieces = _endpoint_pieces(seeds, pos, neg, hetero)
         nodes, local = {}, {}
         for nt, ps in pieces.items():
             nodes[nt], loc = _compact(ps)
@@ -344,14 +352,7 @@ class EdgePredictionSampler:
                     num_src = graph.num_nodes(et[0]) if hetero else graph.num_nodes
                     pair = _device_negatives(pair, num_src, num_dst, device, flags)
                 neg[et] = pair
-        pieces: Dict[Any, List[Tensor]] = {}
-        for et in seeds:
-            s_t, d_t = (et[0], et[2]) if hetero else (None, None)
-            pieces.setdefault(s_t, []).append(pos[et][0])
-            pieces.setdefault(d_t, []).append(pos[et][1])
-            if et in neg:
-                pieces.setdefault(s_t, []).append(neg[et][0])
-                pieces.setdefault(d_t, []).append(neg[et][1])
+        pieces = _endpoint_pieces(seeds, pos, neg, hetero)
         # One compacted node set per node type, padded (-1 past its count, a device scalar).
         idtype = graph.idtype
         nodes_pad, counts, local = {}, {}, {}

@@ -118,55 +118,7 @@ def test_kernel_bad_inputs():
                               edge_time=np.zeros(99, np.int64))
 
 
-# ------------------------------------------------------------------------------ PyG's own tests
-def test_edge_level_temporal_homo_neighbor_loader():
-    edge_index = torch.tensor([
-        [0, 1, 1, 2, 2, 3, 3, 4],
-        [1, 0, 2, 1, 3, 2, 4, 3],
-    ])
-    edge_time = torch.arange(edge_index.size(1))
-
-    data = Data(edge_index=edge_index, edge_time=edge_time, num_nodes=5)
-
-    loader = NeighborLoader(
-        data,
-        num_neighbors=[-1, -1],
-        input_time=torch.tensor([4, 4, 4, 4, 4]),
-        time_attr='edge_time',
-        batch_size=1,
-    )
-
-    for batch in loader:
-        assert batch.edge_time.numel() == batch.num_edges
-        if batch.edge_time.numel() > 0:
-            assert batch.edge_time.max() <= 4
-
-
-def test_edge_level_temporal_hetero_neighbor_loader():
-    edge_index = torch.tensor([
-        [0, 1, 1, 2, 2, 3, 3, 4],
-        [1, 0, 2, 1, 3, 2, 4, 3],
-    ])
-    edge_time = torch.arange(edge_index.size(1))
-
-    data = HeteroData()
-    data['A'].num_nodes = 5
-    data['A', 'A'].edge_index = edge_index
-    data['A', 'A'].edge_time = edge_time
-
-    loader = NeighborLoader(
-        data,
-        num_neighbors=[-1, -1],
-        input_nodes='A',
-        input_time=torch.tensor([4, 4, 4, 4, 4]),
-        time_attr='edge_time',
-        batch_size=1,
-    )
-
-    for batch in loader:
-        assert batch['A', 'A'].edge_time.numel() == batch['A', 'A'].num_edges
-        if batch['A', 'A'].edge_time.numel() > 0:
-            assert batch['A', 'A'].edge_time.max() <= 4
+# PyG's own two edge-time loader tests run in test_pyg_port_neighbor.py (import swapped).
 
 
 # ------------------------------------------------------------------------------ loaders vs oracle
