@@ -17,11 +17,15 @@ demo:
 ## The whole test suite: host-compiled kernel math, the modern environment, the DGL environment.
 test: test-cpp test-modern test-dgl
 
+## Test files run in parallel (pytest-xdist, one process per core, at most 4; each file's tests
+## stay in one process, so per-file fixtures and child-process groups are shared). PAR= runs serially.
+PAR ?= -n auto --maxprocesses 4 --dist loadfile
+
 ## Day-to-day: the unit tests of unified_tensor/ and samplers/ in the modern environment, without
 ## the ported PyG/DGL suites (*_port*), the NVRTC compilation of every kernel instance, and the
 ## example, benchmark, packaging and fork tests (tests/*.py); `make test` before a commit.
 test-quick:
-	$(PY_MODERN) -m pytest -q -m "not dgl and not slow" --ignore-glob="*_port*.py" \
+	$(PY_MODERN) -m pytest -q $(PAR) -m "not dgl and not slow" --ignore-glob="*_port*.py" \
 	  --ignore=tests/unified_tensor/test_kernels_compile.py tests/unified_tensor tests/samplers
 
 ## Build the wheel and install it with each documented extra into fresh venvs that see the pinned
@@ -35,10 +39,10 @@ test-cpp:
 	bash tests/cpp/run.sh
 
 test-modern:
-	$(PY_MODERN) -m pytest -q -m "not dgl" tests
+	$(PY_MODERN) -m pytest -q $(PAR) -m "not dgl" tests
 
 test-dgl:
-	$(PY_DGL) -m pytest -q -m dgl tests; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	rc=0; $(PY_DGL) -m pytest -q $(PAR) -m dgl tests || rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 venvs:
 	.ci/venv.sh modern && .ci/venv.sh dgl
