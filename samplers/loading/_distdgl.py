@@ -77,6 +77,15 @@ def _split_kernel():
     return _SPLIT_KERNEL
 
 
+def _h2d(t: Tensor, device: torch.device) -> Tensor:
+    """Host tensor ``t`` on ``device`` without a host sync: on CUDA staged in pinned memory
+    (PyTorch's host allocator keeps the block until the copy is done) and copied with
+    ``non_blocking``; a plain ``.to`` would synchronise the stream."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.contiguous().pin_memory().to(device, non_blocking=True)
+
+
 def _bytes2d(t: Tensor) -> Tensor:
     """A contiguous tensor's rows as a 2-D uint8 tensor (same memory)."""
     return t.view(torch.uint8).reshape(t.shape[0], -1)
@@ -172,7 +181,9 @@ class DistRowReader:
         self.cache_fill_rpc_bytes = self._last_rpc_rows * self.row_bytes
         slot_of = torch.full((self.num_rows,), -1, dtype=torch.int32)
         slot_of[ids] = torch.arange(ids.numel(), dtype=torch.int32)
-        self._slot_of = slot_of.to(self.device)
+        # on the host whatever the device: it is only looked up with host ids (the sampler's),
+        # so the hit / miss split needs no device-to-host read
+        self._slot_of = slot_of
         self._cache_rows = rows.to(self.device).contiguous()
         from unified_tensor._deps import has_numba
 
@@ -198,11 +209,11 @@ class DistRowReader:
             n_local = int(local_pos.numel())
             if remote_pos.numel():
                 rows = self.dist_tensor[ids.index_select(0, remote_pos)]
-                out[remote_pos.to(self.device)] = rows.to(self.device, non_blocking=True)
+                out.index_copy_(0, _h2d(remote_pos, self.device), _h2d(rows, self.device))
             if local_pos.numel():
                 # zero-copy: the GPU gathers straight from the pinned shared memory
-                off = (ids.index_select(0, local_pos) - self.start).to(self.device)
-                out[local_pos.to(self.device)] = self.local[off]
+                off = _h2d(ids.index_select(0, local_pos) - self.start, self.device)
+                out.index_copy_(0, _h2d(local_pos, self.device), self.local[off])
         n_remote = ids.numel() - n_local
         self._last_rpc_rows = n_remote
         if count:
@@ -239,7 +250,7 @@ class DistRowReader:
                 out.index_copy_(0, miss_pos, self._read(ids.index_select(0, miss_pos)))
             self.stats["rows_cached"] += ids.numel() - k
             return out
-        slot = self._slot_of.index_select(0, ids.to(self.device))
+        slot = self._slot_of.index_select(0, ids)          # host ids, host slot map: no sync
         miss = slot < 0
         miss_pos = miss.nonzero().squeeze(1)
         if miss_pos.numel() == ids.numel():
@@ -247,9 +258,11 @@ class DistRowReader:
         hit_pos = (~miss).nonzero().squeeze(1)
         out = torch.empty((ids.numel(),) + self.row_shape, dtype=self.dtype, device=self.device)
         if miss_pos.numel():
-            out.index_copy_(0, miss_pos, self._read(ids.index_select(0, miss_pos.cpu())))
-        out.index_copy_(0, hit_pos,
-                        self._cache_rows.index_select(0, slot.index_select(0, hit_pos).long()))
+            out.index_copy_(0, _h2d(miss_pos, self.device),
+                            self._read(ids.index_select(0, miss_pos)))
+        hit_slot = _h2d(slot.index_select(0, hit_pos).long(), self.device)
+        out.index_copy_(0, _h2d(hit_pos, self.device),
+                        self._cache_rows.index_select(0, hit_slot))
         self.stats["rows_cached"] += int(hit_pos.numel())
         return out
 

@@ -2198,3 +2198,287 @@ def hardening_one_sync_memory_bound() -> None:
         assert sum(c.values()) == 1, f"with memory: {dict(c)}"
     finally:
         fc.FREE_MEMORY = free
+
+
+# ===================================================================== distdgl (DistRowReader)
+# samplers/loading/_distdgl.py's CUDA path, without DGL: a stand-in for the DistTensor and its
+# partition policy / RangePartitionBook, registered as ``dgl.distributed`` in sys.modules for the
+# scenario only (the adapter finds DGL's classes there, never importing DGL itself).
+class _FakePartitionBook:
+    """DistDGL's RangePartitionBook, as far as the reader uses it: contiguous id ranges."""
+
+    def __init__(self, bounds: List[int]) -> None:
+        self.bounds = bounds
+
+    def partid2nids(self, partid: int, ntype: str = "_N") -> torch.Tensor:
+        assert ntype == "_N", ntype
+        return torch.arange(self.bounds[partid], self.bounds[partid + 1])
+
+
+class _FakePolicy:
+    def __init__(self, book: Any, part_id: int, is_node: bool = True) -> None:
+        self.partition_book, self.part_id, self.is_node = book, part_id, is_node
+        self.type_name = "_N"
+
+
+class _FakeDistTensor:
+    """A node table of a DistGraph: the whole table (what the servers hold), this machine's
+    partition mapped as a separate tensor (the KVStore's shared memory), and ``__getitem__``
+    standing for DistDGL's pull, which records the ids it was asked for: local ones would be
+    served by the fast pull, the others by RPC."""
+
+    def __init__(self, full: torch.Tensor, bounds: List[int], part_id: int, name: str = "feat",
+                 is_node: bool = True) -> None:
+        self.full, self.name = full, name
+        self.shape, self.dtype = tuple(full.shape), full.dtype
+        self.part_policy = _FakePolicy(_FakePartitionBook(bounds), part_id, is_node)
+        self.start, self.end = bounds[part_id], bounds[part_id + 1]
+        local = torch.empty((self.end - self.start,) + tuple(full.shape[1:]), dtype=full.dtype)
+        local.copy_(full[self.start:self.end])
+        self.local_partition = local
+        self.pulls: List[torch.Tensor] = []
+
+    def __getitem__(self, ids: Any) -> torch.Tensor:
+        assert isinstance(ids, torch.Tensor) and not fc.is_fc(ids), \
+            "DistTensor pulls take host ids (DistDGL's KVStore is CPU-only)"
+        assert ids.dtype == torch.int64 and ids.dim() == 1, (ids.dtype, ids.shape)
+        self.pulls.append(ids.clone())
+        return self.full[ids].clone()
+
+    def pulled(self) -> torch.Tensor:
+        return torch.cat(self.pulls) if self.pulls else torch.empty(0, dtype=torch.int64)
+
+    def rpc_rows(self) -> int:
+        p = self.pulled()
+        return int(((p < self.start) | (p >= self.end)).sum())
+
+    def local_pulled(self) -> int:
+        p = self.pulled()
+        return int(((p >= self.start) & (p < self.end)).sum())
+
+
+class _FakeDistGraph:
+    pass
+
+
+def _fake_dgl():
+    """``with _fake_dgl():`` the stand-in classes are ``dgl.distributed``'s."""
+    import contextlib
+    import sys
+    import types
+
+    @contextlib.contextmanager
+    def cm():
+        assert "dgl.distributed" not in sys.modules, "real DGL in the fake-CUDA child"
+        mod = types.ModuleType("dgl.distributed")
+        mod.DistTensor, mod.DistGraph = _FakeDistTensor, _FakeDistGraph
+        sys.modules["dgl.distributed"] = mod
+        try:
+            yield
+        finally:
+            del sys.modules["dgl.distributed"]
+    return cm()
+
+
+# 3 partitions of 60 nodes; this machine holds partition 1: ids [20, 45)
+_DD_BOUNDS = [0, 20, 45, 60]
+_DD_N = 60
+
+
+def _dd_table(dtype: torch.dtype = torch.float32, cols: Any = (5,), seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    shape = (_DD_N,) + tuple(cols)
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=gen).to(dtype)
+    return torch.randint(-50, 50, shape, generator=gen).to(dtype)
+
+
+def _dd_id_sets() -> Dict[str, torch.Tensor]:
+    return {
+        "local-only": torch.tensor([20, 44, 30, 21, 33]),
+        "remote-only": torch.tensor([0, 59, 19, 45, 7, 50]),
+        "mixed": torch.tensor([3, 20, 44, 45, 19, 25, 59, 0, 31]),
+        "repeated": torch.tensor([25, 25, 3, 3, 25, 50, 50, 20, 44, 44, 3]),
+        "empty": torch.empty(0, dtype=torch.int64),
+        "all": torch.randperm(_DD_N, generator=torch.Generator().manual_seed(3)),
+    }
+
+
+@scenario("distdgl")
+def distdgl_reader_rows() -> None:
+    """DistRowReader on CUDA: rows equal the table's (and the CPU-device reader's) for local-only,
+    remote-only, mixed, repeated and empty id sets, int32 / int64 / CUDA ids, with and without the
+    row cache; the result is on the device; local rows never go through the DistTensor pull (RPC):
+    the GPU gathers them zero-copy from the mapped partition, which is registered in place."""
+    import unified_tensor as ut
+    from samplers.loading._distdgl import DistRowReader
+    with _fake_dgl():
+        for dtype, cols in ((torch.float32, (5,)), (torch.float16, (3, 2)), (torch.int64, ())):
+            full = _dd_table(dtype, cols)
+            cache_ids = torch.tensor([0, 45, 21, 59, 30])      # remote and local rows
+            for cached in (False, True):
+                ci = cache_ids if cached else None
+                dt_cpu = _FakeDistTensor(full, _DD_BOUNDS, 1)
+                dt = _FakeDistTensor(full, _DD_BOUNDS, 1)
+                r_cpu = DistRowReader(dt_cpu, torch.device("cpu"), cache_ids=ci)
+                r = DistRowReader(dt, torch.device("cuda"), cache_ids=ci)
+                what = f"{dtype} {cols} cached={cached}"
+                local = dt.local_partition
+                assert r.local_data_ptr == local.data_ptr(), f"{what}: the partition was copied"
+                assert isinstance(r.local, ut.UnifiedTensor) and r.local.is_registered, \
+                    f"{what}: the local partition is not pinned in place"
+                assert fc.RUNTIME.is_pinned(local), f"{what}: no registration covers the partition"
+                assert r.cache_size == (5 if cached else 0)
+                if cached:
+                    # filling the cache pulled only its remote rows, once
+                    assert sorted(dt.pulled().tolist()) == [0, 45, 59], f"{what}: {dt.pulled()}"
+                    assert r.cache_fill_rpc_bytes == 3 * r.row_bytes
+                    assert fc.is_fc(r._cache_rows), f"{what}: the cache rows are not on the device"
+                    assert not fc.is_fc(r._slot_of), \
+                        f"{what}: the slot map is on the device (looked up with host ids)"
+                    dt.pulls.clear()
+                for name, ids in _dd_id_sets().items():
+                    for idt in (torch.int64, torch.int32):
+                        for on_dev in (False, True):
+                            q = ids.to(idt)
+                            q = q.cuda() if on_dev else q
+                            w = f"{what} {name} {idt} ids on {'cuda' if on_dev else 'cpu'}"
+                            before_stats = dict(r.stats)
+                            before_local = dt.local_pulled()
+                            before_rpc = dt.rpc_rows()
+                            gathered = fc.LAUNCHES["gather_rows"]
+                            got = r[q]
+                            want = full[ids]
+                            same(want, got, w)
+                            same(want, r_cpu[ids.to(idt)], w + " (CPU-device reader)", device=False)
+                            assert dt.local_pulled() == before_local, \
+                                f"{w}: local rows were pulled through the DistTensor (RPC)"
+                            hit = torch.isin(ids, cache_ids) if cached else \
+                                torch.zeros_like(ids, dtype=torch.bool)
+                            is_local = (ids >= 20) & (ids < 45)
+                            n_rpc = int((~hit & ~is_local).sum())
+                            n_local = int((~hit & is_local).sum())
+                            assert dt.rpc_rows() - before_rpc == n_rpc, \
+                                f"{w}: {dt.rpc_rows() - before_rpc} rows over RPC, expected {n_rpc}"
+                            assert fc.LAUNCHES["gather_rows"] - gathered == n_local, \
+                                f"{w}: {fc.LAUNCHES['gather_rows'] - gathered} rows gathered " \
+                                f"zero-copy, expected {n_local}"
+                            d = {k: r.stats[k] - before_stats[k] for k in r.stats}
+                            assert d == {"rows_local": n_local, "rows_cached": int(hit.sum()),
+                                         "rows_rpc": n_rpc, "rpc_bytes": n_rpc * r.row_bytes}, \
+                                f"{w}: stats {d}"
+                # the cache changes the route, never the rows: fewer remote rows than uncached
+                if cached:
+                    assert r.stats["rows_cached"] > 0
+                r.reset_stats()
+                assert r.stats == {"rows_local": 0, "rows_cached": 0, "rows_rpc": 0,
+                                   "rpc_bytes": 0}
+            # the same ids with and without the cache: same rows, fewer over RPC
+            ids = _dd_id_sets()["mixed"]
+            plain = DistRowReader(_FakeDistTensor(full, _DD_BOUNDS, 1), torch.device("cuda"))
+            dtc = _FakeDistTensor(full, _DD_BOUNDS, 1)
+            withc = DistRowReader(dtc, torch.device("cuda"), cache_ids=cache_ids)
+            dtc.pulls.clear()
+            same(fc.to_host(plain[ids]), withc[ids], f"{dtype}: cached vs uncached")
+            assert withc.stats["rows_rpc"] < plain.stats["rows_rpc"], (withc.stats, plain.stats)
+            assert dtc.rpc_rows() == withc.stats["rows_rpc"]
+        # a partition at the start and at the end of the id space, and one holding every node
+        full = _dd_table()
+        for bounds, part in (([0, 20, 60], 0), ([0, 20, 60], 1), ([0, 60], 0)):
+            for ids in _dd_id_sets().values():
+                dt = _FakeDistTensor(full, bounds, part)
+                r = DistRowReader(dt, torch.device("cuda"), cache_ids=torch.tensor([1, 40]))
+                dt.pulls.clear()
+                same(full[ids], r[ids], f"partition {part} of {bounds}")
+                assert dt.local_pulled() == 0, f"partition {part} of {bounds}: local rows pulled"
+
+
+# Host syncs of one DistRowReader call on CUDA, per route: none with host ids (what DistDGL's
+# sampler returns: split on the host, indices and RPC rows staged in pinned memory and copied
+# with non_blocking); one with CUDA ids (``__getitem__`` reads them back to split them). Before
+# the fix the reader made 1-3 per uncached call and 3-7 per cached one (blocking H2D copies,
+# nonzero and .cpu() on the device slot map).
+DISTDGL_SYNCS = {
+    # (cached, id set, ids on the device): syncs
+    **{(c, n, False): 0 for c in (False, True)
+       for n in ("local-only", "remote-only", "mixed", "empty", "all-hits")},
+    **{(c, n, True): 1 for c in (False, True)
+       for n in ("local-only", "remote-only", "mixed", "empty", "all-hits")},
+}
+
+
+@scenario("distdgl")
+def distdgl_reader_syncs() -> None:
+    """Host syncs per DistRowReader call on CUDA (host ids, as the loader passes them), with and
+    without the cache, through ``rows`` (the loader's route) and ``__getitem__``."""
+    from samplers.loading._distdgl import DistRowReader
+    full = _dd_table()
+    sets = _dd_id_sets()
+    sets["all-hits"] = torch.tensor([0, 45, 21])
+    seen = {}
+    with _fake_dgl():
+        for cached in (False, True):
+            ci = torch.tensor([0, 45, 21, 59, 30]) if cached else None
+            r = DistRowReader(_FakeDistTensor(full, _DD_BOUNDS, 1), torch.device("cuda"),
+                              cache_ids=ci)
+            for name in ("local-only", "remote-only", "mixed", "empty", "all-hits"):
+                ids = sets[name]
+                dev_ids = ids.cuda()
+                for route in ("rows", "getitem", "getitem-cuda-ids"):
+                    with fc.count_syncs() as c:
+                        got = r.rows(ids) if route == "rows" else \
+                            r[ids] if route == "getitem" else r[dev_ids]
+                    same(full[ids], got, f"cached={cached} {name} {route}")
+                    seen[(cached, name, route == "getitem-cuda-ids", route)] = \
+                        (sum(c.values()), dict(c))
+    print("DistRowReader host syncs per call:")
+    for k, (n, detail) in seen.items():
+        print(f"   {k}: {n}  {detail}")
+    bad = {k: v for k, v in seen.items() if v[0] != DISTDGL_SYNCS[k[:3]]}
+    assert not bad, f"host syncs per call differ from DISTDGL_SYNCS: {bad}"
+
+
+@scenario("distdgl")
+def distdgl_reader_errors() -> None:
+    """Clear errors, raised before any device work: ids out of range (negative, past the end, as
+    int32 and on the device), ids that are not 1-D integers, bad cache ids, and tables the
+    reader cannot serve zero-copy."""
+    from samplers.loading._distdgl import DistRowReader
+    full = _dd_table()
+    with _fake_dgl():
+        for ci in (None, torch.tensor([0, 30])):
+            dt = _FakeDistTensor(full, _DD_BOUNDS, 1)
+            r = DistRowReader(dt, torch.device("cuda"), cache_ids=ci)
+            dt.pulls.clear()
+            for bad in ([0, 60], [-1, 3], [25, 1000]):
+                for q in (torch.tensor(bad), torch.tensor(bad, dtype=torch.int32),
+                          torch.tensor(bad).cuda()):
+                    expect_error(IndexError, lambda: r[q], "node ids out of range [0, 60)")
+            assert not dt.pulls, "an out-of-range call pulled rows before failing"
+            expect_error(TypeError, lambda: r[torch.tensor([1.0, 2.0])], "1-D integer tensor")
+            expect_error(TypeError, lambda: r[torch.tensor([True, False])], "1-D integer tensor")
+            expect_error(TypeError, lambda: r[torch.tensor([[1, 2]])], "1-D integer tensor")
+            # the reader still works after the errors
+            same(full[torch.tensor([1, 30, 50])], r[[1, 30, 50]], "after errors")
+        expect_error(IndexError, lambda: DistRowReader(_FakeDistTensor(full, _DD_BOUNDS, 1),
+                                                       torch.device("cuda"),
+                                                       cache_ids=torch.tensor([0, 60])),
+                     "cache ids out of range")
+        expect_error(ValueError, lambda: DistRowReader(_FakeDistTensor(full, _DD_BOUNDS, 1),
+                                                       torch.device("cuda"),
+                                                       cache_ids=torch.tensor([3, 3])),
+                     "cache ids must be distinct")
+        expect_error(TypeError, lambda: DistRowReader(full, torch.device("cuda")),
+                     "expected a dgl.distributed.DistTensor")
+        expect_error(ValueError, lambda: DistRowReader(
+            _FakeDistTensor(full, _DD_BOUNDS, 1, is_node=False), torch.device("cuda")),
+            "edge table")
+        unmapped = _FakeDistTensor(full, _DD_BOUNDS, 1)
+        unmapped.local_partition = None
+        expect_error(RuntimeError, lambda: DistRowReader(unmapped, torch.device("cuda")),
+                     "is not mapped in this process")
+        holes = _FakeDistTensor(full, _DD_BOUNDS, 1)
+        holes.part_policy.partition_book.partid2nids = \
+            lambda p, t="_N": torch.tensor([20, 21, 23])
+        expect_error(ValueError, lambda: DistRowReader(holes, torch.device("cuda")),
+                     "not one contiguous range")
