@@ -33,6 +33,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from ._streams import to_device_async
+
 __all__ = ["GpuRowCache", "cache", "uncache", "cache_info"]
 
 _CHUNK_BYTES = 64 << 20   # host rows staged per copy when (re)filling a cache
@@ -160,11 +162,11 @@ class GpuRowCache:
             total = k if slots is None else slots.numel()
             for s in range(0, total, step):
                 if slots is None:   # slots s..e hold ids[s:e]: gather straight into the rows
-                    idx = _to_device(self.ids[s:s + step], dev)
+                    idx = to_device_async(self.ids[s:s + step], dev)
                     _gather_cuda.gather_rows_cuda(dev_ptr, n, row_bytes, idx, self.rows[s:s + step])
                 else:
                     sl = slots[s:s + step]
-                    both = _to_device(torch.stack([self.ids[sl], sl]), dev)
+                    both = to_device_async(torch.stack([self.ids[sl], sl]), dev)
                     tmp = torch.empty((sl.numel(),) + tuple(self.rows.shape[1:]),
                                       dtype=self.rows.dtype, device=dev)
                     _gather_cuda.gather_rows_cuda(dev_ptr, n, row_bytes, both[0], tmp)
@@ -192,12 +194,6 @@ class GpuRowCache:
         valid = (index >= -n) & (index < n)
         index = torch.where(valid, torch.where(index < 0, index + n, index), 0)
         return float(((self.slot_of[index] >= 0) & valid).float().mean())
-
-
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``t`` (CPU) on ``device`` without a host sync: staged in pinned memory (PyTorch's host
-    allocator keeps the block until the copy is done), copied with ``non_blocking``."""
-    return t.contiguous().pin_memory().to(device, non_blocking=True)
 
 
 def _values_of(table):

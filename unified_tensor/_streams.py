@@ -23,7 +23,7 @@ from typing import Any, Iterable, Optional, Union
 
 import torch
 
-__all__ = ["side_stream", "record_event", "hand_over"]
+__all__ = ["side_stream", "record_event", "hand_over", "to_device_async"]
 
 DeviceLike = Union[torch.device, str, int]
 
@@ -115,3 +115,15 @@ def hand_over(tensors: Iterable[Any], event: Optional["torch.cuda.Event"],
             t_dev = getattr(t, "device", None)
             if t_dev is None or torch.device(t_dev).type == "cuda":
                 t.record_stream(current)
+
+
+def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device`` without a host sync: a CPU tensor goes to a GPU staged in pinned memory
+    (PyTorch's host allocator keeps the block until the copy is done) and copied with
+    ``non_blocking``; a tensor already there is returned as it is; anything else is a plain
+    ``.to``."""
+    if t.device == device:
+        return t
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.contiguous().pin_memory().to(device, non_blocking=True)
+    return t.to(device)

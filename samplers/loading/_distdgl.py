@@ -29,6 +29,8 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
+from unified_tensor._streams import to_device_async
+
 from ._core import _normalise_device
 
 __all__ = ["DistNodeDataLoader", "DistRowReader", "is_dist_graph"]
@@ -75,15 +77,6 @@ def _split_kernel():
 
         _SPLIT_KERNEL = copy_hits
     return _SPLIT_KERNEL
-
-
-def _h2d(t: Tensor, device: torch.device) -> Tensor:
-    """Host tensor ``t`` on ``device`` without a host sync: on CUDA staged in pinned memory
-    (PyTorch's host allocator keeps the block until the copy is done) and copied with
-    ``non_blocking``; a plain ``.to`` would synchronise the stream."""
-    if device.type != "cuda":
-        return t.to(device)
-    return t.contiguous().pin_memory().to(device, non_blocking=True)
 
 
 def _bytes2d(t: Tensor) -> Tensor:
@@ -209,11 +202,11 @@ class DistRowReader:
             n_local = int(local_pos.numel())
             if remote_pos.numel():
                 rows = self.dist_tensor[ids.index_select(0, remote_pos)]
-                out.index_copy_(0, _h2d(remote_pos, self.device), _h2d(rows, self.device))
+                out.index_copy_(0, to_device_async(remote_pos, self.device), to_device_async(rows, self.device))
             if local_pos.numel():
                 # zero-copy: the GPU gathers straight from the pinned shared memory
-                off = _h2d(ids.index_select(0, local_pos) - self.start, self.device)
-                out.index_copy_(0, _h2d(local_pos, self.device), self.local[off])
+                off = to_device_async(ids.index_select(0, local_pos) - self.start, self.device)
+                out.index_copy_(0, to_device_async(local_pos, self.device), self.local[off])
         n_remote = ids.numel() - n_local
         self._last_rpc_rows = n_remote
         if count:
@@ -258,10 +251,10 @@ class DistRowReader:
         hit_pos = (~miss).nonzero().squeeze(1)
         out = torch.empty((ids.numel(),) + self.row_shape, dtype=self.dtype, device=self.device)
         if miss_pos.numel():
-            out.index_copy_(0, _h2d(miss_pos, self.device),
+            out.index_copy_(0, to_device_async(miss_pos, self.device),
                             self._read(ids.index_select(0, miss_pos)))
-        hit_slot = _h2d(slot.index_select(0, hit_pos).long(), self.device)
-        out.index_copy_(0, _h2d(hit_pos, self.device),
+        hit_slot = to_device_async(slot.index_select(0, hit_pos).long(), self.device)
+        out.index_copy_(0, to_device_async(hit_pos, self.device),
                         self._cache_rows.index_select(0, hit_slot))
         self.stats["rows_cached"] += int(hit_pos.numel())
         return out

@@ -35,6 +35,8 @@ import weakref
 import numpy as np
 import torch
 
+from unified_tensor._streams import to_device_async
+
 from ..graph._csc import CSCGraph, _plain
 from ..graph._hetero_csc import HeteroCSCGraph
 from ..graph._pair import PairGraph
@@ -69,22 +71,12 @@ class UniformNegativeSampler:
         the CPU and, for CUDA ``src``, copied without a host sync)."""
         gen = torch.Generator().manual_seed(key & ((1 << 63) - 1))
         n = src.numel() * self.k
-        dst = _to_device_async(torch.randint(0, max(num_dst_nodes, 1), (n,), generator=gen),
+        dst = to_device_async(torch.randint(0, max(num_dst_nodes, 1), (n,), generator=gen),
                                src.device)
         return src.repeat_interleave(self.k), dst.to(src.dtype)
 
     def __repr__(self) -> str:
         return f"UniformNegativeSampler(k={self.k})"
-
-
-def _to_device_async(t: Tensor, device: torch.device) -> Tensor:
-    """``t`` on ``device``; a CPU tensor goes to a GPU through pinned memory with
-    ``non_blocking`` (no host sync; PyTorch keeps the pinned block until the copy is done)."""
-    if t.device == device:
-        return t
-    if device.type == "cuda" and t.device.type == "cpu":
-        return t.contiguous().pin_memory().to(device, non_blocking=True)
-    return t.to(device)
 
 
 # Each graph's endpoint tables (edge_endpoints: src, dst, CSC position per edge id) pinned in place,
@@ -171,6 +163,19 @@ def _endpoint_pieces(seeds: Any, pos: Dict[Any, Any], neg: Dict[Any, Any],
             pieces.setdefault(s_t, []).append(neg[et][0])
             pieces.setdefault(d_t, []).append(neg[et][1])
     return pieces
+
+
+def _pair_edge_indices(seeds: Any, neg: Dict[Any, Any], local: Dict[Any, Any],
+                       hetero: bool) -> Tuple[Dict[Any, Tensor], Dict[Any, Tensor]]:
+    """The positive and negative pair graphs' ``[2, n]`` local edge indices, taking the compacted
+    endpoint pieces from ``local`` (an iterator per node type) in :func:`_endpoint_pieces`' order."""
+    pos_ei, neg_ei = {}, {}
+    for et in seeds:
+        s_t, d_t = (et[0], et[2]) if hetero else (None, None)
+        pos_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
+        if et in neg:
+            neg_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
+    return pos_ei, neg_ei
 
 
 def _compact(pieces: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
@@ -296,12 +301,7 @@ class EdgePredictionSampler:
         for nt, ps in pieces.items():
             nodes[nt], loc = _compact(ps)
             local[nt] = iter(loc)
-        pos_ei, neg_ei = {}, {}
-        for et in seeds:
-            s_t, d_t = (et[0], et[2]) if hetero else (None, None)
-            pos_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
-            if et in neg:
-                neg_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
+        pos_ei, neg_ei = _pair_edge_indices(seeds, neg, local, hetero)
         idtype = graph.idtype
         if hetero:
             node_ids = {nt: v.to(idtype) for nt, v in nodes.items()}
@@ -366,12 +366,7 @@ class EdgePredictionSampler:
                 parts.append(loc[at:at + p.numel()])
                 at += p.numel()
             local[nt] = iter(parts)
-        pos_ei, neg_ei = {}, {}
-        for et in seeds:
-            s_t, d_t = (et[0], et[2]) if hetero else (None, None)
-            pos_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
-            if et in neg:
-                neg_ei[et] = torch.stack([next(local[s_t]), next(local[d_t])])
+        pos_ei, neg_ei = _pair_edge_indices(seeds, neg, local, hetero)
         excluded = self._excluded_positions_cuda(graph, self._excluded(graph, seeds, hetero),
                                                  hetero, device, flags)
         sampler = self.sampler
@@ -440,7 +435,7 @@ class EdgePredictionSampler:
         for et, eids in excluded.items():
             g = graph[et] if hetero else graph
             n_e = g.num_edges
-            e = _to_device_async(eids.reshape(-1).long(), device)
+            e = to_device_async(eids.reshape(-1).long(), device)
             where = '' if et is None else f' of {et!r}'
             flags.append((((e < 0) | (e >= n_e)).any(), functools.partial(
                 _raise_range, f"excluded edge id {{bad}}{where} is outside [0, {{n}})", e, n_e)))
@@ -532,7 +527,7 @@ def _device_negatives(pair: Any, num_src: int, num_dst: int, device: torch.devic
         if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
             raise TypeError(f"negative_sampler(...) returned {what} ids of dtype {x.dtype}")
         # a user's sampler may build its ids on the CPU (torch.randint without device=)
-        x = _to_device_async(x, device)
+        x = to_device_async(x, device)
         if x.numel():
             flags.append((((x < 0) | (x >= n)).any(), functools.partial(
                 _raise_range, f"negative_sampler(...) returned {what} node {{bad}}, outside "
