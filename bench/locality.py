@@ -98,17 +98,11 @@ def latent_order(g, communities, hot_fraction: float) -> np.ndarray:
     """``old_of_new`` of the generator's own hierarchy (field, venue, small community), hottest
     (out-degree) first inside a community, after the same hot prefix as the community order: the
     locality the graph was built with, known only to the generator."""
+    from samplers.graph._reorder import hot_first_order
+
     hot = g.out_degrees().numpy().astype(np.float64)
-    n = hot.shape[0]
-    is_cold = np.ones(n, np.int8)
     keys = [communities[k].astype(np.int64).copy() for k in ("community", "venue", "field")]
-    num_hot = int(round(hot_fraction * n))
-    if num_hot:
-        top = np.argsort(-hot, kind="stable")[:num_hot]
-        is_cold[top] = 0
-        for k in keys:
-            k[top] = -1
-    return np.lexsort([np.arange(n), -hot] + keys + [is_cold])
+    return hot_first_order(hot, keys, hot_fraction)
 
 
 def main(argv=None) -> dict:

@@ -30,7 +30,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Mapping
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -202,6 +202,14 @@ def _community_order(indptr: np.ndarray, indices: np.ndarray, hot: np.ndarray, h
         ptr, idx, wt = contract(ptr, idx, wt, label, uniq.shape[0])
         node_w = np.bincount(label, weights=node_w, minlength=uniq.shape[0]).astype(np.int64)
         cap *= _LEVEL_GROWTH
+    return hot_first_order(hot, keys, hot_fraction)
+
+
+def hot_first_order(hot: np.ndarray, keys: list, hot_fraction: float) -> np.ndarray:
+    """``old_of_new``: the hottest ``hot_fraction`` of the nodes first, by hotness alone; then the
+    rest grouped by ``keys`` (cluster ids per node, finest level first; changed in place), hottest
+    first inside the finest group, ties by old id."""
+    n = hot.shape[0]
     num_hot = int(round(hot_fraction * n))
     is_cold = np.ones(n, np.int8)
     if num_hot:
@@ -210,7 +218,7 @@ def _community_order(indptr: np.ndarray, indices: np.ndarray, hot: np.ndarray, h
         for k in keys:   # the hot prefix is ordered by hotness alone
             k[top] = -1
     # lexsort: last key is the primary one
-    return np.lexsort([np.arange(n), -hot] + keys + [is_cold])
+    return np.lexsort([np.arange(n), -hot] + list(keys) + [is_cold])
 
 
 # ------------------------------------------------------------------------------------ results
